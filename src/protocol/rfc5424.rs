@@ -1,0 +1,369 @@
+//! RFC 5424 (`<PRI>VERSION TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD [MSG]`), strict.
+//!
+//! A pure function over bytes: the result borrows from the input; only structured-data
+//! values with escapes are copied.
+
+use super::common::{digits_value, fail, fixed_digits, frac_micros, pri, sp};
+use crate::message::SdElement;
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
+use nom::IResult;
+use nom::bytes::complete::{tag, take_while_m_n};
+use nom::character::complete::{char as ch, one_of};
+use std::borrow::Cow;
+
+/// The header and body of one RFC 5424 message, borrowed from the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rfc5424<'a> {
+    pub pri: u8,
+    pub version: u16,
+    /// `None` for NILVALUE.
+    pub timestamp: Option<DateTime<FixedOffset>>,
+    /// The TIMESTAMP exactly as sent.
+    pub timestamp_text: Option<&'a str>,
+    pub hostname: Option<&'a str>,
+    pub app_name: Option<&'a str>,
+    pub procid: Option<&'a str>,
+    pub msgid: Option<&'a str>,
+    pub structured_data: Vec<SdElement<'a>>,
+    /// MSG octets as sent (BOM included); `None` when nothing follows STRUCTURED-DATA.
+    pub msg: Option<&'a [u8]>,
+}
+
+/// The field being read where the first violation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Pri,
+    Version,
+    Timestamp,
+    Hostname,
+    AppName,
+    Procid,
+    Msgid,
+    StructuredData,
+    Msg,
+}
+
+impl Part {
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Pri => "pri",
+            Part::Version => "version",
+            Part::Timestamp => "timestamp",
+            Part::Hostname => "hostname",
+            Part::AppName => "app_name",
+            Part::Procid => "procid",
+            Part::Msgid => "msgid",
+            Part::StructuredData => "structured_data",
+            Part::Msg => "msg",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid RFC 5424 {} at byte {offset}", part.name())]
+pub struct Error {
+    pub part: Part,
+    pub offset: usize,
+}
+
+const MAX_HOSTNAME: usize = 255;
+const MAX_APP_NAME: usize = 48;
+const MAX_PROCID: usize = 128;
+const MAX_MSGID: usize = 32;
+const MAX_SD_NAME: usize = 32;
+
+/// Parses one complete RFC 5424 message.
+pub fn parse(input: &[u8]) -> Result<Rfc5424<'_>, Error> {
+    let at = |part: Part, rest: &[u8]| Error {
+        part,
+        offset: input.len() - rest.len(),
+    };
+    let (rest, pri) = pri(input).map_err(|_| at(Part::Pri, input))?;
+    let (rest, version) = version(rest).map_err(|_| at(Part::Version, rest))?;
+    let (rest, (timestamp, ts_len)) = timestamp(rest).map_err(|_| at(Part::Timestamp, rest))?;
+    let timestamp_text = ascii(&rest[..ts_len]);
+    let rest = &rest[ts_len..];
+    let rest = sp(rest).map_err(|_| at(Part::Timestamp, rest))?.0;
+    let (rest, hostname) =
+        header_field(rest, MAX_HOSTNAME).map_err(|_| at(Part::Hostname, rest))?;
+    let (rest, app_name) = header_field(rest, MAX_APP_NAME).map_err(|_| at(Part::AppName, rest))?;
+    let (rest, procid) = header_field(rest, MAX_PROCID).map_err(|_| at(Part::Procid, rest))?;
+    let (rest, msgid) = header_field(rest, MAX_MSGID).map_err(|_| at(Part::Msgid, rest))?;
+    let (rest, structured_data) =
+        structured_data(rest).map_err(|e| at(Part::StructuredData, error_input(e, rest)))?;
+    let msg = match rest {
+        [] => None,
+        [b' ', msg @ ..] => Some(msg),
+        _ => return Err(at(Part::StructuredData, rest)),
+    };
+    if let Some(body) = msg.and_then(|m| m.strip_prefix(b"\xEF\xBB\xBF")) {
+        // MSG-UTF8: after a BOM the text must be UTF-8.
+        if let Err(e) = std::str::from_utf8(body) {
+            return Err(Error {
+                part: Part::Msg,
+                offset: input.len() - body.len() + e.valid_up_to(),
+            });
+        }
+    }
+    Ok(Rfc5424 {
+        pri,
+        version,
+        timestamp,
+        timestamp_text: timestamp.map(|_| timestamp_text),
+        hostname,
+        app_name,
+        procid,
+        msgid,
+        structured_data,
+        msg,
+    })
+}
+
+fn error_input<'a>(e: nom::Err<nom::error::Error<&'a [u8]>>, fallback: &'a [u8]) -> &'a [u8] {
+    match e {
+        nom::Err::Error(e) | nom::Err::Failure(e) => e.input,
+        nom::Err::Incomplete(_) => fallback,
+    }
+}
+
+/// Text already checked to be ASCII.
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+/// VERSION = NONZERO-DIGIT 0*2DIGIT, then SP.
+fn version(input: &[u8]) -> IResult<&[u8], u16> {
+    let (rest, digits) = take_while_m_n(1, 3, |b: u8| b.is_ascii_digit())(input)?;
+    if digits[0] == b'0' {
+        return fail(input);
+    }
+    let (rest, _) = sp(rest)?;
+    Ok((rest, digits_value(digits) as u16))
+}
+
+/// TIMESTAMP: NILVALUE or FULL-DATE "T" FULL-TIME. Returns the instant and the
+/// length of its text, leaving the input unconsumed so the caller can keep the text.
+fn timestamp(input: &[u8]) -> IResult<&[u8], (Option<DateTime<FixedOffset>>, usize)> {
+    if input.first() == Some(&b'-') {
+        return Ok((input, (None, 1)));
+    }
+    let (rest, t) = full_timestamp(input)?;
+    Ok((input, (Some(t), input.len() - rest.len())))
+}
+
+/// `YYYY-MM-DDThh:mm:ss[.1-6 digits](Z|+hh:mm|-hh:mm)`, checked for real dates.
+pub(crate) fn full_timestamp(input: &[u8]) -> IResult<&[u8], DateTime<FixedOffset>> {
+    let (rest, year) = fixed_digits(4)(input)?;
+    let (rest, _) = ch('-')(rest)?;
+    let (rest, month) = fixed_digits(2)(rest)?;
+    let (rest, _) = ch('-')(rest)?;
+    let (rest, day) = fixed_digits(2)(rest)?;
+    let (rest, _) = ch('T')(rest)?;
+    let (rest, hour) = fixed_digits(2)(rest)?;
+    let (rest, _) = ch(':')(rest)?;
+    let (rest, minute) = fixed_digits(2)(rest)?;
+    let (rest, _) = ch(':')(rest)?;
+    let (rest, second) = fixed_digits(2)(rest)?;
+    let (rest, micros) = match rest.first() {
+        Some(b'.') => {
+            let (r, d) = take_while_m_n(1, 6, |b: u8| b.is_ascii_digit())(&rest[1..])?;
+            (r, frac_micros(d))
+        }
+        _ => (rest, 0),
+    };
+    let (rest, offset) = offset(rest)?;
+    let Some(t) = make_datetime(year, month, day, hour, minute, second, micros, offset) else {
+        return fail(input);
+    };
+    Ok((rest, t))
+}
+
+/// TIME-OFFSET: `Z` or `(+|-)hh:mm`, as seconds east of UTC.
+pub(crate) fn offset(input: &[u8]) -> IResult<&[u8], i32> {
+    if let Ok((rest, _)) = tag::<_, _, nom::error::Error<&[u8]>>(b"Z")(input) {
+        return Ok((rest, 0));
+    }
+    let (rest, sign) = one_of("+-")(input)?;
+    let (rest, hours) = fixed_digits(2)(rest)?;
+    let (rest, _) = ch(':')(rest)?;
+    let (rest, minutes) = fixed_digits(2)(rest)?;
+    if hours > 23 || minutes > 59 {
+        return fail(input);
+    }
+    let secs = (hours * 3600 + minutes * 60) as i32;
+    Ok((rest, if sign == '-' { -secs } else { secs }))
+}
+
+/// A real calendar instant, or `None` (Feb 30, hour 24, second 60, …).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn make_datetime(
+    year: u32,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+    micros: u32,
+    offset_secs: i32,
+) -> Option<DateTime<FixedOffset>> {
+    if second > 59 {
+        return None; // chrono would read 60 as a leap second; RFC 5424 forbids it
+    }
+    let naive = NaiveDate::from_ymd_opt(year as i32, month, day)?
+        .and_hms_micro_opt(hour, minute, second, micros)?;
+    FixedOffset::east_opt(offset_secs)?
+        .from_local_datetime(&naive)
+        .single()
+}
+
+#[inline]
+fn is_print_us_ascii(b: u8) -> bool {
+    (33..=126).contains(&b)
+}
+
+/// One header field (NILVALUE or 1..=max PRINTUSASCII), then SP.
+fn header_field(input: &[u8], max: usize) -> IResult<&[u8], Option<&str>> {
+    let (rest, value) = take_while_m_n(1, max, is_print_us_ascii)(input)?;
+    let (rest, _) = sp(rest)?;
+    Ok((rest, (value != b"-").then(|| ascii(value))))
+}
+
+#[inline]
+fn is_sd_name(b: u8) -> bool {
+    is_print_us_ascii(b) && !matches!(b, b'=' | b']' | b'"')
+}
+
+/// STRUCTURED-DATA: NILVALUE or 1*SD-ELEMENT; SD-IDs must be unique.
+fn structured_data(input: &[u8]) -> IResult<&[u8], Vec<SdElement<'_>>> {
+    if input.first() == Some(&b'-') {
+        return Ok((&input[1..], Vec::new()));
+    }
+    let mut elements: Vec<SdElement<'_>> = Vec::new();
+    let mut rest = input;
+    loop {
+        let start = rest;
+        let (r, element) = sd_element(rest)?;
+        if elements.iter().any(|e| e.id == element.id) {
+            return fail(start);
+        }
+        elements.push(element);
+        rest = r;
+        if rest.first() != Some(&b'[') {
+            break;
+        }
+    }
+    if elements.is_empty() {
+        return fail(input);
+    }
+    Ok((rest, elements))
+}
+
+fn sd_element(input: &[u8]) -> IResult<&[u8], SdElement<'_>> {
+    let (mut rest, _) = ch('[')(input)?;
+    let (r, id) = take_while_m_n(1, MAX_SD_NAME, is_sd_name)(rest)?;
+    rest = r;
+    let mut params = Vec::new();
+    loop {
+        match rest.first() {
+            Some(b']') => {
+                return Ok((
+                    &rest[1..],
+                    SdElement {
+                        id: Cow::Borrowed(ascii(id)),
+                        params,
+                    },
+                ));
+            }
+            Some(b' ') => {
+                let (r, name) = take_while_m_n(1, MAX_SD_NAME, is_sd_name)(&rest[1..])?;
+                let (r, _) = tag(b"=\"")(r)?;
+                let (r, value) = param_value(r)?;
+                params.push((Cow::Borrowed(ascii(name)), value));
+                rest = r;
+            }
+            _ => return fail(rest),
+        }
+    }
+}
+
+/// PARAM-VALUE up to and including its closing quote. `\"`, `\\` and `\]` are
+/// unescaped; any other backslash stays with the character after it (6.3.3).
+fn param_value(input: &[u8]) -> IResult<&[u8], Cow<'_, str>> {
+    let mut escaped = false;
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'\\' if i + 1 < input.len() => {
+                escaped |= matches!(input[i + 1], b'"' | b'\\' | b']');
+                i += 2;
+            }
+            b'\\' => return fail(&input[i..]),
+            b'"' => break,
+            b']' => return fail(&input[i..]), // must be escaped
+            _ => i += 1,
+        }
+    }
+    if i >= input.len() {
+        return fail(&input[input.len()..]);
+    }
+    let raw = &input[..i];
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return fail(input);
+    };
+    let value = if escaped {
+        let mut out = String::with_capacity(text.len());
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                match chars.next() {
+                    Some(n @ ('"' | '\\' | ']')) => out.push(n),
+                    Some(n) => {
+                        out.push('\\');
+                        out.push(n);
+                    }
+                    None => out.push('\\'),
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(text)
+    };
+    Ok((&input[i + 1..], value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_example_with_sd() {
+        let m = parse(
+            b"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 \
+              [exampleSDID@32473 iut=\"3\" eventSource=\"App\\]\"] BOMAn application",
+        )
+        .unwrap();
+        assert_eq!(m.pri, 165);
+        assert_eq!(m.timestamp.unwrap().timestamp_subsec_micros(), 3000);
+        assert_eq!(m.procid, None);
+        assert_eq!(m.structured_data[0].params[1].1, "App]");
+        assert_eq!(m.msg, Some(&b"BOMAn application"[..]));
+    }
+
+    #[test]
+    fn violations_name_their_field() {
+        assert_eq!(
+            parse(b"<34>1 - - - - - [a b=\"]\"]").unwrap_err().part,
+            Part::StructuredData
+        );
+        assert_eq!(
+            parse(b"<34>1 2018-02-29T00:00:00Z - - - - -")
+                .unwrap_err()
+                .part,
+            Part::Timestamp
+        );
+        assert_eq!(parse(b"<34>1 - - - - ID").unwrap_err().part, Part::Msgid);
+    }
+}

@@ -1,0 +1,119 @@
+//! Writing a record back out as RFC 5424 or RFC 3164 (for `logq send`, the simulator,
+//! tests and forwarding). Header fields are made valid rather than rejected: characters
+//! outside PRINTUSASCII become `_` and over-long fields are cut to the RFC's limits.
+
+use crate::message::{Facility, LogMessage};
+use chrono::{DateTime, Local, Utc};
+use std::fmt::Write;
+
+fn pri(m: &LogMessage<'_>) -> u8 {
+    m.facility.unwrap_or(Facility::USER).code() * 8 + m.level.code()
+}
+
+fn push_field(out: &mut String, value: Option<&str>, max: usize) {
+    match value {
+        Some(v) if !v.is_empty() && v != "-" => out.extend(
+            v.chars()
+                .take(max)
+                .map(|c| if ('!'..='~').contains(&c) { c } else { '_' }),
+        ),
+        _ => out.push('-'),
+    }
+}
+
+fn push_sd_name(out: &mut String, name: &str) {
+    let clean = name
+        .chars()
+        .filter(|c| ('!'..='~').contains(c) && !matches!(c, '=' | ']' | '"'))
+        .take(32);
+    let before = out.len();
+    out.extend(clean);
+    if out.len() == before {
+        out.push('_');
+    }
+}
+
+/// RFC 5424 timestamp with microseconds.
+pub fn rfc5424_time(t: DateTime<Utc>) -> impl std::fmt::Display {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+}
+
+/// One RFC 5424 message (no framing). Non-ASCII messages get a BOM, as 6.4 asks.
+pub fn to_rfc5424(m: &LogMessage<'_>, out: &mut String) {
+    let _ = write!(out, "<{}>1 {} ", pri(m), rfc5424_time(m.timestamp));
+    push_field(out, m.hostname.as_deref(), 255);
+    out.push(' ');
+    push_field(out, m.source.as_deref(), 48);
+    out.push(' ');
+    push_field(out, m.procid.as_deref(), 128);
+    out.push(' ');
+    push_field(out, m.msgid.as_deref(), 32);
+    out.push(' ');
+    if m.structured_data.is_empty() {
+        out.push('-');
+    }
+    for el in &m.structured_data {
+        out.push('[');
+        push_sd_name(out, &el.id);
+        for (name, value) in &el.params {
+            out.push(' ');
+            push_sd_name(out, name);
+            out.push_str("=\"");
+            for c in value.chars() {
+                if matches!(c, '"' | '\\' | ']') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+        }
+        out.push(']');
+    }
+    if !m.message.is_empty() {
+        out.push(' ');
+        if !m.message.is_ascii() {
+            out.push('\u{FEFF}');
+        }
+        out.push_str(&m.message);
+    }
+}
+
+/// One RFC 3164 message as syslog(3) writes it: local time, `TAG[PID]: MSG`.
+pub fn to_rfc3164(m: &LogMessage<'_>, out: &mut String) {
+    let local = m.timestamp.with_timezone(&Local);
+    let _ = write!(out, "<{}>{} ", pri(m), local.format("%b %e %H:%M:%S"));
+    push_field(out, m.hostname.as_deref(), 255);
+    out.push(' ');
+    push_field(out, m.source.as_deref(), 48);
+    if let Some(pid) = m.procid.as_deref() {
+        let _ = write!(out, "[{pid}]");
+    }
+    out.push_str(": ");
+    out.push_str(&m.message);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Level, SdElement};
+
+    #[test]
+    fn escapes_sd_and_marks_utf8() {
+        let mut m = LogMessage::new(
+            "héllo",
+            Level::Err,
+            DateTime::from_timestamp(0, 5000).unwrap(),
+        );
+        m.source = Some("my app".into());
+        m.structured_data = vec![SdElement {
+            id: "x@1".into(),
+            params: vec![("k".into(), "a]\"\\".into())],
+        }];
+        let mut out = String::new();
+        to_rfc5424(&m, &mut out);
+        assert_eq!(
+            out,
+            "<11>1 1970-01-01T00:00:00.000005Z - my_app - - [x@1 k=\"a\\]\\\"\\\\\"] \u{FEFF}héllo"
+        );
+    }
+}
