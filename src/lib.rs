@@ -7,3 +7,6 @@ pub mod message;
 pub mod protocol;
 
 pub use message::{Facility, Level, LogMessage, Protocol, SdElement};
+pub mod relay;
+pub mod store;
+pub mod daemon;

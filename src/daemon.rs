@@ -1,0 +1,131 @@
+//! `logrelayd`: flags, logging, signals; the work is in [`crate::relay`].
+
+use crate::relay::Relay;
+use crate::relay::config::{Config, FileConfig, Overrides};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "logrelayd",
+    version,
+    about = "Receive syslog (RFC 5424, RFC 3164) and JSON lines on one port and store them",
+    after_help = "Every flag can also be set in the TOML file given with --config, or through the \
+                  LOGRELAY_* variable named in its help. Flags beat variables, variables beat the file."
+)]
+struct Args {
+    /// TOML configuration file (see fixtures/logrelayd.toml)
+    #[arg(long, env = "LOGRELAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on, TCP and UDP (repeatable) [default: 127.0.0.1:5514]
+    #[arg(long, short = 'l', env = "LOGRELAY_LISTEN", value_delimiter = ',')]
+    listen: Vec<String>,
+    /// The store: sqlite:PATH (default: the user data dir) or a SQL Server connection
+    #[arg(long, env = "LOGRELAY_DB")]
+    db: Option<String>,
+    /// Do not receive UDP datagrams
+    #[arg(long, env = "LOGRELAY_NO_UDP")]
+    no_udp: bool,
+    /// Longest frame in bytes; longer frames are truncated and counted [default: 65536]
+    #[arg(long, env = "LOGRELAY_MAX_FRAME")]
+    max_frame: Option<usize>,
+    /// Most TCP connections at once; more are refused and counted [default: 10000]
+    #[arg(long, env = "LOGRELAY_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Close a connection idle this many seconds [default: 600]
+    #[arg(long, env = "LOGRELAY_IDLE_TIMEOUT")]
+    idle_timeout: Option<u64>,
+    /// Most rows per store transaction [default: 5000]
+    #[arg(long, env = "LOGRELAY_BATCH_ROWS")]
+    batch_rows: Option<usize>,
+    /// Zone for RFC 3164 times, which carry none: local, UTC or +HH:MM [default: local]
+    #[arg(long, env = "LOGRELAY_ZONE")]
+    zone: Option<String>,
+    /// Seconds between counter reports in the log [default: 60]
+    #[arg(long, env = "LOGRELAY_STATS_INTERVAL")]
+    stats_interval: Option<u64>,
+    /// Log level of the daemon's own messages (error, warn, info, debug, trace)
+    #[arg(long, env = "LOGRELAY_LOG", default_value = "info")]
+    log: tracing::Level,
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(args.log)
+        .with_target(false)
+        .init();
+    let file = match &args.config {
+        Some(p) => match FileConfig::load(p) {
+            Ok(f) => f,
+            Err(e) => return fail(&e),
+        },
+        None => FileConfig::default(),
+    };
+    let overrides = Overrides {
+        listen: args.listen,
+        udp: args.no_udp.then_some(false),
+        db: args.db,
+        max_frame: args.max_frame,
+        max_connections: args.max_connections,
+        idle_timeout_secs: args.idle_timeout,
+        batch_rows: args.batch_rows,
+        zone: args.zone,
+        stats_interval_secs: args.stats_interval,
+    };
+    let config = match Config::resolve(file, overrides) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start runtime: {e}")),
+    };
+    runtime.block_on(serve(config))
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("logrelayd: error: {msg}");
+    ExitCode::from(2)
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let db = config.db.to_string();
+    let relay = match Relay::bind(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    for addr in relay.local_addrs() {
+        tracing::info!("listening on {addr}, storing into {db}");
+    }
+    let shutdown = CancellationToken::new();
+    let trigger = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        trigger.cancel();
+    });
+    relay.run(shutdown).await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

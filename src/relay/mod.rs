@@ -1,0 +1,172 @@
+//! The relay daemon: listeners, connections, the batch writer, shutdown.
+//!
+//! ```text
+//! TCP accept ─▶ connection task (read ▸ frame ▸ parse ▸ Batch) ─┐
+//! UDP socket ─▶ datagram task (parse ▸ Batch) ──────────────────┼─▶ bounded channel ─▶ writer thread ─▶ Store
+//! ```
+//! Parsing runs on the tokio workers, the store on its own thread: two cores busy.
+
+pub mod config;
+pub mod connection;
+pub mod stats;
+pub mod udp;
+pub mod writer;
+
+pub use config::Config;
+use stats::{Snapshot, Stats};
+
+use crate::store::{self, Batch, OpenMode};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Batches in flight between the connections and the writer.
+const CHANNEL_BATCHES: usize = 256;
+
+/// What every connection task shares.
+pub struct Shared {
+    pub config: Config,
+    pub stats: Arc<Stats>,
+    pub tx: mpsc::Sender<Batch>,
+}
+
+/// A bound relay, not yet serving: its addresses are known (port 0 resolved).
+pub struct Relay {
+    shared: Arc<Shared>,
+    tcp: Vec<TcpListener>,
+    udp: Vec<UdpSocket>,
+    writer: std::thread::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Opens the store (creating it) and binds every listener.
+    pub async fn bind(config: Config) -> Result<Relay, String> {
+        let store = store::open(&config.db, OpenMode::Create)
+            .map_err(|e| format!("cannot open store {}: {e}", config.db))?;
+        let mut tcp = Vec::new();
+        let mut udp = Vec::new();
+        for addr in &config.listen {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on tcp {addr}: {e}"))?;
+            let bound = l.local_addr().map_err(|e| e.to_string())?;
+            if config.udp {
+                let u = UdpSocket::bind(bound)
+                    .await
+                    .map_err(|e| format!("cannot listen on udp {bound}: {e}"))?;
+                udp.push(u);
+            }
+            tcp.push(l);
+        }
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        let writer_stats = stats.clone();
+        let batch_rows = config.batch_rows;
+        let writer = std::thread::Builder::new()
+            .name("logrelay-writer".into())
+            .spawn(move || writer::run(store, rx, batch_rows, writer_stats))
+            .map_err(|e| format!("cannot start writer thread: {e}"))?;
+        Ok(Relay {
+            shared: Arc::new(Shared { config, stats, tx }),
+            tcp,
+            udp,
+            writer,
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains every connection, commits
+    /// and returns the final counters.
+    pub async fn run(self, shutdown: CancellationToken) -> Snapshot {
+        let Relay {
+            shared,
+            tcp,
+            udp,
+            writer,
+        } = self;
+        let tasks = TaskTracker::new();
+        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        for listener in tcp {
+            tasks.spawn(accept_loop(listener, shared.clone(), limit.clone(), shutdown.clone(), tasks.clone()));
+        }
+        for socket in udp {
+            tasks.spawn(udp::serve(socket, shared.clone(), shutdown.clone()));
+        }
+        let ticker = tokio::spawn(report_periodically(shared.clone(), shutdown.clone()));
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: draining connections");
+        tasks.close();
+        tasks.wait().await;
+        ticker.abort();
+        let _ = ticker.await; // drops its sender before the writer is joined
+        let stats = shared.stats.clone();
+        drop(shared); // the last sender: the writer sees the channel close
+        let joined = tokio::task::spawn_blocking(move || writer.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::error!("writer thread failed");
+        }
+        let snap = stats.snapshot();
+        tracing::info!("stopped: {snap}");
+        snap
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            Stats::add(&shared.stats.connections_rejected, 1);
+            tracing::warn!(peer = %peer, max = shared.config.max_connections, "connection limit reached; refusing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        Stats::add(&shared.stats.connections_total, 1);
+        Stats::add(&shared.stats.connections_open, 1);
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            connection::handle(stream, peer, shared.clone(), shutdown).await;
+            shared.stats.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+async fn report_periodically(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(shared.config.stats_interval);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => tracing::info!("stats: {}", shared.stats.snapshot()),
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! Storage: the `Store` trait, shaped for two backends (the embedded SQLite file and
+//! SQL Server), the batch type the relay writes and the filter `logq` reads with.
+//! Stores know nothing of parsing: they take records, not bytes.
+
+pub mod batch;
+pub mod filter;
+pub mod sqlite;
+
+pub use batch::{Batch, RecordRef};
+pub use filter::{Dialect, Field, Filter, Match};
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("no store at {0} yet (it is created when logrelayd starts)")]
+    Missing(PathBuf),
+    #[error("{0}")]
+    Url(String),
+    #[error("the store at {path} has schema version {found}, newer than this program knows ({known}); upgrade logrelay")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+}
+
+/// How rows come back from [`Store::query`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    pub filter: Filter,
+    /// Newest first (by event time, then id) instead of oldest first.
+    pub newest_first: bool,
+    /// Order by row id (arrival order) rather than event time: what follow mode needs.
+    pub by_id: bool,
+    pub limit: Option<u64>,
+}
+
+/// The result of a visitor: keep going or stop reading rows.
+pub type Visit<'v> = dyn FnMut(i64, &RecordRef<'_>) -> bool + 'v;
+
+pub trait Store: Send {
+    /// Inserts all rows of the batches in one transaction.
+    fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError>;
+    /// Streams matching rows to `visit` (row id and record) until it returns `false`.
+    fn query(&mut self, query: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError>;
+    /// The highest row id, or `None` for an empty store.
+    fn last_id(&mut self) -> Result<Option<i64>, StoreError>;
+}
+
+/// Where the store lives, parsed from `--db` / `LOGRELAY_DB`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(PathBuf),
+    Mssql(String),
+}
+
+impl StoreUrl {
+    /// `sqlite:PATH`, `sqlite://PATH`, a plain path, `mssql://…`, or an ADO.NET string.
+    pub fn parse(s: &str) -> Result<StoreUrl, StoreError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(StoreError::Url("empty store URL".into()));
+        }
+        if let Some(p) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
+            if p.is_empty() {
+                return Err(StoreError::Url(
+                    "sqlite: needs a path, as in sqlite:/var/lib/logrelay/logs.db".into(),
+                ));
+            }
+            return Ok(StoreUrl::Sqlite(PathBuf::from(p)));
+        }
+        let lower = s.to_ascii_lowercase();
+        if lower.starts_with("mssql://")
+            || lower.starts_with("sqlserver://")
+            || lower.contains("server=")
+            || lower.contains("data source=")
+        {
+            return Ok(StoreUrl::Mssql(s.to_string()));
+        }
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(StoreError::Url(format!(
+                "unknown store scheme '{scheme}' (expected sqlite:PATH or mssql://…)"
+            )));
+        }
+        Ok(StoreUrl::Sqlite(PathBuf::from(s)))
+    }
+
+    /// The default store, the same for daemon and CLI: `$XDG_DATA_HOME/logrelay/logs.db`
+    /// (`~/.local/share/logrelay/logs.db`), or `./logrelay.db` without a home.
+    pub fn default_sqlite() -> StoreUrl {
+        let path = dirs::data_dir()
+            .map(|d| d.join("logrelay").join("logs.db"))
+            .unwrap_or_else(|| PathBuf::from("logrelay.db"));
+        StoreUrl::Sqlite(path)
+    }
+}
+
+impl std::fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreUrl::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            // Never print a password.
+            StoreUrl::Mssql(_) => f.write_str("mssql (connection string hidden)"),
+        }
+    }
+}
+
+/// Whether opening may create the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The relay: create the file and schema if needed.
+    Create,
+    /// Readers: the store must exist.
+    Existing,
+}
+
+pub fn open(url: &StoreUrl, mode: OpenMode) -> Result<Box<dyn Store>, StoreError> {
+    match url {
+        StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path, mode)?)),
+        StoreUrl::Mssql(_) => Err(StoreError::Url(
+            "SQL Server stores are not supported by this build yet; use sqlite:PATH".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_urls() {
+        assert_eq!(
+            StoreUrl::parse("sqlite:/tmp/a.db").unwrap(),
+            StoreUrl::Sqlite("/tmp/a.db".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("sqlite:///tmp/a.db").unwrap(),
+            StoreUrl::Sqlite("/tmp/a.db".into())
+        );
+        assert_eq!(StoreUrl::parse("logs.db").unwrap(), StoreUrl::Sqlite("logs.db".into()));
+        assert!(matches!(
+            StoreUrl::parse("server=tcp:db,1433;database=LoggingDB").unwrap(),
+            StoreUrl::Mssql(_)
+        ));
+        assert!(StoreUrl::parse("postgres://x").is_err());
+        assert!(StoreUrl::parse("sqlite:").is_err());
+    }
+}
