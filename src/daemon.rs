@@ -57,6 +57,7 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_max_level(args.log)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let file = match &args.config {
         Some(p) => match FileConfig::load(p) {
@@ -104,13 +105,18 @@ async fn serve(config: Config) -> ExitCode {
     for addr in relay.local_addrs() {
         tracing::info!("listening on {addr}, storing into {db}");
     }
+    // The signal is awaited here, on the thread that runs block_on, so a busy worker
+    // pool cannot delay it.
     let shutdown = CancellationToken::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        trigger.cancel();
-    });
-    relay.run(shutdown).await;
+    let run = relay.run(shutdown.clone());
+    tokio::pin!(run);
+    tokio::select! {
+        _ = &mut run => {}
+        _ = wait_for_signal() => {
+            shutdown.cancel();
+            run.await;
+        }
+    }
     ExitCode::SUCCESS
 }
 

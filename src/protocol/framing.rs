@@ -6,7 +6,7 @@
 //! the consumed prefix, read more; at end of stream call [`Decoder::decode_eof`] the same
 //! way, which also delivers an unterminated last frame.
 
-use memchr::memchr;
+use memchr::{memchr, memchr2};
 
 /// Default frame limit (DESIGN.md): 64 KiB.
 pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
@@ -22,8 +22,10 @@ pub enum Mode {
     Lf,
     /// Frames end at NUL.
     Nul,
-    /// Per frame: octet counting when the frame starts `DIGITS SP <`, else LF framing.
-    /// A sender that loses sync falls back to LF framing instead of losing the stream.
+    /// Per frame: octet counting when the frame starts `DIGITS SP <`, else a frame
+    /// that ends at LF or NUL (Python's `SysLogHandler` ends TCP messages with NUL, as
+    /// syslog-ng's text server accepts). A sender that loses sync falls back to LF
+    /// framing instead of losing the stream.
     Auto,
 }
 
@@ -57,11 +59,29 @@ pub enum Event<'a> {
     Error(FramingError),
 }
 
+/// What ends a non-transparent frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trailer {
+    Lf,
+    Nul,
+    LfOrNul,
+}
+
+impl Trailer {
+    fn find(self, buf: &[u8]) -> Option<usize> {
+        match self {
+            Trailer::Lf => memchr(b'\n', buf),
+            Trailer::Nul => memchr(0, buf),
+            Trailer::LfOrNul => memchr2(b'\n', 0, buf),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     FrameStart,
     /// Discarding the rest of an oversize line, up to its terminator.
-    SkipToTrailer(u8),
+    SkipToTrailer(Trailer),
     /// Discarding the rest of an oversize octet-counted frame.
     SkipOctets(u64),
     Failed,
@@ -119,7 +139,7 @@ impl Decoder {
                     }
                     self.state = State::FrameStart;
                 }
-                State::SkipToTrailer(t) => match memchr(t, rest) {
+                State::SkipToTrailer(t) => match t.find(rest) {
                     Some(i) => {
                         consumed += i + 1;
                         self.state = State::FrameStart;
@@ -139,8 +159,8 @@ impl Decoder {
 
     fn frame<'a>(&mut self, buf: &'a [u8], eof: bool) -> (usize, Option<Event<'a>>) {
         match self.mode {
-            Mode::Lf => self.delimited(buf, b'\n', eof),
-            Mode::Nul => self.delimited(buf, 0, eof),
+            Mode::Lf => self.delimited(buf, Trailer::Lf, eof),
+            Mode::Nul => self.delimited(buf, Trailer::Nul, eof),
             Mode::OctetCounting => match octet_header(buf, eof, false) {
                 Header::NeedMore => (0, None),
                 Header::Octet { header_len, len } => self.octet(buf, header_len, len, eof),
@@ -152,7 +172,7 @@ impl Decoder {
             Mode::Auto => match octet_header(buf, eof, true) {
                 Header::NeedMore => (0, None),
                 Header::Octet { header_len, len } => self.octet(buf, header_len, len, eof),
-                Header::NotOctet(_) => self.delimited(buf, b'\n', eof),
+                Header::NotOctet(_) => self.delimited(buf, Trailer::LfOrNul, eof),
             },
         }
     }
@@ -197,15 +217,15 @@ impl Decoder {
     fn delimited<'a>(
         &mut self,
         buf: &'a [u8],
-        trailer: u8,
+        trailer: Trailer,
         eof: bool,
     ) -> (usize, Option<Event<'a>>) {
         let max = self.max_frame;
         let window = &buf[..buf.len().min(max + 2)];
-        match memchr(trailer, window) {
+        match trailer.find(window) {
             Some(i) => {
                 let mut frame = &buf[..i];
-                if trailer == b'\n' {
+                if buf[i] == b'\n' {
                     frame = frame.strip_suffix(b"\r").unwrap_or(frame);
                 }
                 if frame.len() > max {

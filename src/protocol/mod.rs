@@ -45,9 +45,9 @@ pub fn decode_frame<'a>(frame: &'a [u8], ctx: &Context<'a>) -> Option<LogMessage
         b'{' => json::parse(body, ctx.received).ok(),
         b'<' if looks_like_5424(body) => match rfc5424::parse(body) {
             Ok(m) => Some(from_5424(m, ctx)),
-            Err(_) => rfc3164::parse(body).ok().map(|m| from_3164(m, ctx)),
+            Err(_) => rfc3164::parse_lenient(body).ok().map(|m| from_3164(m, ctx)),
         },
-        _ => rfc3164::parse(body).ok().map(|m| from_3164(m, ctx)),
+        _ => rfc3164::parse_lenient(body).ok().map(|m| from_3164(m, ctx)),
     }
     .unwrap_or_else(|| raw(frame, ctx));
     msg.received = ctx.received;
@@ -99,7 +99,7 @@ pub fn from_3164<'a>(m: rfc3164::Rfc3164<'a>, ctx: &Context<'a>) -> LogMessage<'
     LogMessage {
         timestamp: m
             .timestamp
-            .resolve(&ctx.zone, ctx.received)
+            .and_then(|t| t.resolve(&ctx.zone, ctx.received))
             .unwrap_or(ctx.received),
         received: ctx.received,
         level,
@@ -162,14 +162,26 @@ mod tests {
     #[test]
     fn raw_keeps_text_and_readable_pri() {
         let c = ctx();
-        let m = decode_frame(b"<11>not a timestamp", &c).unwrap();
+        let m = decode_frame(b"<11 no pri end", &c).unwrap();
         assert_eq!(m.protocol, Protocol::Raw);
-        assert_eq!(m.level, Level::Err);
-        assert_eq!(m.facility.unwrap().name(), "user");
-        assert_eq!(m.message, "not a timestamp");
+        assert_eq!(m.message, "<11 no pri end");
         assert_eq!(m.peer.as_deref(), Some("127.0.0.1:5000"));
+        let m = decode_frame(b"<14>1 broken 5424 header", &c).unwrap();
+        assert_eq!((m.protocol, m.level), (Protocol::Rfc3164, Level::Info));
+        assert_eq!(m.message, "1 broken 5424 header");
         let m = decode_frame(b"<999>x", &c).unwrap();
         assert_eq!((m.message.as_ref(), m.level), ("<999>x", Level::Notice));
+    }
+
+    #[test]
+    fn pri_without_timestamp_is_read_as_rfc3164_allows() {
+        let c = ctx();
+        let m = decode_frame(b"<11>myapp[42]: disk full", &c).unwrap();
+        assert_eq!(m.protocol, Protocol::Rfc3164);
+        assert_eq!((m.level, m.facility.unwrap().name()), (Level::Err, "user"));
+        assert_eq!((m.source.as_deref(), m.procid.as_deref()), (Some("myapp"), Some("42")));
+        assert_eq!(m.message, "disk full");
+        assert_eq!(m.timestamp, c.received);
     }
 
     #[test]

@@ -18,9 +18,10 @@ use std::borrow::Cow;
 pub struct Rfc3164<'a> {
     /// `None` when the message had no PRI (RFC 3164 4.3.3 then means user.notice).
     pub pri: Option<u8>,
-    pub timestamp: Timestamp,
+    /// `None` only from [`parse_lenient`], for a message that has none.
+    pub timestamp: Option<Timestamp>,
     /// The timestamp exactly as written, without a `:` after it.
-    pub timestamp_text: &'a str,
+    pub timestamp_text: Option<&'a str>,
     pub hostname: Option<Cow<'a, str>>,
     /// The TAG without `[pid]`.
     pub tag: Option<Cow<'a, str>>,
@@ -158,8 +159,8 @@ pub fn parse(input: &[u8]) -> Result<Rfc3164<'_>, Error> {
 
     let mut m = Rfc3164 {
         pri,
-        timestamp,
-        timestamp_text,
+        timestamp: Some(timestamp),
+        timestamp_text: Some(timestamp_text),
         hostname: head.hostname.map(lossy),
         tag: None,
         procid: None,
@@ -199,6 +200,41 @@ pub fn parse(input: &[u8]) -> Result<Rfc3164<'_>, Error> {
         }
     }
     tag_and_msg(rest, &mut m);
+    Ok(m)
+}
+
+/// Like [`parse`], but a message with a valid PRI and no timestamp is still read, as
+/// RFC 3164 4.3.2 asks of relays: no time and no hostname, `TAG[pid]:` when the first
+/// word has that form, and the rest is the message (`<15> openvpn[2499]: …`).
+pub fn parse_lenient(input: &[u8]) -> Result<Rfc3164<'_>, Error> {
+    let e = match parse(input) {
+        Ok(m) => return Ok(m),
+        Err(e) if e.part != Part::Timestamp => return Err(e),
+        Err(e) => e,
+    };
+    let input = input
+        .strip_suffix(b"\r\n")
+        .or_else(|| input.strip_suffix(b"\n"))
+        .unwrap_or(input);
+    let Ok((rest, pri)) = pri(input) else {
+        return Err(e);
+    };
+    let rest = skip_spaces(rest);
+    let mut m = Rfc3164 {
+        pri: Some(pri),
+        timestamp: None,
+        timestamp_text: None,
+        hostname: None,
+        tag: None,
+        procid: None,
+        msg: rest,
+        message_counter: None,
+        sequence: None,
+        clock_unsynced: false,
+    };
+    if is_tag_word(word(rest).1) {
+        tag_and_msg(rest, &mut m);
+    }
     Ok(m)
 }
 
@@ -502,13 +538,13 @@ mod tests {
         let utc = FixedOffset::east_opt(0).unwrap();
         let now = Utc.with_ymd_and_hms(2027, 1, 1, 0, 5, 0).unwrap();
         let m = parse(b"<13>Dec 31 23:59:00 h t: x").unwrap();
-        let t = m.timestamp.resolve(&utc, now).unwrap();
+        let t = m.timestamp.unwrap().resolve(&utc, now).unwrap();
         assert_eq!(t.year(), 2026);
         let m = parse(b"<13>Jan  1 00:04:00 h t: x").unwrap();
-        assert_eq!(m.timestamp.resolve(&utc, now).unwrap().year(), 2027);
+        assert_eq!(m.timestamp.unwrap().resolve(&utc, now).unwrap().year(), 2027);
         // Feb 29 goes back to the last leap year.
         let m = parse(b"<13>Feb 29 12:00:00 h t: x").unwrap();
-        assert_eq!(m.timestamp.resolve(&utc, now).unwrap().year(), 2024);
+        assert_eq!(m.timestamp.unwrap().resolve(&utc, now).unwrap().year(), 2024);
     }
 
     #[test]
@@ -516,7 +552,7 @@ mod tests {
         let plus2 = FixedOffset::east_opt(7200).unwrap();
         let now = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
         let m = parse(b"<13>May  1 12:00:00 h t: x").unwrap();
-        let t = m.timestamp.resolve(&plus2, now).unwrap();
+        let t = m.timestamp.unwrap().resolve(&plus2, now).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-05-01T10:00:00+00:00");
     }
 }

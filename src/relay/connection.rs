@@ -10,20 +10,17 @@ use crate::store::Batch;
 use chrono::Utc;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 const READ_SIZE: usize = 64 * 1024;
-const SHUTDOWN_DRAIN_READS: u32 = 256;
-
-/// Reads what is already available without waiting; 0 when nothing is.
-fn read_ready(stream: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    match stream.try_read_buf(buf) {
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(0),
-        other => other,
-    }
-}
+/// At shutdown: a connection with nothing to read for this long is finished…
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+/// …and none is read for longer than this, however fast its sender keeps sending.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Frames cut from one read, parsed into `batch`. Returns how many bytes were used.
 pub fn parse_frames(
@@ -80,21 +77,20 @@ pub async fn handle(
     let mut decoder = Decoder::new(Mode::Auto, shared.config.max_frame);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
     let idle = shared.config.idle_timeout;
-    // Once shutdown starts, what the kernel already holds is still read (a bounded
-    // number of times), then the connection ends as at EOF.
-    let mut drain_reads_left: Option<u32> = None;
+    // Once shutdown starts, what the sender already sent is still read: until a read
+    // finds nothing for a moment, or the drain deadline passes.
+    let mut drain_until: Option<Instant> = None;
     loop {
         buf.reserve(READ_SIZE);
-        let read = match drain_reads_left.as_mut() {
-            Some(0) => Ok(0),
-            Some(left) => {
-                *left -= 1;
-                read_ready(&stream, &mut buf)
-            }
+        let read = match drain_until {
+            Some(deadline) if Instant::now() >= deadline => Ok(0),
+            Some(_) => tokio::time::timeout(DRAIN_QUIET, stream.read_buf(&mut buf))
+                .await
+                .unwrap_or(Ok(0)),
             None => tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    drain_reads_left = Some(SHUTDOWN_DRAIN_READS);
+                    drain_until = Some(Instant::now() + DRAIN_DEADLINE);
                     continue;
                 }
                 r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r.unwrap_or_else(|_| {
@@ -118,12 +114,25 @@ pub async fn handle(
             zone: shared.config.zone.offset_at(received),
         };
         let mut batch = Batch::with_capacity(256, buf.len() + buf.len() / 4);
-        let used = parse_frames(&mut decoder, &buf, eof, &ctx, &mut batch, &shared.stats);
+        let used = parse_frames(&mut decoder, &buf, false, &ctx, &mut batch, &shared.stats);
         buf.drain(..used);
+        if eof && !buf.is_empty() {
+            if drain_until.is_some() {
+                // Cut off by shutdown, not ended by the sender: the last frame is
+                // probably incomplete. Keep it, but count and say so.
+                Stats::add(&shared.stats.truncated, 1);
+                tracing::warn!(peer = %peer, bytes = buf.len(), "incomplete frame at shutdown kept");
+            }
+            parse_frames(&mut decoder, &buf, true, &ctx, &mut batch, &shared.stats);
+            buf.clear();
+        }
         if !batch.is_empty() && shared.tx.send(batch).await.is_err() {
             tracing::error!(peer = %peer, "writer has stopped; closing connection");
             break;
         }
+        // A read of 64 KiB is a lot of parsing: let other connections (and the
+        // signal handler) run between reads even when this socket is always ready.
+        tokio::task::yield_now().await;
         if eof {
             break;
         }

@@ -130,8 +130,12 @@ async fn accept_loop(
 ) {
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            biased;
             a = listener.accept() => a,
+            _ = shutdown.cancelled() => {
+                take_backlog(listener, &shared, &limit, &shutdown, &tasks);
+                return;
+            }
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -142,22 +146,57 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            Stats::add(&shared.stats.connections_rejected, 1);
-            tracing::warn!(peer = %peer, max = shared.config.max_connections, "connection limit reached; refusing");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        Stats::add(&shared.stats.connections_total, 1);
-        Stats::add(&shared.stats.connections_open, 1);
-        let shared = shared.clone();
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            connection::handle(stream, peer, shared.clone(), shutdown).await;
-            shared.stats.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            drop(permit);
-        });
+        spawn_connection(stream, peer, &shared, &limit, &shutdown, &tasks);
     }
+}
+
+/// At shutdown, connections already established in the backlog may hold data their
+/// senders consider sent: accept them too (they drain, then close). A plain
+/// non-blocking accept(2) loop, so nothing depends on a readiness event not yet seen.
+fn take_backlog(
+    listener: TcpListener,
+    shared: &Arc<Shared>,
+    limit: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let Ok(listener) = listener.into_std() else {
+        return;
+    };
+    while let Ok((stream, peer)) = listener.accept() {
+        let stream = stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpStream::from_std(stream));
+        match stream {
+            Ok(s) => spawn_connection(s, peer, shared, limit, shutdown, tasks),
+            Err(e) => tracing::warn!(peer = %peer, error = %e, "cannot take connection at shutdown"),
+        }
+    }
+}
+
+fn spawn_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    limit: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) {
+    let Ok(permit) = limit.clone().try_acquire_owned() else {
+        Stats::add(&shared.stats.connections_rejected, 1);
+        tracing::warn!(peer = %peer, max = shared.config.max_connections, "connection limit reached; refusing");
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    Stats::add(&shared.stats.connections_total, 1);
+    Stats::add(&shared.stats.connections_open, 1);
+    let shared = shared.clone();
+    let shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        connection::handle(stream, peer, shared.clone(), shutdown).await;
+        shared.stats.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        drop(permit);
+    });
 }
 
 async fn report_periodically(shared: Arc<Shared>, shutdown: CancellationToken) {
