@@ -68,6 +68,14 @@ fn is_iso_date(rest: &[u8]) -> bool {
     rest.len() > 4 && rest[..4].iter().all(u8::is_ascii_digit) && rest[4] == b'-'
 }
 
+/// One LF (or CRLF) ending a message is framing residue (rsyslog's RFC 5424 templates
+/// end in `\n` even inside octet-counted frames); newlines inside the text stay.
+fn trailing_newline(b: &[u8]) -> &[u8] {
+    b.strip_suffix(b"\r\n")
+        .or_else(|| b.strip_suffix(b"\n"))
+        .unwrap_or(b)
+}
+
 fn pri_parts(pri: u8) -> (Level, Option<Facility>) {
     (
         Level::from_code(pri & 7).unwrap_or(Level::Notice),
@@ -87,7 +95,7 @@ pub fn from_5424<'a>(m: rfc5424::Rfc5424<'a>, ctx: &Context<'a>) -> LogMessage<'
         procid: m.procid.map(Cow::Borrowed),
         msgid: m.msgid.map(Cow::Borrowed),
         structured_data: m.structured_data,
-        message: m.msg.map_or(Cow::Borrowed(""), |b| lossy(strip_bom(b))),
+        message: m.msg.map_or(Cow::Borrowed(""), |b| lossy(strip_bom(trailing_newline(b)))),
         protocol: Protocol::Rfc5424,
         peer: None,
     }
@@ -191,5 +199,7 @@ mod tests {
         assert_eq!(m.message, "hé");
         let m = decode_frame(b"<13>1 - - - - - - a\xFFb", &c).unwrap();
         assert_eq!(m.message, "a\u{FFFD}b");
+        let m = decode_frame(b"<13>1 - - - - - - two\nlines\n", &c).unwrap();
+        assert_eq!(m.message, "two\nlines");
     }
 }

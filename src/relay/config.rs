@@ -175,6 +175,16 @@ mod tests {
     }
 
     #[test]
+    fn example_file_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/logrelayd.toml");
+        let c = Config::resolve(FileConfig::load(&path).unwrap(), Overrides::default()).unwrap();
+        let d = Config::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!((c.max_frame, c.max_connections, c.batch_rows), (d.max_frame, d.max_connections, d.batch_rows));
+        assert_eq!((c.idle_timeout, c.zone, c.udp), (d.idle_timeout, d.zone, d.udp));
+    }
+
+    #[test]
     fn bad_values_are_clear_errors() {
         let bad = |o: Overrides| Config::resolve(FileConfig::default(), o).unwrap_err();
         assert!(bad(Overrides { listen: vec!["localhost".into()], ..Default::default() }).contains("IP:PORT"));
