@@ -53,6 +53,7 @@ struct Args {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    crate::sys::raise_fd_limit();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(args.log)
@@ -81,7 +82,10 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start runtime: {e}")),
     };

@@ -1,12 +1,19 @@
 //! logrelay: a syslog-compatible log relay (`logrelayd`) and query CLI (`logq`).
 //!
-//! Layout: [`message`] is the normalised record; [`protocol`] turns bytes into records
-//! (pure functions, no sockets).
+//! - [`message`]: the normalised record ([`LogMessage`]) and its vocabulary.
+//! - [`protocol`]: bytes to records; framing and parsers, pure functions, no sockets.
+//! - [`store`]: the `Store` trait, the SQLite backend, filters as parameterised SQL.
+//! - [`relay`]: the daemon: listeners, connections, the batch writer.
+//! - [`cli`]: `logq` (query, follow, send, simulate); [`daemon`]: `logrelayd`'s flags.
+//! - [`client`]: the `Logger` that applications use.
 
+pub mod cli;
+pub mod client;
+pub mod daemon;
 pub mod message;
 pub mod protocol;
-
-pub use message::{Facility, Level, LogMessage, Protocol, SdElement};
 pub mod relay;
 pub mod store;
-pub mod daemon;
+pub mod sys;
+
+pub use message::{Facility, Level, LogMessage, Protocol, SdElement};

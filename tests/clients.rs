@@ -36,15 +36,32 @@ fn util_linux_logger_every_transport_and_format() {
         (&["--tcp", "--rfc3164"], "tcp rfc3164", "rfc3164"),
         (&["--udp", "--rfc5424"], "udp rfc5424", "rfc5424"),
         (&["--udp", "--rfc3164"], "udp rfc3164", "rfc3164"),
-        (&["--tcp", "--octet-count", "--rfc5424"], "octet rfc5424", "rfc5424"),
-        (&["--tcp", "--octet-count", "--rfc3164"], "octet rfc3164", "rfc3164"),
+        (
+            &["--tcp", "--octet-count", "--rfc5424"],
+            "octet rfc5424",
+            "rfc5424",
+        ),
+        (
+            &["--tcp", "--octet-count", "--rfc3164"],
+            "octet rfc3164",
+            "rfc3164",
+        ),
     ];
     for (args, msg, _) in cases {
         let mut a = args.to_vec();
         a.extend(["-t", "lgtest", "-p", "local4.warning"]);
         logger(&d, &a, msg);
     }
-    let mut a = vec!["--tcp", "--rfc5424", "-t", "sdtest", "-p", "auth.err", "--sd-id", "origin@32473"];
+    let mut a = vec![
+        "--tcp",
+        "--rfc5424",
+        "-t",
+        "sdtest",
+        "-p",
+        "auth.err",
+        "--sd-id",
+        "origin@32473",
+    ];
     a.extend(["--sd-param", "ip=\"10.0.0.1\"", "--msgid", "LOGIN"]);
     logger(&d, &a, "with structured data");
     let rows = d.wait_rows(cases.len() + 1);
@@ -56,13 +73,21 @@ fn util_linux_logger_every_transport_and_format() {
         assert!(r.hostname.is_some(), "{msg}");
     }
     let r = find(&rows, "with structured data");
-    assert_eq!((r.severity, r.facility, r.msgid.as_deref()), (3, Some(4), Some("LOGIN")));
-    let sd: serde_json::Value = serde_json::from_str(r.structured_data.as_deref().unwrap()).unwrap();
+    assert_eq!(
+        (r.severity, r.facility, r.msgid.as_deref()),
+        (3, Some(4), Some("LOGIN"))
+    );
+    let sd: serde_json::Value =
+        serde_json::from_str(r.structured_data.as_deref().unwrap()).unwrap();
     assert_eq!(sd["origin@32473"]["ip"], "10.0.0.1");
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -101,12 +126,25 @@ fn rsyslog_forwards_with_omfwd_octet_counted_rfc5424() {
         .expect("start rsyslogd");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", in_port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "rsyslogd did not listen");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "rsyslogd did not listen"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let send = |msg: &str, pri: &str| {
         let ok = Command::new("logger")
-            .args(["--tcp", "-n", "127.0.0.1", "-P", &in_port.to_string(), "-t", "viarsyslog", "-p", pri])
+            .args([
+                "--tcp",
+                "-n",
+                "127.0.0.1",
+                "-P",
+                &in_port.to_string(),
+                "-t",
+                "viarsyslog",
+                "-p",
+                pri,
+            ])
             .arg(msg)
             .status()
             .expect("logger");
@@ -119,7 +157,10 @@ fn rsyslog_forwards_with_omfwd_octet_counted_rfc5424() {
     let _ = rsyslog.wait();
     let r = find(&rows, "forwarded by rsyslog");
     assert_eq!(r.protocol, "rfc5424");
-    assert_eq!((r.source.as_deref(), r.severity, r.facility), (Some("viarsyslog"), 5, Some(3)));
+    assert_eq!(
+        (r.source.as_deref(), r.severity, r.facility),
+        (Some("viarsyslog"), 5, Some(3))
+    );
     let r = find(&rows, "multi\u{e9} unicode through rsyslog");
     assert_eq!((r.severity, r.facility), (3, Some(2)));
 }
@@ -143,12 +184,28 @@ h.close()
 "#,
         port = d.port()
     );
-    let status = Command::new("python3").args(["-c", &script]).status().expect("python3");
+    let status = Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .expect("python3");
     assert!(status.success());
     let rows = d.wait_rows(4);
-    for (msg, sev) in [("python info", 6), ("python warning", 4), ("python error", 3), ("python debug", 7)] {
+    for (msg, sev) in [
+        ("python info", 6),
+        ("python warning", 4),
+        ("python error", 3),
+        ("python debug", 7),
+    ] {
         let r = find(&rows, msg);
-        assert_eq!((r.severity, r.facility, r.source.as_deref()), (sev, Some(18), Some("pyapp")), "{msg}");
-        assert!(r.procid.as_deref().is_some_and(|p| p.parse::<u32>().is_ok()));
+        assert_eq!(
+            (r.severity, r.facility, r.source.as_deref()),
+            (sev, Some(18), Some("pyapp")),
+            "{msg}"
+        );
+        assert!(
+            r.procid
+                .as_deref()
+                .is_some_and(|p| p.parse::<u32>().is_ok())
+        );
     }
 }

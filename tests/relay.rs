@@ -15,7 +15,9 @@ fn every_protocol_and_framing_on_one_port() {
                  [exampleSDID@32473 iut=\"3\" eventSource=\"App\\]\"] octet \u{1F600}";
     let mut stream = format!("{} {m5424}", m5424.len()).into_bytes();
     stream.extend_from_slice(b"<34>Oct 11 22:14:15 mymachine su: lf framed\n");
-    stream.extend_from_slice(b"{\"level\":\"WARNING\",\"message\":\"json line\",\"source\":\"MyService\"}\n");
+    stream.extend_from_slice(
+        b"{\"level\":\"WARNING\",\"message\":\"json line\",\"source\":\"MyService\"}\n",
+    );
     stream.extend_from_slice(b"<14>python: nul terminated\0");
     s.write_all(&stream).unwrap();
     UdpSocket::bind("127.0.0.1:0")
@@ -24,27 +26,56 @@ fn every_protocol_and_framing_on_one_port() {
         .unwrap();
     let rows = d.wait_rows(5);
     assert_eq!(rows.len(), 5, "{rows:#?}");
-    let by_msg = |m: &str| rows.iter().find(|r| r.message == m).unwrap_or_else(|| panic!("{m} missing in {rows:#?}"));
+    let by_msg = |m: &str| {
+        rows.iter()
+            .find(|r| r.message == m)
+            .unwrap_or_else(|| panic!("{m} missing in {rows:#?}"))
+    };
 
     let r = by_msg("octet \u{1F600}");
-    assert_eq!((r.protocol.as_str(), r.severity, r.facility), ("rfc5424", 5, Some(20)));
+    assert_eq!(
+        (r.protocol.as_str(), r.severity, r.facility),
+        ("rfc5424", 5, Some(20))
+    );
     assert_eq!(r.hostname.as_deref(), Some("mymachine.example.com"));
-    assert_eq!((r.source.as_deref(), r.procid.as_deref(), r.msgid.as_deref()), (Some("evntslog"), Some("42"), Some("ID47")));
-    assert_eq!(r.structured_data.as_deref(), Some(r#"{"exampleSDID@32473":{"iut":"3","eventSource":"App]"}}"#));
+    assert_eq!(
+        (r.source.as_deref(), r.procid.as_deref(), r.msgid.as_deref()),
+        (Some("evntslog"), Some("42"), Some("ID47"))
+    );
+    assert_eq!(
+        r.structured_data.as_deref(),
+        Some(r#"{"exampleSDID@32473":{"iut":"3","eventSource":"App]"}}"#)
+    );
     assert_eq!(r.time_us, 1_065_910_455_003_000);
 
     let r = by_msg("lf framed");
-    assert_eq!((r.protocol.as_str(), r.severity, r.source.as_deref()), ("rfc3164", 2, Some("su")));
+    assert_eq!(
+        (r.protocol.as_str(), r.severity, r.source.as_deref()),
+        ("rfc3164", 2, Some("su"))
+    );
     assert_eq!(r.log_level, "CRITICAL");
 
     let r = by_msg("json line");
-    assert_eq!((r.protocol.as_str(), r.log_level.as_str(), r.source.as_deref()), ("json", "WARNING", Some("MyService")));
+    assert_eq!(
+        (
+            r.protocol.as_str(),
+            r.log_level.as_str(),
+            r.source.as_deref()
+        ),
+        ("json", "WARNING", Some("MyService"))
+    );
 
     let r = by_msg("nul terminated");
-    assert_eq!((r.protocol.as_str(), r.source.as_deref(), r.severity), ("rfc3164", Some("python"), 6));
+    assert_eq!(
+        (r.protocol.as_str(), r.source.as_deref(), r.severity),
+        ("rfc3164", Some("python"), 6)
+    );
 
     let r = by_msg("over udp");
-    assert_eq!((r.hostname.as_deref(), r.source.as_deref()), (Some("udphost"), Some("udpapp")));
+    assert_eq!(
+        (r.hostname.as_deref(), r.source.as_deref()),
+        (Some("udphost"), Some("udpapp"))
+    );
     assert!(r.peer.as_deref().unwrap().starts_with("127.0.0.1:"));
 }
 
@@ -76,7 +107,7 @@ fn a_thousand_concurrent_connections() {
 
 #[test]
 fn a_message_split_across_reads() {
-    let mut d = Daemon::start(&[]);
+    let d = Daemon::start(&[]);
     let msg = "<13>1 2026-01-01T00:00:00Z h app - - - split into single bytes";
     let framed = format!("{} {msg}", msg.len());
     let mut s = d.connect();
@@ -105,7 +136,10 @@ fn bad_input_never_takes_good_data_down() {
     s.write_all(b"<999>bad pri\n").unwrap();
     s.write_all(b"<13>1 - h app - - - good two\n").unwrap();
     let rows = d.wait_rows(7);
-    let got: Vec<(&str, &str)> = rows.iter().map(|r| (r.protocol.as_str(), r.message.as_str())).collect();
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.protocol.as_str(), r.message.as_str()))
+        .collect();
     assert_eq!(
         got,
         [
@@ -129,12 +163,20 @@ fn oversize_frames_are_truncated_counted_and_logged() {
     let mut s = d.connect();
     let long = format!("<13>1 - h app - - - {}\n", "x".repeat(5000));
     s.write_all(long.as_bytes()).unwrap();
-    s.write_all(b"<13>1 - h app - - - after the long one\n").unwrap();
+    s.write_all(b"<13>1 - h app - - - after the long one\n")
+        .unwrap();
     let huge = format!("<13>1 - h app - - - {}", "y".repeat(99_980));
-    s.write_all(format!("{} {huge}", huge.len()).as_bytes()).unwrap();
-    s.write_all(b"<13>1 - h app - - - after the huge one\n").unwrap();
+    s.write_all(format!("{} {huge}", huge.len()).as_bytes())
+        .unwrap();
+    s.write_all(b"<13>1 - h app - - - after the huge one\n")
+        .unwrap();
     let rows = d.wait_rows(4);
-    assert_eq!(rows.len(), 4, "{:?}", rows.iter().map(|r| r.message.len()).collect::<Vec<_>>());
+    assert_eq!(
+        rows.len(),
+        4,
+        "{:?}",
+        rows.iter().map(|r| r.message.len()).collect::<Vec<_>>()
+    );
     assert_eq!(rows[0].message.len(), 1024 - "<13>1 - h app - - - ".len());
     assert_eq!(rows[1].message, "after the long one");
     assert!(rows[2].message.starts_with("yyy"));
@@ -178,7 +220,9 @@ fn sigterm_under_load_loses_nothing_that_was_read() {
                 let mut s = TcpStream::connect(addr).unwrap();
                 let start = Instant::now();
                 let mut i = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) && start.elapsed() < Duration::from_secs(10) {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && start.elapsed() < Duration::from_secs(10)
+                {
                     let line = format!("<14>1 - h app - - - c={c} i={i}\n");
                     if s.write_all(line.as_bytes()).is_err() {
                         break;
@@ -207,12 +251,15 @@ fn sigterm_under_load_loses_nothing_that_was_read() {
     msgs.dedup();
     let truncated = final_stat(&err, "truncated");
     assert!(truncated <= 4);
-    assert!(rows.len() - msgs.len() <= truncated as usize, "duplicates beyond cut lines");
+    assert!(
+        rows.len() - msgs.len() <= truncated as usize,
+        "duplicates beyond cut lines"
+    );
 }
 
 #[test]
 fn idle_connections_are_closed() {
-    let mut d = Daemon::start(&["--idle-timeout", "1"]);
+    let d = Daemon::start(&["--idle-timeout", "1"]);
     let mut s = d.connect();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let start = Instant::now();
@@ -232,7 +279,11 @@ fn connections_over_the_limit_are_refused_and_counted() {
     let mut c = d.connect();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 1];
-    assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "third connection should be closed");
+    assert_eq!(
+        c.read(&mut buf).unwrap_or(0),
+        0,
+        "third connection should be closed"
+    );
     let (_, err) = d.terminate();
     assert_eq!(final_stat(&err, "connections_rejected"), 1);
 }
@@ -245,5 +296,8 @@ fn bad_configuration_is_a_clear_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("logrelayd: error: bad listen address"), "{err}");
+    assert!(
+        err.contains("logrelayd: error: bad listen address"),
+        "{err}"
+    );
 }

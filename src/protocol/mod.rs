@@ -95,7 +95,9 @@ pub fn from_5424<'a>(m: rfc5424::Rfc5424<'a>, ctx: &Context<'a>) -> LogMessage<'
         procid: m.procid.map(Cow::Borrowed),
         msgid: m.msgid.map(Cow::Borrowed),
         structured_data: m.structured_data,
-        message: m.msg.map_or(Cow::Borrowed(""), |b| lossy(strip_bom(trailing_newline(b)))),
+        message: m
+            .msg
+            .map_or(Cow::Borrowed(""), |b| lossy(strip_bom(trailing_newline(b)))),
         protocol: Protocol::Rfc5424,
         peer: None,
     }
@@ -187,7 +189,10 @@ mod tests {
         let m = decode_frame(b"<11>myapp[42]: disk full", &c).unwrap();
         assert_eq!(m.protocol, Protocol::Rfc3164);
         assert_eq!((m.level, m.facility.unwrap().name()), (Level::Err, "user"));
-        assert_eq!((m.source.as_deref(), m.procid.as_deref()), (Some("myapp"), Some("42")));
+        assert_eq!(
+            (m.source.as_deref(), m.procid.as_deref()),
+            (Some("myapp"), Some("42"))
+        );
         assert_eq!(m.message, "disk full");
         assert_eq!(m.timestamp, c.received);
     }

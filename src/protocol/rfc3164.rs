@@ -541,10 +541,16 @@ mod tests {
         let t = m.timestamp.unwrap().resolve(&utc, now).unwrap();
         assert_eq!(t.year(), 2026);
         let m = parse(b"<13>Jan  1 00:04:00 h t: x").unwrap();
-        assert_eq!(m.timestamp.unwrap().resolve(&utc, now).unwrap().year(), 2027);
+        assert_eq!(
+            m.timestamp.unwrap().resolve(&utc, now).unwrap().year(),
+            2027
+        );
         // Feb 29 goes back to the last leap year.
         let m = parse(b"<13>Feb 29 12:00:00 h t: x").unwrap();
-        assert_eq!(m.timestamp.unwrap().resolve(&utc, now).unwrap().year(), 2024);
+        assert_eq!(
+            m.timestamp.unwrap().resolve(&utc, now).unwrap().year(),
+            2024
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! tests and forwarding). Header fields are made valid rather than rejected: characters
 //! outside PRINTUSASCII become `_` and over-long fields are cut to the RFC's limits.
 
-use crate::message::{Facility, LogMessage};
+use crate::message::{Facility, LogMessage, write_json_str, write_sd_json};
 use chrono::{DateTime, Local, Utc};
 use std::fmt::Write;
 
@@ -90,6 +90,74 @@ pub fn to_rfc3164(m: &LogMessage<'_>, out: &mut String) {
     }
     out.push_str(": ");
     out.push_str(&m.message);
+}
+
+/// One native JSON line (no trailing LF), with only the fields that are known.
+pub fn to_json_line(m: &LogMessage<'_>, out: &mut String) {
+    let _ = write!(
+        out,
+        "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
+        rfc5424_time(m.timestamp),
+        m.level
+    );
+    if let Some(f) = m.facility {
+        let _ = write!(out, ",\"facility\":\"{f}\"");
+    }
+    for (key, value) in [
+        ("hostname", &m.hostname),
+        ("source", &m.source),
+        ("procid", &m.procid),
+        ("msgid", &m.msgid),
+    ] {
+        if let Some(v) = value {
+            let _ = write!(out, ",\"{key}\":");
+            write_json_str(v, out);
+        }
+    }
+    if !m.structured_data.is_empty() {
+        out.push_str(",\"structured_data\":");
+        write_sd_json(&m.structured_data, out);
+    }
+    out.push_str(",\"message\":");
+    write_json_str(&m.message, out);
+    out.push('}');
+}
+
+/// The wire formats a client can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Native NDJSON, one object per line
+    Json,
+    /// RFC 5424 with RFC 6587 octet counting
+    Rfc5424,
+    /// RFC 3164 (BSD syslog), LF-terminated
+    Rfc3164,
+}
+
+/// Appends `m` to `out` framed for a TCP stream in `format`.
+pub fn encode_framed(format: Format, m: &LogMessage<'_>, scratch: &mut String, out: &mut Vec<u8>) {
+    scratch.clear();
+    match format {
+        Format::Json => to_json_line(m, scratch),
+        Format::Rfc5424 => {
+            to_rfc5424(m, scratch);
+            let _ = std::io::Write::write_fmt(out, format_args!("{} ", scratch.len()));
+        }
+        Format::Rfc3164 => to_rfc3164(m, scratch),
+    }
+    out.extend_from_slice(scratch.as_bytes());
+    if format == Format::Rfc3164 {
+        // Embedded newlines would split the message in LF framing.
+        let start = out.len() - scratch.len();
+        for b in &mut out[start..] {
+            if *b == b'\n' {
+                *b = b' ';
+            }
+        }
+    }
+    if format != Format::Rfc5424 {
+        out.push(b'\n');
+    }
 }
 
 #[cfg(test)]

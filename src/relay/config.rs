@@ -23,10 +23,9 @@ impl Zone {
         match s.trim() {
             "local" | "Local" | "" => Ok(Zone::Local),
             "UTC" | "utc" | "Z" | "GMT" => Ok(Zone::Fixed(Utc.fix())),
-            other => other
-                .parse::<FixedOffset>()
-                .map(Zone::Fixed)
-                .map_err(|_| format!("bad zone '{other}' (expected local, UTC or an offset like +02:00)")),
+            other => other.parse::<FixedOffset>().map(Zone::Fixed).map_err(|_| {
+                format!("bad zone '{other}' (expected local, UTC or an offset like +02:00)")
+            }),
         }
     }
 
@@ -109,8 +108,11 @@ pub struct Overrides {
 fn addrs(list: &[String]) -> Result<Vec<SocketAddr>, String> {
     list.iter()
         .map(|a| {
-            a.parse::<SocketAddr>()
-                .map_err(|_| format!("bad listen address '{a}' (expected IP:PORT, e.g. 0.0.0.0:5514 or [::]:5514)"))
+            a.parse::<SocketAddr>().map_err(|_| {
+                format!(
+                    "bad listen address '{a}' (expected IP:PORT, e.g. 0.0.0.0:5514 or [::]:5514)"
+                )
+            })
         })
         .collect()
 }
@@ -119,7 +121,11 @@ impl Config {
     /// Defaults, then the file, then the overrides; checks every value.
     pub fn resolve(file: FileConfig, o: Overrides) -> Result<Config, String> {
         let mut c = Config::default();
-        let listen = if o.listen.is_empty() { file.listen.unwrap_or_default() } else { o.listen };
+        let listen = if o.listen.is_empty() {
+            file.listen.unwrap_or_default()
+        } else {
+            o.listen
+        };
         if !listen.is_empty() {
             c.listen = addrs(&listen)?;
         }
@@ -128,7 +134,10 @@ impl Config {
             c.db = StoreUrl::parse(&db).map_err(|e| e.to_string())?;
         }
         c.max_frame = o.max_frame.or(file.max_frame).unwrap_or(c.max_frame);
-        c.max_connections = o.max_connections.or(file.max_connections).unwrap_or(c.max_connections);
+        c.max_connections = o
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(c.max_connections);
         if let Some(s) = o.idle_timeout_secs.or(file.idle_timeout_secs) {
             c.idle_timeout = Duration::from_secs(s);
         }
@@ -140,7 +149,10 @@ impl Config {
             c.stats_interval = Duration::from_secs(s);
         }
         if c.max_frame < 480 || c.max_frame > 16 * 1024 * 1024 {
-            return Err(format!("max-frame {} out of range (480 to 16777216 bytes; RFC 5424 receivers must take 480)", c.max_frame));
+            return Err(format!(
+                "max-frame {} out of range (480 to 16777216 bytes; RFC 5424 receivers must take 480)",
+                c.max_frame
+            ));
         }
         if c.max_connections == 0 || c.batch_rows == 0 {
             return Err("max-connections and batch-rows must be at least 1".into());
@@ -180,16 +192,40 @@ mod tests {
         let c = Config::resolve(FileConfig::load(&path).unwrap(), Overrides::default()).unwrap();
         let d = Config::default();
         assert_eq!(c.listen, d.listen);
-        assert_eq!((c.max_frame, c.max_connections, c.batch_rows), (d.max_frame, d.max_connections, d.batch_rows));
-        assert_eq!((c.idle_timeout, c.zone, c.udp), (d.idle_timeout, d.zone, d.udp));
+        assert_eq!(
+            (c.max_frame, c.max_connections, c.batch_rows),
+            (d.max_frame, d.max_connections, d.batch_rows)
+        );
+        assert_eq!(
+            (c.idle_timeout, c.zone, c.udp),
+            (d.idle_timeout, d.zone, d.udp)
+        );
     }
 
     #[test]
     fn bad_values_are_clear_errors() {
         let bad = |o: Overrides| Config::resolve(FileConfig::default(), o).unwrap_err();
-        assert!(bad(Overrides { listen: vec!["localhost".into()], ..Default::default() }).contains("IP:PORT"));
-        assert!(bad(Overrides { zone: Some("Mars/Base".into()), ..Default::default() }).contains("zone"));
-        assert!(bad(Overrides { max_frame: Some(10), ..Default::default() }).contains("max-frame"));
+        assert!(
+            bad(Overrides {
+                listen: vec!["localhost".into()],
+                ..Default::default()
+            })
+            .contains("IP:PORT")
+        );
+        assert!(
+            bad(Overrides {
+                zone: Some("Mars/Base".into()),
+                ..Default::default()
+            })
+            .contains("zone")
+        );
+        assert!(
+            bad(Overrides {
+                max_frame: Some(10),
+                ..Default::default()
+            })
+            .contains("max-frame")
+        );
         assert!(toml::from_str::<FileConfig>("colour = 1").is_err());
     }
 }

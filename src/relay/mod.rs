@@ -78,7 +78,10 @@ impl Relay {
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.tcp.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.tcp
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     pub fn stats(&self) -> Arc<Stats> {
@@ -97,7 +100,13 @@ impl Relay {
         let tasks = TaskTracker::new();
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
         for listener in tcp {
-            tasks.spawn(accept_loop(listener, shared.clone(), limit.clone(), shutdown.clone(), tasks.clone()));
+            tasks.spawn(accept_loop(
+                listener,
+                shared.clone(),
+                limit.clone(),
+                shutdown.clone(),
+                tasks.clone(),
+            ));
         }
         for socket in udp {
             tasks.spawn(udp::serve(socket, shared.clone(), shutdown.clone()));
@@ -169,7 +178,9 @@ fn take_backlog(
             .and_then(|()| tokio::net::TcpStream::from_std(stream));
         match stream {
             Ok(s) => spawn_connection(s, peer, shared, limit, shutdown, tasks),
-            Err(e) => tracing::warn!(peer = %peer, error = %e, "cannot take connection at shutdown"),
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "cannot take connection at shutdown")
+            }
         }
     }
 }
@@ -194,7 +205,10 @@ fn spawn_connection(
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
         connection::handle(stream, peer, shared.clone(), shutdown).await;
-        shared.stats.connections_open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        shared
+            .stats
+            .connections_open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         drop(permit);
     });
 }

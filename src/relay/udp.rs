@@ -45,7 +45,10 @@ pub async fn serve(socket: UdpSocket, shared: Arc<Shared>, shutdown: Cancellatio
                     }
                     if let Some(m) = decode_frame(dgram, &ctx) {
                         Stats::add(&shared.stats.received, 1);
-                        Stats::add(&shared.stats.raw, u64::from(m.protocol == crate::message::Protocol::Raw));
+                        Stats::add(
+                            &shared.stats.raw,
+                            u64::from(m.protocol == crate::message::Protocol::Raw),
+                        );
                         batch.push(&m);
                     }
                 }

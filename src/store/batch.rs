@@ -132,6 +132,25 @@ impl Batch {
         self.rows.push(row);
     }
 
+    /// Copies a record (as read from a store) into the batch.
+    pub fn push_record(&mut self, r: &RecordRef<'_>) {
+        let row = Row {
+            time_us: r.time_us,
+            received_us: r.received_us,
+            level: r.level,
+            facility: r.facility,
+            protocol: r.protocol,
+            hostname: self.put(r.hostname),
+            source: self.put(r.source),
+            procid: self.put(r.procid),
+            msgid: self.put(r.msgid),
+            structured_data: self.put(r.structured_data),
+            message: self.put(Some(r.message)),
+            peer: self.put(r.peer),
+        };
+        self.rows.push(row);
+    }
+
     /// Moves all rows of `other` to the end of this batch.
     pub fn append(&mut self, other: &Batch) {
         let shift = self.text.len() as u32;
@@ -198,8 +217,14 @@ mod tests {
         a.append(&b);
         let rows: Vec<_> = a.iter().collect();
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].message, rows[0].source, rows[0].hostname), ("first", Some("app"), None));
-        assert_eq!((rows[1].message, rows[1].source, rows[1].hostname), ("second", None, Some("h")));
+        assert_eq!(
+            (rows[0].message, rows[0].source, rows[0].hostname),
+            ("first", Some("app"), None)
+        );
+        assert_eq!(
+            (rows[1].message, rows[1].source, rows[1].hostname),
+            ("second", None, Some("h"))
+        );
         assert_eq!(rows[1].time_us, 1_700_000_000_123_456);
     }
 }

@@ -316,7 +316,10 @@ mod tests {
             ..Filter::default()
         };
         let sql = f.to_sql(Dialect::Mssql);
-        assert_eq!(sql.clause, "WHERE severity = @P1 AND (hostname LIKE @P2 ESCAPE '\\')");
+        assert_eq!(
+            sql.clause,
+            "WHERE severity = @P1 AND (hostname LIKE @P2 ESCAPE '\\')"
+        );
         assert_eq!(sql.params[1], Param::Text("web\\_1%".into()));
     }
 }

@@ -21,7 +21,9 @@ pub enum StoreError {
     Missing(PathBuf),
     #[error("{0}")]
     Url(String),
-    #[error("the store at {path} has schema version {found}, newer than this program knows ({known}); upgrade logrelay")]
+    #[error(
+        "the store at {path} has schema version {found}, newer than this program knows ({known}); upgrade logrelay"
+    )]
     TooNew {
         path: PathBuf,
         found: i64,
@@ -50,6 +52,11 @@ pub trait Store: Send {
     fn query(&mut self, query: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError>;
     /// The highest row id, or `None` for an empty store.
     fn last_id(&mut self) -> Result<Option<i64>, StoreError>;
+    /// Whether another connection may have committed since the last call; a cheap
+    /// check that follow mode makes often. Backends that cannot tell say `true`.
+    fn changed(&mut self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }
 
 /// Where the store lives, parsed from `--db` / `LOGRELAY_DB`.
@@ -66,7 +73,10 @@ impl StoreUrl {
         if s.is_empty() {
             return Err(StoreError::Url("empty store URL".into()));
         }
-        if let Some(p) = s.strip_prefix("sqlite://").or_else(|| s.strip_prefix("sqlite:")) {
+        if let Some(p) = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+        {
             if p.is_empty() {
                 return Err(StoreError::Url(
                     "sqlite: needs a path, as in sqlite:/var/lib/logrelay/logs.db".into(),
@@ -142,7 +152,10 @@ mod tests {
             StoreUrl::parse("sqlite:///tmp/a.db").unwrap(),
             StoreUrl::Sqlite("/tmp/a.db".into())
         );
-        assert_eq!(StoreUrl::parse("logs.db").unwrap(), StoreUrl::Sqlite("logs.db".into()));
+        assert_eq!(
+            StoreUrl::parse("logs.db").unwrap(),
+            StoreUrl::Sqlite("logs.db".into())
+        );
         assert!(matches!(
             StoreUrl::parse("server=tcp:db,1433;database=LoggingDB").unwrap(),
             StoreUrl::Mssql(_)

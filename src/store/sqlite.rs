@@ -49,6 +49,7 @@ const COLUMNS: &str = "id, time_us, received_us, severity, facility, hostname, s
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    data_version: Option<i64>,
 }
 
 impl ToSql for Param {
@@ -86,6 +87,7 @@ impl SqliteStore {
         let mut store = SqliteStore {
             conn,
             path: path.to_path_buf(),
+            data_version: None,
         };
         store.migrate()?;
         Ok(store)
@@ -201,6 +203,17 @@ impl Store for SqliteStore {
             }
         }
         Ok(())
+    }
+
+    /// `PRAGMA data_version` changes when another connection commits; reading it
+    /// touches only the WAL index in shared memory.
+    fn changed(&mut self) -> Result<bool, StoreError> {
+        let v: i64 = self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?;
+        let changed = self.data_version != Some(v);
+        self.data_version = Some(v);
+        Ok(changed)
     }
 
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {

@@ -104,7 +104,10 @@ impl Daemon {
             .recv_timeout(WAIT)
             .unwrap_or_else(|_| {
                 let _ = child.kill();
-                panic!("logrelayd did not start: {:?}", stderr.lock().map(|l| l.clone()))
+                panic!(
+                    "logrelayd did not start: {:?}",
+                    stderr.lock().map(|l| l.clone())
+                )
             })
             .parse()
             .expect("listening address");

@@ -1,0 +1,299 @@
+//! Printing rows: journalctl-like text (`short`, `short-iso`, `short-precise`, `cat`)
+//! and the contract's JSON, with colour by level only where asked for.
+
+use crate::message::{Level, write_json_str};
+use crate::store::RecordRef;
+use chrono::{DateTime, Local, Utc};
+use clap::ValueEnum;
+use owo_colors::{OwoColorize, Style};
+use std::io::{self, Write};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Short,
+    ShortIso,
+    ShortPrecise,
+    Json,
+    JsonPretty,
+    Cat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// `auto`: only on a terminal and only without `NO_COLOR` (any non-empty value).
+    pub fn enabled(self, stdout_is_terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                stdout_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
+/// err and worse red, warning yellow, notice bold, debug dim, info plain.
+fn level_style(level: Level) -> Option<Style> {
+    match level {
+        Level::Emerg | Level::Alert | Level::Crit | Level::Err => Some(Style::new().red().bold()),
+        Level::Warning => Some(Style::new().yellow()),
+        Level::Notice => Some(Style::new().bold()),
+        Level::Info => None,
+        Level::Debug => Some(Style::new().dimmed()),
+    }
+}
+
+pub struct Renderer {
+    output: Output,
+    color: bool,
+    utc: bool,
+    /// The formatted time prefix of the last second printed (rows come in time order,
+    /// so most rows reuse it instead of formatting again).
+    cached_second: i64,
+    cached_prefix: String,
+    line: String,
+}
+
+fn to_datetime(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// RFC 3339 in UTC with microseconds, the contract's time format.
+pub fn rfc3339_micros(us: i64) -> String {
+    to_datetime(us).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+impl Renderer {
+    pub fn new(output: Output, color: bool, utc: bool) -> Self {
+        Renderer {
+            output,
+            color,
+            utc,
+            cached_second: i64::MIN,
+            cached_prefix: String::new(),
+            line: String::with_capacity(512),
+        }
+    }
+
+    pub fn write(&mut self, out: &mut impl Write, id: i64, r: &RecordRef<'_>) -> io::Result<()> {
+        self.line.clear();
+        match self.output {
+            Output::Json => self.json(id, r),
+            Output::JsonPretty => {
+                self.json(id, r);
+                let v: serde_json::Value =
+                    serde_json::from_str(&self.line).map_err(io::Error::other)?;
+                self.line = serde_json::to_string_pretty(&v).map_err(io::Error::other)?;
+            }
+            Output::Cat => self.message(r),
+            Output::Short | Output::ShortIso | Output::ShortPrecise => self.short(r),
+        }
+        self.line.push('\n');
+        out.write_all(self.line.as_bytes())
+    }
+
+    fn time_prefix(&mut self, us: i64) {
+        let second = us.div_euclid(1_000_000);
+        if second != self.cached_second {
+            let t = to_datetime(second * 1_000_000);
+            let fmt = match self.output {
+                Output::ShortIso => "%Y-%m-%dT%H:%M:%S%z",
+                _ => "%b %d %H:%M:%S",
+            };
+            self.cached_prefix = if self.utc {
+                t.format(fmt).to_string()
+            } else {
+                t.with_timezone(&Local).format(fmt).to_string()
+            };
+            self.cached_second = second;
+        }
+        if self.output == Output::ShortPrecise {
+            self.line.push_str(&self.cached_prefix);
+            let micros = us.rem_euclid(1_000_000);
+            let _ = std::fmt::Write::write_fmt(&mut self.line, format_args!(".{micros:06}"));
+        } else {
+            self.line.push_str(&self.cached_prefix);
+        }
+    }
+
+    fn short(&mut self, r: &RecordRef<'_>) {
+        self.time_prefix(r.time_us);
+        self.line.push(' ');
+        self.line.push_str(r.hostname.unwrap_or("-"));
+        self.line.push(' ');
+        self.line.push_str(r.source.unwrap_or("-"));
+        if let Some(pid) = r.procid {
+            self.line.push('[');
+            self.line.push_str(pid);
+            self.line.push(']');
+        }
+        self.line.push_str(": ");
+        let indent = self.line.chars().count();
+        self.message_indented(r, indent);
+    }
+
+    fn message(&mut self, r: &RecordRef<'_>) {
+        self.message_indented(r, 0);
+    }
+
+    /// The message, coloured by level; continuation lines indented to line up.
+    fn message_indented(&mut self, r: &RecordRef<'_>, indent: usize) {
+        let style = if self.color {
+            level_style(r.level)
+        } else {
+            None
+        };
+        for (i, part) in r.message.split('\n').enumerate() {
+            if i > 0 {
+                self.line.push('\n');
+                self.line.extend(std::iter::repeat_n(' ', indent));
+            }
+            match style {
+                Some(s) => {
+                    let _ = std::fmt::Write::write_fmt(
+                        &mut self.line,
+                        format_args!("{}", part.style(s)),
+                    );
+                }
+                None => self.line.push_str(part),
+            }
+        }
+    }
+
+    fn json(&mut self, id: i64, r: &RecordRef<'_>) {
+        let l = &mut self.line;
+        let _ = std::fmt::Write::write_fmt(l, format_args!("{{\"id\":{id},\"timestamp\":\""));
+        l.push_str(&rfc3339_micros(r.time_us));
+        l.push_str("\",\"received\":\"");
+        l.push_str(&rfc3339_micros(r.received_us));
+        l.push_str("\",\"level\":\"");
+        l.push_str(r.level.name());
+        l.push_str("\",\"facility\":");
+        match r.facility {
+            Some(f) => write_json_str(f.name(), l),
+            None => l.push_str("null"),
+        }
+        for (key, value) in [
+            ("hostname", r.hostname),
+            ("source", r.source),
+            ("procid", r.procid),
+            ("msgid", r.msgid),
+        ] {
+            l.push_str(",\"");
+            l.push_str(key);
+            l.push_str("\":");
+            match value {
+                Some(v) => write_json_str(v, l),
+                None => l.push_str("null"),
+            }
+        }
+        // Stored structured data is JSON we wrote ourselves; it goes out as is.
+        l.push_str(",\"structured_data\":");
+        l.push_str(r.structured_data.unwrap_or("null"));
+        l.push_str(",\"message\":");
+        write_json_str(r.message, l);
+        l.push_str(",\"protocol\":\"");
+        l.push_str(r.protocol.name());
+        l.push_str("\",\"peer\":");
+        match r.peer {
+            Some(p) => write_json_str(p, l),
+            None => l.push_str("null"),
+        }
+        l.push('}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Facility, Protocol};
+
+    fn rec<'a>(msg: &'a str, level: Level) -> RecordRef<'a> {
+        RecordRef {
+            time_us: 1_700_000_000_123_456,
+            received_us: 1_700_000_001_000_000,
+            level,
+            facility: Facility::from_code(3),
+            hostname: Some("web1"),
+            source: Some("nginx"),
+            procid: Some("42"),
+            msgid: None,
+            structured_data: Some(r#"{"a":{"b":"c"}}"#),
+            message: msg,
+            protocol: Protocol::Rfc5424,
+            peer: None,
+        }
+    }
+
+    fn render(out: Output, color: bool, r: &RecordRef<'_>) -> String {
+        let mut buf = Vec::new();
+        Renderer::new(out, color, true)
+            .write(&mut buf, 7, r)
+            .unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    #[test]
+    fn short_forms() {
+        let r = rec("line one\nline two", Level::Info);
+        assert_eq!(
+            render(Output::Short, false, &r),
+            "Nov 14 22:13:20 web1 nginx[42]: line one\n                                line two\n"
+        );
+        assert_eq!(
+            render(Output::ShortPrecise, false, &r)
+                .lines()
+                .next()
+                .unwrap(),
+            "Nov 14 22:13:20.123456 web1 nginx[42]: line one"
+        );
+        assert!(render(Output::ShortIso, false, &r).starts_with("2023-11-14T22:13:20+0000 web1"));
+        assert_eq!(render(Output::Cat, false, &rec("x", Level::Info)), "x\n");
+    }
+
+    #[test]
+    fn colour_only_when_enabled() {
+        let red = render(Output::Cat, true, &rec("boom", Level::Err));
+        assert!(red.contains("\x1b[") && red.contains("31"), "{red:?}");
+        assert!(!render(Output::Cat, false, &rec("boom", Level::Err)).contains('\x1b'));
+        assert!(!render(Output::Cat, true, &rec("fine", Level::Info)).contains('\x1b'));
+    }
+
+    #[test]
+    fn json_has_exactly_the_contract_keys() {
+        let line = render(Output::Json, true, &rec("q\"uote", Level::Warning));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut want = vec![
+            "id",
+            "timestamp",
+            "received",
+            "level",
+            "facility",
+            "hostname",
+            "source",
+            "procid",
+            "msgid",
+            "structured_data",
+            "message",
+            "protocol",
+            "peer",
+        ];
+        let mut got = keys.clone();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        assert_eq!(v["timestamp"], "2023-11-14T22:13:20.123456Z");
+        assert_eq!(v["level"], "warning");
+        assert_eq!(v["facility"], "daemon");
+        assert_eq!(v["structured_data"]["a"]["b"], "c");
+        assert_eq!(v["message"], "q\"uote");
+        assert!(v["msgid"].is_null() && v["peer"].is_null());
+    }
+}
