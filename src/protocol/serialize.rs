@@ -3,7 +3,7 @@
 //! outside PRINTUSASCII become `_` and over-long fields are cut to the RFC's limits.
 
 use crate::message::{Facility, LogMessage, write_json_str, write_sd_json};
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Datelike, Local, Utc};
 use std::fmt::Write;
 
 fn pri(m: &LogMessage<'_>) -> u8 {
@@ -21,16 +21,14 @@ fn push_field(out: &mut String, value: Option<&str>, max: usize) {
     }
 }
 
-fn push_sd_name(out: &mut String, name: &str) {
-    let clean = name
+/// An SD-NAME: PRINTUSASCII except `=`, `]`, `"`, SP; 1 to 32 characters.
+fn sd_name(name: &str) -> String {
+    let clean: String = name
         .chars()
         .filter(|c| ('!'..='~').contains(c) && !matches!(c, '=' | ']' | '"'))
-        .take(32);
-    let before = out.len();
-    out.extend(clean);
-    if out.len() == before {
-        out.push('_');
-    }
+        .take(32)
+        .collect();
+    if clean.is_empty() { "_".into() } else { clean }
 }
 
 /// RFC 5424 timestamp with microseconds.
@@ -40,7 +38,13 @@ pub fn rfc5424_time(t: DateTime<Utc>) -> impl std::fmt::Display {
 
 /// One RFC 5424 message (no framing). Non-ASCII messages get a BOM, as 6.4 asks.
 pub fn to_rfc5424(m: &LogMessage<'_>, out: &mut String) {
-    let _ = write!(out, "<{}>1 {} ", pri(m), rfc5424_time(m.timestamp));
+    let _ = write!(out, "<{}>1 ", pri(m));
+    // TIMESTAMP has four year digits; other years become NILVALUE.
+    if (0..=9999).contains(&m.timestamp.year()) {
+        let _ = write!(out, "{} ", rfc5424_time(m.timestamp));
+    } else {
+        out.push_str("- ");
+    }
     push_field(out, m.hostname.as_deref(), 255);
     out.push(' ');
     push_field(out, m.source.as_deref(), 48);
@@ -52,12 +56,18 @@ pub fn to_rfc5424(m: &LogMessage<'_>, out: &mut String) {
     if m.structured_data.is_empty() {
         out.push('-');
     }
-    for el in &m.structured_data {
+    // An SD-ID may appear once: elements whose (cleaned) ids repeat join the first.
+    let ids: Vec<String> = m.structured_data.iter().map(|e| sd_name(&e.id)).collect();
+    for (i, id) in ids.iter().enumerate() {
+        if ids[..i].contains(id) {
+            continue;
+        }
         out.push('[');
-        push_sd_name(out, &el.id);
-        for (name, value) in &el.params {
+        out.push_str(id);
+        let same_id = (i..ids.len()).filter(|&j| ids[j] == *id);
+        for (name, value) in same_id.flat_map(|j| m.structured_data[j].params.iter()) {
             out.push(' ');
-            push_sd_name(out, name);
+            out.push_str(&sd_name(name));
             out.push_str("=\"");
             for c in value.chars() {
                 if matches!(c, '"' | '\\' | ']') {
