@@ -314,8 +314,11 @@ impl Worker {
         let mut backoff = Duration::from_millis(50);
         let mut stopping = false;
         loop {
-            // Gather what is queued (wait a little when nothing is).
-            let first = if buf.is_empty() && waiting.is_empty() && !stopping {
+            // Gather what is queued (wait a little when nothing is). While the buffer
+            // is full, messages wait in the bounded queue, which is what overflows.
+            let first = if buf.len() >= WRITE_CHUNK {
+                None
+            } else if buf.is_empty() && waiting.is_empty() && !stopping {
                 match self.rx.recv_timeout(Duration::from_millis(500)) {
                     Ok(i) => Some(i),
                     Err(RecvTimeoutError::Timeout) => None,
@@ -358,8 +361,8 @@ impl Worker {
                 if conn.is_none() {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
-                    if stopping && waiting.is_empty() {
-                        return;
+                    if stopping {
+                        return; // Drop already waited for delivery as long as it may
                     }
                     continue;
                 }

@@ -22,7 +22,10 @@ fn sd_name() -> impl Strategy<Value = String> {
 
 fn structured_data() -> impl Strategy<Value = Vec<SdElement<'static>>> {
     proptest::collection::vec(
-        (sd_name(), proptest::collection::vec((sd_name(), any::<String>()), 0..4)),
+        (
+            sd_name(),
+            proptest::collection::vec((sd_name(), any::<String>()), 0..4),
+        ),
         0..4,
     )
     .prop_map(|els| {
@@ -35,7 +38,10 @@ fn structured_data() -> impl Strategy<Value = Vec<SdElement<'static>>> {
             })
             .map(|(id, params)| SdElement {
                 id: Cow::Owned(id),
-                params: params.into_iter().map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))).collect(),
+                params: params
+                    .into_iter()
+                    .map(|(k, v)| (Cow::Owned(k), Cow::Owned(v)))
+                    .collect(),
             })
             .collect()
     })

@@ -71,12 +71,18 @@ impl Daemon {
     pub fn start(extra: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("logs.db");
-        Daemon::start_with_db(dir, db, extra)
+        Daemon::start_with_db(dir, db, "127.0.0.1:0", extra)
     }
 
-    pub fn start_with_db(dir: tempfile::TempDir, db: PathBuf, extra: &[&str]) -> Daemon {
+    /// A relay on `listen` storing into `db` (a restart keeps both).
+    pub fn start_with_db(
+        dir: tempfile::TempDir,
+        db: PathBuf,
+        listen: &str,
+        extra: &[&str],
+    ) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_logrelayd"))
-            .args(["--listen", "127.0.0.1:0", "--db"])
+            .args(["--listen", listen, "--db"])
             .arg(format!("sqlite:{}", db.display()))
             .args(["--stats-interval", "3600", "--zone", "UTC"])
             .args(extra)
@@ -177,6 +183,17 @@ impl Daemon {
         // Let the reader thread see the last lines.
         std::thread::sleep(Duration::from_millis(100));
         (status, self.stderr())
+    }
+}
+
+impl Daemon {
+    /// Stops this relay and starts another on the same address and store.
+    pub fn restart(mut self, pause: Duration) -> Daemon {
+        let (status, _) = self.terminate();
+        assert!(status.success());
+        std::thread::sleep(pause);
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        Daemon::start_with_db(dir, self.db.clone(), &self.addr.to_string(), &[])
     }
 }
 
