@@ -33,9 +33,9 @@ pub fn digits_value(digits: &[u8]) -> u32 {
 /// Exactly `n` ASCII digits as a number.
 #[inline]
 pub fn fixed_digits(n: usize) -> impl Fn(&[u8]) -> IResult<&[u8], u32> {
-    move |input: &[u8]| {
-        let (rest, d) = take_while_m_n(n, n, |b: u8| b.is_ascii_digit())(input)?;
-        Ok((rest, digits_value(d)))
+    move |input: &[u8]| match input.get(..n) {
+        Some(d) if d.iter().all(u8::is_ascii_digit) => Ok((&input[n..], digits_value(d))),
+        _ => fail(input),
     }
 }
 

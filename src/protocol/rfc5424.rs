@@ -5,7 +5,7 @@
 
 use super::common::{digits_value, fail, fixed_digits, frac_micros, pri, sp};
 use crate::message::SdElement;
-use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone};
+use chrono::{DateTime, FixedOffset};
 use nom::IResult;
 use nom::bytes::complete::{tag, take_while_m_n};
 use nom::character::complete::{char as ch, one_of};
@@ -126,9 +126,12 @@ fn error_input<'a>(e: nom::Err<nom::error::Error<&'a [u8]>>, fallback: &'a [u8])
     }
 }
 
-/// Text already checked to be ASCII.
+/// Text already checked to be printable ASCII.
 fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).unwrap_or_default()
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: every caller passes bytes it has checked to be in 33..=126 (ASCII), and
+    // ASCII is valid UTF-8. This skips a second validation of every header field.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
 /// VERSION = NONZERO-DIGIT 0*2DIGIT, then SP.
@@ -206,14 +209,41 @@ pub(crate) fn make_datetime(
     micros: u32,
     offset_secs: i32,
 ) -> Option<DateTime<FixedOffset>> {
-    if second > 59 {
-        return None; // chrono would read 60 as a leap second; RFC 5424 forbids it
+    // Checked by hand and converted with days-from-civil: chrono's calendar
+    // constructors cost more than the rest of the header. Second 60 (a leap second)
+    // is invalid in RFC 5424.
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
     }
-    let naive = NaiveDate::from_ymd_opt(year as i32, month, day)?
-        .and_hms_micro_opt(hour, minute, second, micros)?;
-    FixedOffset::east_opt(offset_secs)?
-        .from_local_datetime(&naive)
-        .single()
+    if hour > 23 || minute > 59 || second > 59 || micros > 999_999 {
+        return None;
+    }
+    let days = days_from_civil(year as i64, month, day);
+    let local = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    let utc = DateTime::from_timestamp(local - i64::from(offset_secs), micros * 1000)?;
+    Some(utc.with_timezone(&FixedOffset::east_opt(offset_secs)?))
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 #[inline]
@@ -221,11 +251,20 @@ fn is_print_us_ascii(b: u8) -> bool {
     (33..=126).contains(&b)
 }
 
-/// One header field (NILVALUE or 1..=max PRINTUSASCII), then SP.
+/// One header field (NILVALUE or 1..=max PRINTUSASCII), then SP. A plain loop: this
+/// runs four times per message and is the hottest code of the parser.
+#[inline]
 fn header_field(input: &[u8], max: usize) -> IResult<&[u8], Option<&str>> {
-    let (rest, value) = take_while_m_n(1, max, is_print_us_ascii)(input)?;
-    let (rest, _) = sp(rest)?;
-    Ok((rest, (value != b"-").then(|| ascii(value))))
+    let n = input
+        .iter()
+        .take(max + 1)
+        .position(|&b| !is_print_us_ascii(b))
+        .unwrap_or(input.len().min(max + 1));
+    if n == 0 || n > max || input.get(n) != Some(&b' ') {
+        return fail(&input[n.min(input.len())..]);
+    }
+    let value = &input[..n];
+    Ok((&input[n + 1..], (value != b"-").then(|| ascii(value))))
 }
 
 #[inline]
@@ -238,7 +277,7 @@ fn structured_data(input: &[u8]) -> IResult<&[u8], Vec<SdElement<'_>>> {
     if input.first() == Some(&b'-') {
         return Ok((&input[1..], Vec::new()));
     }
-    let mut elements: Vec<SdElement<'_>> = Vec::new();
+    let mut elements: Vec<SdElement<'_>> = Vec::with_capacity(2);
     let mut rest = input;
     loop {
         let start = rest;
@@ -262,7 +301,7 @@ fn sd_element(input: &[u8]) -> IResult<&[u8], SdElement<'_>> {
     let (mut rest, _) = ch('[')(input)?;
     let (r, id) = take_while_m_n(1, MAX_SD_NAME, is_sd_name)(rest)?;
     rest = r;
-    let mut params = Vec::new();
+    let mut params = Vec::with_capacity(4);
     loop {
         match rest.first() {
             Some(b']') => {
@@ -291,7 +330,12 @@ fn sd_element(input: &[u8]) -> IResult<&[u8], SdElement<'_>> {
 fn param_value(input: &[u8]) -> IResult<&[u8], Cow<'_, str>> {
     let mut escaped = false;
     let mut i = 0;
-    while i < input.len() {
+    loop {
+        // Jump to the next character that matters (SIMD search).
+        match memchr::memchr3(b'"', b'\\', b']', &input[i..]) {
+            None => return fail(&input[input.len()..]),
+            Some(k) => i += k,
+        }
         match input[i] {
             b'\\' if i + 1 < input.len() => {
                 escaped |= matches!(input[i + 1], b'"' | b'\\' | b']');
@@ -299,12 +343,8 @@ fn param_value(input: &[u8]) -> IResult<&[u8], Cow<'_, str>> {
             }
             b'\\' => return fail(&input[i..]),
             b'"' => break,
-            b']' => return fail(&input[i..]), // must be escaped
-            _ => i += 1,
+            _ => return fail(&input[i..]), // `]` must be escaped
         }
-    }
-    if i >= input.len() {
-        return fail(&input[input.len()..]);
     }
     let raw = &input[..i];
     let Ok(text) = std::str::from_utf8(raw) else {
@@ -350,6 +390,32 @@ mod tests {
         assert_eq!(m.procid, None);
         assert_eq!(m.structured_data[0].params[1].1, "App]");
         assert_eq!(m.msg, Some(&b"BOMAn application"[..]));
+    }
+
+    #[test]
+    fn civil_dates_match_chrono() {
+        use chrono::{NaiveDate, TimeZone};
+        for (y, m, d) in [
+            (1970, 1, 1),
+            (2000, 2, 29),
+            (1969, 12, 31),
+            (0, 3, 1),
+            (9999, 12, 31),
+            (2024, 7, 25),
+        ] {
+            let ours = make_datetime(y, m, d, 13, 14, 15, 16, 3600).unwrap();
+            let naive = NaiveDate::from_ymd_opt(y as i32, m, d)
+                .unwrap()
+                .and_hms_micro_opt(13, 14, 15, 16)
+                .unwrap();
+            let theirs = FixedOffset::east_opt(3600)
+                .unwrap()
+                .from_local_datetime(&naive)
+                .unwrap();
+            assert_eq!(ours, theirs, "{y}-{m}-{d}");
+        }
+        assert!(make_datetime(2100, 2, 29, 0, 0, 0, 0, 0).is_none());
+        assert!(make_datetime(2003, 9, 31, 0, 0, 0, 0, 0).is_none());
     }
 
     #[test]
