@@ -147,12 +147,17 @@ impl Builder {
         }
     }
 
-    fn any_of(&mut self, column: &str, patterns: &[String]) {
+    /// Names are dictionary-encoded (`Sources`, `Hosts`): match the small name table,
+    /// then use the `(…_id, time_us)` index of Logs.
+    fn any_of(&mut self, id_column: &str, table: &str, patterns: &[String]) {
         if patterns.is_empty() {
             return;
         }
-        let alts: Vec<String> = patterns.iter().map(|p| self.pattern(column, p)).collect();
-        self.terms.push(format!("({})", alts.join(" OR ")));
+        let alts: Vec<String> = patterns.iter().map(|p| self.pattern("name", p)).collect();
+        self.terms.push(format!(
+            "{id_column} IN (SELECT id FROM {table} WHERE {})",
+            alts.join(" OR ")
+        ));
     }
 
     fn sd_match(&mut self, id: &str, param: &str, value: &str) -> String {
@@ -211,8 +216,8 @@ impl Filter {
             let p = b.bind(Param::Int(t.timestamp_micros()));
             b.terms.push(format!("time_us <= {p}"));
         }
-        b.any_of("source", &self.sources);
-        b.any_of("hostname", &self.hosts);
+        b.any_of("source_id", "Sources", &self.sources);
+        b.any_of("host_id", "Hosts", &self.hosts);
         if !self.facilities.is_empty() {
             let ps: Vec<String> = self
                 .facilities
@@ -301,7 +306,7 @@ mod tests {
         let sql = f.to_sql(Dialect::Sqlite);
         assert_eq!(
             sql.clause,
-            "WHERE severity <= ?1 AND (source GLOB ?2 OR source = ?3) AND (CASE WHEN hostname = ?4 THEN 1 ELSE 0 END) = 0 \
+            "WHERE severity <= ?1 AND source_id IN (SELECT id FROM Sources WHERE name GLOB ?2 OR name = ?3) AND (CASE WHEN hostname = ?4 THEN 1 ELSE 0 END) = 0 \
              AND EXISTS (SELECT 1 FROM json_each(structured_data, ?5) WHERE json_each.value = ?6) AND id > ?7"
         );
         assert!(!sql.clause.contains("DROP"));
@@ -318,7 +323,7 @@ mod tests {
         let sql = f.to_sql(Dialect::Mssql);
         assert_eq!(
             sql.clause,
-            "WHERE severity = @P1 AND (hostname LIKE @P2 ESCAPE '\\')"
+            "WHERE severity = @P1 AND host_id IN (SELECT id FROM Hosts WHERE name LIKE @P2 ESCAPE '\\')"
         );
         assert_eq!(sql.params[1], Param::Text("web\\_1%".into()));
     }
