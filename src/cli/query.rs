@@ -199,6 +199,9 @@ fn print_rows(
     want: Option<u64>,
     out: &mut impl Write,
 ) -> Result<Printed, CliError> {
+    if want == Some(0) {
+        return Ok(Printed::Rows(0));
+    }
     let mut n = 0u64;
     let mut io_err: Option<io::Error> = None;
     // Newest N printed oldest first: gather them, then print in reverse.

@@ -1,0 +1,367 @@
+//! One conformance suite for every `Store` backend: always SQLite; SQL Server when
+//! LOGRELAY_TEST_MSSQL holds a connection string (otherwise it says SKIPPED and does not
+//! count as passed).
+
+use chrono::{DateTime, Duration, Utc};
+use logrelay::message::{Facility, Level, LogMessage, Protocol, SdElement};
+use logrelay::store::{self, Batch, Field, Filter, Match, OpenMode, Query, Store, StoreUrl};
+use std::borrow::Cow;
+
+struct Backend {
+    name: &'static str,
+    url: StoreUrl,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = vec![Backend {
+        name: "sqlite",
+        url: StoreUrl::Sqlite(dir.path().join("conformance.db")),
+        _dir: Some(dir),
+    }];
+    match std::env::var("LOGRELAY_TEST_MSSQL") {
+        Ok(conn) if !conn.is_empty() => v.push(Backend {
+            name: "mssql",
+            url: StoreUrl::parse(&conn).expect("LOGRELAY_TEST_MSSQL is a connection string"),
+            _dir: None,
+        }),
+        _ => eprintln!("SKIPPED: SQL Server conformance (LOGRELAY_TEST_MSSQL is not set)"),
+    }
+    v
+}
+
+fn base() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_790_000_000, 123_456_000).unwrap()
+}
+
+/// A record with a distinct message, `minutes` after the base time.
+fn rec(i: usize, minutes: i64, level: Level, host: &str, source: &str) -> LogMessage<'static> {
+    let mut m = LogMessage::new(
+        format!("message {i}"),
+        level,
+        base() + Duration::minutes(minutes),
+    );
+    m.received = base() + Duration::minutes(minutes) + Duration::milliseconds(5);
+    m.hostname = Some(Cow::Owned(host.to_string()));
+    m.source = Some(Cow::Owned(source.to_string()));
+    m.facility = Facility::from_code((i % 24) as u8);
+    m.procid = Some(Cow::Owned(format!("{}", 100 + i)));
+    m.msgid = (i % 3 == 0).then_some(Cow::Borrowed("ID47"));
+    m.protocol = Protocol::Rfc5424;
+    m.peer = Some(Cow::Borrowed("127.0.0.1:5000"));
+    m
+}
+
+fn dataset() -> Vec<LogMessage<'static>> {
+    let hosts = ["web1", "web2", "db1"];
+    let sources = ["nginx", "postgres", "billing", "billing-worker"];
+    let mut v: Vec<LogMessage<'static>> = (0..40)
+        .map(|i| {
+            rec(
+                i,
+                i as i64,
+                Level::from_code((i % 8) as u8).unwrap(),
+                hosts[i % 3],
+                sources[i % 4],
+            )
+        })
+        .collect();
+    v[5].structured_data = vec![SdElement {
+        id: "origin@32473".into(),
+        params: vec![
+            ("ip".into(), "10.0.0.5".into()),
+            ("ip".into(), "10.0.0.6".into()),
+        ],
+    }];
+    v[6].message = Cow::Borrowed("non-ASCII: Grüße, 日本語, emoji 😀, quote \" backslash \\");
+    v[7].message = Cow::Owned("x".repeat(60_000));
+    v[8].hostname = Some(Cow::Owned("h".repeat(255)));
+    v[9].hostname = None;
+    v[9].facility = None;
+    v
+}
+
+fn open(b: &Backend) -> Box<dyn Store> {
+    store::open(&b.url, OpenMode::Create).unwrap_or_else(|e| panic!("{}: {e}", b.name))
+}
+
+fn fill(s: &mut dyn Store) {
+    let data = dataset();
+    let (a, rest) = data.split_at(15);
+    let mut b1 = Batch::new();
+    a.iter().for_each(|m| b1.push(m));
+    let mut b2 = Batch::new();
+    rest.iter().for_each(|m| b2.push(m));
+    assert_eq!(s.insert(&[b1, b2]).unwrap(), 40);
+}
+
+/// Message numbers of the rows a query returns, in order.
+fn ids(s: &mut dyn Store, q: Query) -> Vec<usize> {
+    let mut out = Vec::new();
+    s.query(&q, &mut |_, r| {
+        let n = r
+            .message
+            .strip_prefix("message ")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX);
+        out.push(n);
+        true
+    })
+    .unwrap();
+    out
+}
+
+fn q(filter: Filter) -> Query {
+    Query {
+        filter,
+        ..Query::default()
+    }
+}
+
+#[test]
+fn conformance() {
+    for b in backends() {
+        let mut s = open(&b);
+        fill(s.as_mut());
+        let s = s.as_mut();
+        let name = b.name;
+
+        // Every field round-trips, large and non-ASCII values included.
+        let mut all = Vec::new();
+        s.query(&q(Filter::default()), &mut |id, r| {
+            all.push((
+                id,
+                r.message.to_string(),
+                r.hostname.map(str::to_string),
+                r.structured_data.map(str::to_string),
+                r.time_us,
+                r.received_us,
+                r.level,
+                r.facility,
+                r.source.map(str::to_string),
+                r.procid.map(str::to_string),
+                r.msgid.map(str::to_string),
+                r.protocol,
+                r.peer.map(str::to_string),
+            ));
+            true
+        })
+        .unwrap();
+        assert_eq!(all.len(), 40, "{name}");
+        let data = dataset();
+        for (i, row) in all.iter().enumerate() {
+            let m = &data[i];
+            assert_eq!(row.1, m.message, "{name} message {i}");
+            assert_eq!(
+                row.2.as_deref(),
+                m.hostname.as_deref(),
+                "{name} hostname {i}"
+            );
+            assert_eq!(row.3, m.structured_data_json(), "{name} sd {i}");
+            assert_eq!(row.4, m.timestamp.timestamp_micros(), "{name} time {i}");
+            assert_eq!(row.5, m.received.timestamp_micros(), "{name} received {i}");
+            assert_eq!((row.6, row.7), (m.level, m.facility), "{name} level {i}");
+            assert_eq!(row.8.as_deref(), m.source.as_deref());
+            assert_eq!(row.9.as_deref(), m.procid.as_deref());
+            assert_eq!(row.10.as_deref(), m.msgid.as_deref());
+            assert_eq!(
+                (row.11, row.12.as_deref()),
+                (Protocol::Rfc5424, Some("127.0.0.1:5000"))
+            );
+        }
+        let first_id = all[0].0;
+        assert!(
+            all.windows(2).all(|w| w[1].0 > w[0].0),
+            "{name}: ids increase in insert order"
+        );
+        assert_eq!(s.last_id().unwrap(), Some(all[39].0));
+
+        // Filters.
+        let lv = |a: Level, b: Level| {
+            q(Filter {
+                levels: Some((a, b)),
+                ..Filter::default()
+            })
+        };
+        assert_eq!(
+            ids(s, lv(Level::Emerg, Level::Alert)),
+            [0, 1, 8, 9, 16, 17, 24, 25, 32, 33],
+            "{name}"
+        );
+        assert_eq!(ids(s, lv(Level::Err, Level::Err)), [3, 11, 19, 27, 35]);
+        let since = Filter {
+            since: Some(base() + Duration::minutes(35)),
+            ..Filter::default()
+        };
+        assert_eq!(ids(s, q(since)), [35, 36, 37, 38, 39]);
+        let window = Filter {
+            since: Some(base() + Duration::minutes(10)),
+            until: Some(base() + Duration::minutes(12)),
+            ..Filter::default()
+        };
+        assert_eq!(ids(s, q(window)), [10, 11, 12]);
+        let glob = Filter {
+            sources: vec!["billing*".into()],
+            ..Filter::default()
+        };
+        assert_eq!(ids(s, q(glob)).len(), 20);
+        let exact = Filter {
+            sources: vec!["billing".into(), "nginx".into()],
+            ..Filter::default()
+        };
+        assert_eq!(ids(s, q(exact)).len(), 20);
+        let hosts = Filter {
+            hosts: vec!["db?".into()],
+            levels: Some((Level::Emerg, Level::Err)),
+            ..Filter::default()
+        };
+        assert_eq!(ids(s, q(hosts)), [2, 11, 17, 26, 32, 35]);
+        let fac = Filter {
+            facilities: vec![Facility::from_code(4).unwrap()],
+            ..Filter::default()
+        };
+        assert_eq!(ids(s, q(fac)), [4, 28]);
+        let m = |field, value: &str, negate| Match::Field {
+            field,
+            value: value.into(),
+            negate,
+        };
+        let f = Filter {
+            matches: vec![
+                m(Field::Msgid, "ID47", false),
+                m(Field::Hostname, "web1", true),
+            ],
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(s, q(f)),
+            [9],
+            "{name}: msgid=ID47 rows are all on web1 but one without a host"
+        );
+        let f = Filter {
+            matches: vec![m(Field::Hostname, "web1", true)],
+            ..Filter::default()
+        };
+        assert_eq!(
+            ids(s, q(f)).len(),
+            40 - 14 + 1,
+            "{name}: NULL hostname matches !="
+        );
+        let sd = |value: &str, negate| Match::Sd {
+            id: "origin@32473".into(),
+            param: "ip".into(),
+            value: value.into(),
+            negate,
+        };
+        assert_eq!(
+            ids(
+                s,
+                q(Filter {
+                    matches: vec![sd("10.0.0.6", false)],
+                    ..Filter::default()
+                })
+            ),
+            [5],
+            "{name}: repeated param"
+        );
+        assert_eq!(
+            ids(
+                s,
+                q(Filter {
+                    matches: vec![sd("10.0.0.6", true)],
+                    ..Filter::default()
+                })
+            )
+            .len(),
+            39
+        );
+        let injection = Filter {
+            sources: vec!["x' OR '1'='1".into()],
+            ..Filter::default()
+        };
+        assert!(ids(s, q(injection)).is_empty());
+
+        // Ordering, limits, cursors.
+        let newest = Query {
+            newest_first: true,
+            limit: Some(3),
+            ..Query::default()
+        };
+        assert_eq!(ids(s, newest), [39, 38, 37]);
+        let after = Query {
+            filter: Filter {
+                after_id: Some(first_id + 35),
+                ..Filter::default()
+            },
+            by_id: true,
+            ..Query::default()
+        };
+        assert_eq!(ids(s, after), [36, 37, 38, 39]);
+        let window = Query {
+            filter: Filter {
+                after_id: Some(first_id + 1),
+                upto_id: Some(first_id + 3),
+                ..Filter::default()
+            },
+            by_id: true,
+            ..Query::default()
+        };
+        assert_eq!(ids(s, window), [2, 3]);
+
+        // A later insert with an older timestamp still comes after the cursor.
+        let cursor = s.last_id().unwrap().unwrap();
+        let _ = s.changed();
+        let mut late = Batch::new();
+        late.push(&rec(99, -1000, Level::Info, "web1", "late"));
+        s.insert(&[late]).unwrap();
+        assert_eq!(
+            ids(
+                s,
+                Query {
+                    filter: Filter {
+                        after_id: Some(cursor),
+                        ..Filter::default()
+                    },
+                    by_id: true,
+                    ..Query::default()
+                }
+            ),
+            [99]
+        );
+        assert_eq!(
+            ids(
+                s,
+                Query {
+                    newest_first: false,
+                    limit: Some(1),
+                    ..Query::default()
+                }
+            ),
+            [99],
+            "{name}: time order"
+        );
+
+        // Opening again (migrations run twice) keeps the data.
+        let mut again = open(&b);
+        assert_eq!(again.last_id().unwrap(), Some(cursor + 1), "{name}");
+    }
+}
+
+#[test]
+fn readers_see_a_writers_commits() {
+    for b in backends() {
+        let mut writer = open(&b);
+        let mut reader = store::open(&b.url, OpenMode::Existing).unwrap();
+        let _ = reader.changed().unwrap();
+        let mut batch = Batch::new();
+        batch.push(&rec(1, 0, Level::Info, "h", "s"));
+        writer.insert(&[batch]).unwrap();
+        assert!(
+            reader.changed().unwrap(),
+            "{}: a commit is seen as a change",
+            b.name
+        );
+        assert!(reader.last_id().unwrap().is_some());
+    }
+}
