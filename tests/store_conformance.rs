@@ -47,7 +47,7 @@ fn rec(i: usize, minutes: i64, level: Level, host: &str, source: &str) -> LogMes
     m.source = Some(Cow::Owned(source.to_string()));
     m.facility = Facility::from_code((i % 24) as u8);
     m.procid = Some(Cow::Owned(format!("{}", 100 + i)));
-    m.msgid = (i % 3 == 0).then_some(Cow::Borrowed("ID47"));
+    m.msgid = i.is_multiple_of(3).then_some(Cow::Borrowed("ID47"));
     m.protocol = Protocol::Rfc5424;
     m.peer = Some(Cow::Borrowed("127.0.0.1:5000"));
     m
