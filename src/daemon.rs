@@ -46,6 +46,9 @@ struct Args {
     /// Seconds between counter reports in the log [default: 60]
     #[arg(long, env = "LOGRELAY_STATS_INTERVAL")]
     stats_interval: Option<u64>,
+    /// Print the store schema (sqlite or mssql) and exit
+    #[arg(long, value_name = "BACKEND", value_parser = ["sqlite", "mssql"])]
+    print_schema: Option<String>,
     /// Log level of the daemon's own messages (error, warn, info, debug, trace)
     #[arg(long, env = "LOGRELAY_LOG", default_value = "info")]
     log: tracing::Level,
@@ -53,6 +56,10 @@ struct Args {
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(backend) = &args.print_schema {
+        print!("{}", crate::store::schema_text(backend));
+        return ExitCode::SUCCESS;
+    }
     crate::sys::raise_fd_limit();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -19,6 +19,12 @@ pub fn run(
     batch_rows: usize,
     stats: Arc<Stats>,
 ) {
+    // Reach the store now, so an unreachable one is reported at start, not at the
+    // first message (inserts keep retrying it either way).
+    if let Err(e) = store.last_id() {
+        Stats::add(&stats.store_errors, 1);
+        tracing::error!(error = %e, "store not reachable yet; will keep retrying");
+    }
     let mut pending: Vec<Batch> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut rows = first.len();

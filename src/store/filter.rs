@@ -147,17 +147,36 @@ impl Builder {
         }
     }
 
-    /// Names are dictionary-encoded (`Sources`, `Hosts`): match the small name table,
-    /// then use the `(…_id, time_us)` index of Logs.
-    fn any_of(&mut self, id_column: &str, table: &str, patterns: &[String]) {
+    /// In SQLite names are dictionary-encoded (`Sources`, `Hosts`): match the small
+    /// name table, then use the `(…_id, time_us)` index of Logs. SQL Server indexes
+    /// the name columns themselves.
+    fn any_of(&mut self, column: &str, id_column: &str, table: &str, patterns: &[String]) {
         if patterns.is_empty() {
             return;
         }
-        let alts: Vec<String> = patterns.iter().map(|p| self.pattern("name", p)).collect();
-        self.terms.push(format!(
-            "{id_column} IN (SELECT id FROM {table} WHERE {})",
-            alts.join(" OR ")
-        ));
+        match self.dialect {
+            Dialect::Sqlite => {
+                let alts: Vec<String> = patterns.iter().map(|p| self.pattern("name", p)).collect();
+                self.terms.push(format!(
+                    "{id_column} IN (SELECT id FROM {table} WHERE {})",
+                    alts.join(" OR ")
+                ));
+            }
+            Dialect::Mssql => {
+                let alts: Vec<String> = patterns.iter().map(|p| self.pattern(column, p)).collect();
+                self.terms.push(format!("({})", alts.join(" OR ")));
+            }
+        }
+    }
+
+    /// The follow cursor: the row id in SQLite (one writer commits in id order); the
+    /// rowversion in SQL Server, below every open transaction's so nothing that commits
+    /// later with a smaller value is skipped.
+    fn cursor_column(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "id",
+            Dialect::Mssql => "CAST(rv AS bigint)",
+        }
     }
 
     fn sd_match(&mut self, id: &str, param: &str, value: &str) -> String {
@@ -216,8 +235,8 @@ impl Filter {
             let p = b.bind(Param::Int(t.timestamp_micros()));
             b.terms.push(format!("time_us <= {p}"));
         }
-        b.any_of("source_id", "Sources", &self.sources);
-        b.any_of("host_id", "Hosts", &self.hosts);
+        b.any_of("source", "source_id", "Sources", &self.sources);
+        b.any_of("hostname", "host_id", "Hosts", &self.hosts);
         if !self.facilities.is_empty() {
             let ps: Vec<String> = self
                 .facilities
@@ -258,13 +277,17 @@ impl Filter {
                 cond
             });
         }
+        let cursor = b.cursor_column();
         if let Some(id) = self.after_id {
             let p = b.bind(Param::Int(id));
-            b.terms.push(format!("id > {p}"));
+            b.terms.push(format!("{cursor} > {p}"));
         }
         if let Some(id) = self.upto_id {
             let p = b.bind(Param::Int(id));
-            b.terms.push(format!("id <= {p}"));
+            b.terms.push(format!("{cursor} <= {p}"));
+        }
+        if dialect == Dialect::Mssql && (self.after_id.is_some() || self.upto_id.is_some()) {
+            b.terms.push("rv < MIN_ACTIVE_ROWVERSION()".into());
         }
         let clause = if b.terms.is_empty() {
             String::new()
@@ -323,7 +346,7 @@ mod tests {
         let sql = f.to_sql(Dialect::Mssql);
         assert_eq!(
             sql.clause,
-            "WHERE severity = @P1 AND host_id IN (SELECT id FROM Hosts WHERE name LIKE @P2 ESCAPE '\\')"
+            "WHERE severity = @P1 AND (hostname LIKE @P2 ESCAPE '\\')"
         );
         assert_eq!(sql.params[1], Param::Text("web\\_1%".into()));
     }

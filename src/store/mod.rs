@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod filter;
+pub mod mssql;
 pub mod sqlite;
 
 pub use batch::{Batch, RecordRef};
@@ -21,6 +22,9 @@ pub enum StoreError {
     Missing(PathBuf),
     #[error("{0}")]
     Url(String),
+    /// A database server's error (SQL Server), already worded for the user.
+    #[error("{0}")]
+    Server(String),
     #[error(
         "the store at {path} has schema version {found}, newer than this program knows ({known}); upgrade logrelay"
     )]
@@ -120,6 +124,14 @@ impl std::fmt::Display for StoreUrl {
     }
 }
 
+/// The schema a backend creates, as SQL a DBA can read.
+pub fn schema_text(backend: &str) -> String {
+    match backend {
+        "mssql" => mssql::SCHEMA.to_string(),
+        _ => sqlite::schema_sql(),
+    }
+}
+
 /// Whether opening may create the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenMode {
@@ -132,9 +144,14 @@ pub enum OpenMode {
 pub fn open(url: &StoreUrl, mode: OpenMode) -> Result<Box<dyn Store>, StoreError> {
     match url {
         StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path, mode)?)),
-        StoreUrl::Mssql(_) => Err(StoreError::Url(
-            "SQL Server stores are not supported by this build yet; use sqlite:PATH".into(),
-        )),
+        StoreUrl::Mssql(conn) => {
+            let mut store = mssql::MssqlStore::open(conn)?;
+            if mode == OpenMode::Existing {
+                // Readers want an answer now: connect (within the timeout) or fail.
+                store.last_id()?;
+            }
+            Ok(Box::new(store))
+        }
     }
 }
 

@@ -41,6 +41,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE Hosts (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);",
 ];
 
+/// Every migration, in order, as one SQL script.
+pub fn schema_sql() -> String {
+    MIGRATIONS
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            format!(
+                "-- version {}\n{};\n",
+                i + 1,
+                m.trim_end().trim_end_matches(';')
+            )
+        })
+        .collect()
+}
+
 const INSERT: &str = "INSERT INTO Logs (time_us, received_us, severity, facility, hostname, \
     source, procid, msgid, structured_data, message, protocol, peer, timestamp, LogLevel, \
     host_id, source_id) \

@@ -1,0 +1,218 @@
+//! SQL Server connection strings: `mssql://user:pass@host[:port]/Database?encrypt=…` and
+//! ADO.NET (`server=tcp:host,1433;database=LoggingDB;user id=…;password=…;…`).
+//!
+//! `Encrypt` = `strict` | `true`/`mandatory`/`yes` (required) | `false`/`optional`/`no`
+//! (login only) | `off` (never; needs the server to allow it). Default: required.
+//! `TrustServerCertificate=true` accepts any server certificate (a test server's
+//! self-signed one). `Connect Timeout` / `connectTimeout` in seconds, default 15.
+
+use std::time::Duration;
+use tiberius::{AuthMethod, Config, EncryptionLevel};
+
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: Config,
+    pub connect_timeout: Duration,
+    /// host:port/database, for messages (never the password).
+    pub display: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "bad SQL Server connection string: {0} (expected mssql://user:pass@host:1433/LoggingDB?encrypt=true or server=tcp:host,1433;database=LoggingDB;user id=…;password=…)"
+)]
+pub struct Error(pub String);
+
+fn bool_value(key: &str, v: &str) -> Result<bool, Error> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "1" => Ok(true),
+        "false" | "no" | "0" => Ok(false),
+        _ => Err(Error(format!("{key}={v} is not true or false"))),
+    }
+}
+
+fn encryption(v: &str) -> Result<EncryptionLevel, Error> {
+    Ok(match v.to_ascii_lowercase().as_str() {
+        "strict" => EncryptionLevel::Strict,
+        "true" | "yes" | "mandatory" | "required" => EncryptionLevel::Required,
+        "false" | "no" | "optional" => EncryptionLevel::Off,
+        "off" | "none" => EncryptionLevel::NotSupported,
+        _ => {
+            return Err(Error(format!(
+                "encrypt={v} (expected strict, true, false or off)"
+            )));
+        }
+    })
+}
+
+fn percent_decode(s: &str) -> Result<String, Error> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s
+                .get(i + 1..i + 3)
+                .ok_or_else(|| Error(format!("bad escape in '{s}'")))?;
+            out.push(
+                u8::from_str_radix(hex, 16).map_err(|_| Error(format!("bad escape in '{s}'")))?,
+            );
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error("escapes are not UTF-8".into()))
+}
+
+pub fn parse(s: &str) -> Result<Settings, Error> {
+    let lower = s.trim().to_ascii_lowercase();
+    if lower.starts_with("mssql://") || lower.starts_with("sqlserver://") {
+        parse_url(s.trim())
+    } else {
+        parse_ado(s.trim())
+    }
+}
+
+fn parse_url(s: &str) -> Result<Settings, Error> {
+    let rest = s.split_once("://").map(|(_, r)| r).unwrap_or(s);
+    let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (authority, database) = main.split_once('/').unwrap_or((main, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (h, after) = v6
+            .split_once(']')
+            .ok_or_else(|| Error("unclosed [ in host".into()))?;
+        (h.to_string(), after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (hostport.to_string(), None),
+        }
+    };
+    if host.is_empty() {
+        return Err(Error("no host".into()));
+    }
+    let port: u16 = match port {
+        Some(p) => p.parse().map_err(|_| Error(format!("bad port '{p}'")))?,
+        None => 1433,
+    };
+    let mut config = Config::new();
+    config.host(&host);
+    config.port(port);
+    config.encryption(EncryptionLevel::Required);
+    let database = percent_decode(database)?;
+    if !database.is_empty() {
+        config.database(&database);
+    }
+    if let Some(u) = userinfo {
+        let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+        config.authentication(AuthMethod::sql_server(
+            percent_decode(user)?,
+            percent_decode(pass)?,
+        ));
+    }
+    let mut timeout = DEFAULT_CONNECT_TIMEOUT;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
+        let v = percent_decode(v)?;
+        match k.to_ascii_lowercase().as_str() {
+            "encrypt" => config.encryption(encryption(&v)?),
+            "trustservercertificate" => {
+                if bool_value(k, &v)? {
+                    config.trust_cert();
+                }
+            }
+            "connecttimeout" | "connect_timeout" => timeout = seconds(&v)?,
+            "applicationname" | "application_name" => config.application_name(&v),
+            _ => return Err(Error(format!("unknown option '{k}'"))),
+        }
+    }
+    config.application_name("logrelay");
+    Ok(Settings {
+        config,
+        connect_timeout: timeout,
+        display: format!("{host}:{port}/{database}"),
+    })
+}
+
+fn seconds(v: &str) -> Result<Duration, Error> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .ok_or_else(|| Error(format!("connect timeout '{v}' is not a number of seconds")))
+}
+
+fn parse_ado(s: &str) -> Result<Settings, Error> {
+    let mut config = Config::from_ado_string(s).map_err(|e| Error(e.to_string()))?;
+    let mut timeout = DEFAULT_CONNECT_TIMEOUT;
+    let mut database = String::new();
+    for part in s.split(';') {
+        let Some((k, v)) = part.split_once('=') else {
+            continue;
+        };
+        let v = v.trim().trim_matches(['\'', '"']);
+        match k.trim().to_ascii_lowercase().replace(' ', "").as_str() {
+            "connecttimeout" | "connectiontimeout" | "timeout" => timeout = seconds(v)?,
+            "database" | "initialcatalog" => database = v.to_string(),
+            "encrypt" => config.encryption(encryption(v)?),
+            _ => {}
+        }
+    }
+    let display = format!("{}/{database}", config.get_addr());
+    Ok(Settings {
+        config,
+        connect_timeout: timeout,
+        display,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_form() {
+        let s = parse("mssql://sa:p%40ss%3Bword@db.example:14330/LoggingDB?encrypt=true&trustServerCertificate=true&connectTimeout=3").unwrap();
+        assert_eq!(s.config.get_addr(), "db.example:14330");
+        assert_eq!(s.connect_timeout, Duration::from_secs(3));
+        assert_eq!(s.display, "db.example:14330/LoggingDB");
+        let s = parse("mssql://[::1]/X").unwrap();
+        assert_eq!(s.config.get_addr(), "::1:1433");
+    }
+
+    #[test]
+    fn ado_form() {
+        let s = parse("server=tcp:10.1.2.3,1444;database=LoggingDB;user id=sa;password='a;b';Encrypt=true;TrustServerCertificate=true;Connect Timeout=7").unwrap();
+        assert_eq!(s.config.get_addr(), "10.1.2.3:1444");
+        assert_eq!(s.connect_timeout, Duration::from_secs(7));
+        assert!(s.display.ends_with("/LoggingDB"), "{}", s.display);
+    }
+
+    #[test]
+    fn bad_strings_are_clear_errors() {
+        for bad in [
+            "mssql://",
+            "mssql://host:notaport/db",
+            "mssql://host/db?encrypt=maybe",
+            "mssql://host/db?colour=blue",
+            "mssql://host/db?connectTimeout=soon",
+            "mssql://u:%zz@host/db",
+            "server=tcp:host,1433;Connect Timeout=x",
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("bad SQL Server connection string"),
+                "{bad}: {e}"
+            );
+        }
+    }
+}

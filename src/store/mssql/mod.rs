@@ -1,0 +1,422 @@
+//! The SQL Server store, through tiberius. The `Store` trait is synchronous (the relay's
+//! writer and `logq` are plain threads), so this backend owns a small current-thread
+//! tokio runtime and one managed connection: opened lazily, dropped after any error or
+//! timeout, reopened with exponential backoff; transient server errors (deadlock 1205,
+//! database unavailable 4060, Azure 40613, …) are retried.
+//!
+//! Follow mode goes by `rowversion`, read only below `MIN_ACTIVE_ROWVERSION()`, so rows
+//! that commit out of id order under several relays are never skipped.
+
+pub mod connstr;
+
+use super::filter::{Dialect, Param};
+use super::{Batch, Query, RecordRef, Store, StoreError, Visit};
+use crate::message::{Facility, Level, Protocol};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use connstr::Settings;
+use std::borrow::Cow;
+use std::time::Duration;
+use tiberius::{Client, ColumnData, ToSql, TokenRow};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+/// The schema, applied batch by batch (`GO` separators) under an application lock.
+pub const SCHEMA: &str = include_str!("../../../fixtures/mssql-schema.sql");
+
+/// How long one statement may take before the connection is given up.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_ATTEMPTS: u32 = 4;
+
+type Conn = Client<Compat<TcpStream>>;
+
+pub struct MssqlStore {
+    settings: Settings,
+    runtime: tokio::runtime::Runtime,
+    conn: Option<Conn>,
+    last_seen: Option<i64>,
+}
+
+/// Column widths of the schema, in UTF-16 code units; longer values are cut by us.
+const HOSTNAME_MAX: usize = 255;
+const SOURCE_MAX: usize = 255;
+const PROCID_MAX: usize = 128;
+const MSGID_MAX: usize = 32;
+const PEER_MAX: usize = 64;
+
+/// The longest prefix of `s` that fits in `max` UTF-16 code units (what nvarchar counts).
+pub fn truncate_utf16(s: &str, max: usize) -> &str {
+    let mut units = 0;
+    for (i, c) in s.char_indices() {
+        units += c.len_utf16();
+        if units > max {
+            return &s[..i];
+        }
+    }
+    s
+}
+
+/// Server errors worth retrying on a fresh connection: deadlock victim, database or
+/// service temporarily unavailable, Azure SQL throttling and failover.
+pub fn is_transient(e: &tiberius::error::Error) -> bool {
+    use tiberius::error::Error as E;
+    match e {
+        E::Io { .. } | E::Tls(_) | E::Routing { .. } => true,
+        E::Server(s) => matches!(
+            s.code(),
+            1205 | 4060
+                | 4221
+                | 40143
+                | 40197
+                | 40501
+                | 40613
+                | 49918
+                | 49919
+                | 49920
+                | 10928
+                | 10929
+                | 233
+                | 64
+                | 10053
+                | 10054
+                | 10060
+                | 11001
+        ),
+        _ => false,
+    }
+}
+
+fn sql_error(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Server(format!("SQL Server {what}: {e}"))
+}
+
+impl ToSql for Param {
+    fn to_sql(&self) -> ColumnData<'_> {
+        match self {
+            Param::Int(i) => ColumnData::I64(Some(*i)),
+            Param::Text(s) => ColumnData::String(Some(Cow::Borrowed(s))),
+        }
+    }
+}
+
+fn naive(us: i64) -> NaiveDateTime {
+    DateTime::<Utc>::from_timestamp_micros(us)
+        .unwrap_or_default()
+        .naive_utc()
+}
+
+const LOG_LEVEL: [&str; 8] = [
+    "EMERG", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG",
+];
+
+const INSERT_COLUMNS: [&str; 13] = [
+    "timestamp",
+    "LogLevel",
+    "message",
+    "source",
+    "received",
+    "severity",
+    "facility",
+    "hostname",
+    "procid",
+    "msgid",
+    "structured_data",
+    "protocol",
+    "peer",
+];
+
+fn text(v: Option<&str>, max: usize) -> ColumnData<'_> {
+    ColumnData::String(v.map(|s| Cow::Borrowed(truncate_utf16(s, max))))
+}
+
+fn token_row<'a>(r: &RecordRef<'a>) -> TokenRow<'a> {
+    use tiberius::IntoSql;
+    let mut row = TokenRow::new();
+    row.push(naive(r.time_us).into_sql());
+    row.push(ColumnData::String(Some(Cow::Borrowed(
+        LOG_LEVEL[r.level.code() as usize],
+    ))));
+    row.push(ColumnData::String(Some(Cow::Borrowed(r.message))));
+    row.push(text(r.source, SOURCE_MAX));
+    row.push(naive(r.received_us).into_sql());
+    row.push(ColumnData::U8(Some(r.level.code())));
+    row.push(ColumnData::U8(r.facility.map(Facility::code)));
+    row.push(text(r.hostname, HOSTNAME_MAX));
+    row.push(text(r.procid, PROCID_MAX));
+    row.push(text(r.msgid, MSGID_MAX));
+    row.push(ColumnData::String(r.structured_data.map(Cow::Borrowed)));
+    row.push(ColumnData::String(Some(Cow::Borrowed(r.protocol.name()))));
+    row.push(text(r.peer, PEER_MAX));
+    row
+}
+
+impl MssqlStore {
+    /// Parses the connection string; the connection itself is made on first use, so a
+    /// relay starts (and keeps retrying) while the server is unreachable.
+    pub fn open(conn_str: &str) -> Result<MssqlStore, StoreError> {
+        let settings = connstr::parse(conn_str).map_err(|e| StoreError::Url(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(MssqlStore {
+            settings,
+            runtime,
+            conn: None,
+            last_seen: None,
+        })
+    }
+
+    /// What to do after a failed attempt: `Ok` to try again (after the backoff), or the
+    /// error to give up with. Every failure drops the connection.
+    fn after_failure(
+        &mut self,
+        attempt: u32,
+        delay: &mut Duration,
+        (transient, e): (bool, StoreError),
+    ) -> Result<(), StoreError> {
+        self.conn = None;
+        if !transient || attempt == MAX_ATTEMPTS {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, attempt, "retrying in {delay:?}");
+        std::thread::sleep(*delay);
+        *delay *= 2;
+        Ok(())
+    }
+}
+
+/// Runs an async block on a live connection (`$conn`), reconnecting and retrying
+/// transient failures with exponential backoff; any error or timeout drops the
+/// connection. A macro rather than a closure so the block can borrow the caller's data.
+macro_rules! with_retry {
+    ($self:ident, $what:expr, |$conn:ident| $body:expr) => {{
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let failure = match connection(&$self.runtime, &$self.settings, &mut $self.conn) {
+                Ok($conn) => {
+                    let fut = $body;
+                    match $self
+                        .runtime
+                        .block_on(tokio::time::timeout(STATEMENT_TIMEOUT, fut))
+                    {
+                        Ok(Ok(v)) => break Ok(v),
+                        Ok(Err(e)) => (is_transient(&e), sql_error($what, e)),
+                        Err(_) => (true, sql_error($what, "timed out")),
+                    }
+                }
+                Err(e) => (true, e),
+            };
+            if let Err(e) = $self.after_failure(attempt, &mut delay, failure) {
+                break Err(e);
+            }
+        }
+    }};
+}
+
+/// The live connection, made first if needed (within the connect timeout, schema
+/// brought up to date). Takes the store's fields apart so the caller can still use the
+/// runtime while holding the connection.
+fn connection<'c>(
+    runtime: &tokio::runtime::Runtime,
+    settings: &Settings,
+    slot: &'c mut Option<Conn>,
+) -> Result<&'c mut Conn, StoreError> {
+    if slot.is_none() {
+        let conn = runtime.block_on(async {
+            let connect = async {
+                let tcp = TcpStream::connect(settings.config.get_addr())
+                    .await
+                    .map_err(|e| {
+                        sql_error(&format!("cannot connect to {}", settings.display), e)
+                    })?;
+                tcp.set_nodelay(true)?;
+                let mut client = Client::connect(settings.config.clone(), tcp.compat_write())
+                    .await
+                    .map_err(|e| sql_error(&format!("login to {} failed", settings.display), e))?;
+                migrate(&mut client).await?;
+                Ok::<Conn, StoreError>(client)
+            };
+            tokio::time::timeout(settings.connect_timeout, connect)
+                .await
+                .map_err(|_| {
+                    sql_error(
+                        &format!(
+                            "no connection to {} within {:?}",
+                            settings.display, settings.connect_timeout
+                        ),
+                        "timed out",
+                    )
+                })?
+        })?;
+        *slot = Some(conn);
+    }
+    slot.as_mut()
+        .ok_or_else(|| StoreError::Server("SQL Server connection lost".into()))
+}
+
+async fn migrate(client: &mut Conn) -> Result<(), StoreError> {
+    let fail = |e| sql_error("schema migration", e);
+    client
+        .simple_query("BEGIN TRANSACTION")
+        .await
+        .map_err(fail)?
+        .into_results()
+        .await
+        .map_err(fail)?;
+    client
+        .simple_query(
+            "EXEC sp_getapplock @Resource = N'logrelay-schema', @LockMode = N'Exclusive', \
+             @LockOwner = N'Transaction', @LockTimeout = 60000",
+        )
+        .await
+        .map_err(fail)?
+        .into_results()
+        .await
+        .map_err(fail)?;
+    for batch in SCHEMA
+        .split("\nGO\n")
+        .map(str::trim)
+        .filter(|b| !b.is_empty())
+    {
+        client
+            .simple_query(batch)
+            .await
+            .map_err(fail)?
+            .into_results()
+            .await
+            .map_err(fail)?;
+    }
+    client
+        .simple_query("COMMIT")
+        .await
+        .map_err(fail)?
+        .into_results()
+        .await
+        .map_err(fail)?;
+    Ok(())
+}
+
+const SELECT: &str = "SELECT id, time_us, \
+    DATEDIFF_BIG(MICROSECOND, CONVERT(datetime2(6), '1970-01-01T00:00:00', 126), received), \
+    severity, facility, hostname, source, procid, msgid, structured_data, message, protocol, peer \
+    FROM dbo.Logs";
+
+/// The SELECT text for a query (shared by the store and the golden-file tests).
+pub fn query_sql(q: &Query) -> (String, Vec<Param>) {
+    let sql = q.filter.to_sql(Dialect::Mssql);
+    let dir = if q.newest_first { "DESC" } else { "ASC" };
+    let order = if q.by_id {
+        format!("rv {dir}")
+    } else {
+        format!("time_us {dir}, id {dir}")
+    };
+    let limit = q.limit.map_or(String::new(), |n| {
+        format!(" OFFSET 0 ROWS FETCH NEXT {n} ROWS ONLY")
+    });
+    (
+        format!("{SELECT} {} ORDER BY {order}{limit}", sql.clause),
+        sql.params,
+    )
+}
+
+impl Store for MssqlStore {
+    fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
+        let n: usize = batches.iter().map(Batch::len).sum();
+        with_retry!(self, "bulk insert", |conn| async {
+            let mut req = conn
+                .bulk_insert_columns("dbo.Logs", &INSERT_COLUMNS)
+                .await?;
+            for r in batches.iter().flat_map(Batch::iter) {
+                req.send(token_row(&r)).await?;
+            }
+            req.finalize().await?;
+            tiberius::Result::Ok(())
+        })?;
+        Ok(n)
+    }
+
+    fn query(&mut self, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        let (sql, params) = query_sql(q);
+        let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+        let rows = with_retry!(self, "query", |conn| async {
+            conn.query(sql.as_str(), &refs)
+                .await?
+                .into_first_result()
+                .await
+        })?;
+        for row in &rows {
+            let num = |i: usize| row.try_get::<i64, _>(i).ok().flatten();
+            let small = |i: usize| row.try_get::<u8, _>(i).ok().flatten();
+            let s = |i: usize| row.try_get::<&str, _>(i).ok().flatten();
+            let record = RecordRef {
+                time_us: num(1).unwrap_or_default(),
+                received_us: num(2).unwrap_or_default(),
+                level: small(3).and_then(Level::from_code).unwrap_or(Level::Notice),
+                facility: small(4).and_then(Facility::from_code),
+                hostname: s(5),
+                source: s(6),
+                procid: s(7),
+                msgid: s(8),
+                structured_data: s(9),
+                message: s(10).unwrap_or_default(),
+                protocol: s(11).and_then(Protocol::from_name).unwrap_or(Protocol::Raw),
+                peer: s(12),
+            };
+            if !visit(num(0).unwrap_or_default(), &record) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The follow cursor: the newest rowversion below every open transaction's.
+    fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
+        with_retry!(self, "cursor", |conn| async {
+            let row = conn
+                .simple_query("SELECT CAST(MAX(rv) AS bigint) FROM dbo.Logs WHERE rv < MIN_ACTIVE_ROWVERSION()")
+                .await?
+                .into_row()
+                .await?;
+            tiberius::Result::Ok(row.and_then(|r| r.try_get::<i64, _>(0).ok().flatten()))
+        })
+    }
+
+    fn changed(&mut self) -> Result<bool, StoreError> {
+        let now = self.last_id()?;
+        let changed = now != self.last_seen;
+        self.last_seen = now;
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_counts_utf16_units() {
+        assert_eq!(truncate_utf16("abcdef", 4), "abcd");
+        assert_eq!(
+            truncate_utf16("ab😀cd", 3),
+            "ab",
+            "the emoji needs two units"
+        );
+        assert_eq!(truncate_utf16("ab😀cd", 4), "ab😀");
+        assert_eq!(truncate_utf16("short", 255), "short");
+    }
+
+    #[test]
+    fn schema_batches_are_separate() {
+        let batches: Vec<&str> = SCHEMA
+            .split("\nGO\n")
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .collect();
+        assert_eq!(batches.len(), 17);
+        assert!(
+            batches.iter().all(|b| b.contains("IF ")),
+            "every batch is idempotent"
+        );
+    }
+}

@@ -1,0 +1,2 @@
+SELECT id, time_us, DATEDIFF_BIG(MICROSECOND, CONVERT(datetime2(6), '1970-01-01T00:00:00', 126), received), severity, facility, hostname, source, procid, msgid, structured_data, message, protocol, peer FROM dbo.Logs WHERE severity <= @P1 ORDER BY time_us ASC, id ASC
+-- params: [Int(3)]

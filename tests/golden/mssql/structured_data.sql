@@ -1,0 +1,2 @@
+SELECT id, time_us, DATEDIFF_BIG(MICROSECOND, CONVERT(datetime2(6), '1970-01-01T00:00:00', 126), received), severity, facility, hostname, source, procid, msgid, structured_data, message, protocol, peer FROM dbo.Logs WHERE (JSON_VALUE(structured_data, @P1) = @P3 OR EXISTS (SELECT 1 FROM OPENJSON(structured_data, @P2) WHERE [value] = @P3)) ORDER BY time_us ASC, id ASC
+-- params: [Text("$.\"origin@32473\".\"i\\\"p\""), Text("$.\"origin@32473\".\"i\\\"p\""), Text("10.0.0.1")]
