@@ -134,8 +134,11 @@ pub struct SqliteStore {
 struct Checkpointer {
     stop: std::sync::mpsc::Sender<()>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// WAL size in frames after the last checkpoint, for the writer to act on.
+    wal_frames: std::sync::Arc<std::sync::atomic::AtomicI64>,
 }
 
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Checkpointer {
@@ -143,41 +146,32 @@ impl Checkpointer {
         let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         conn.busy_timeout(std::time::Duration::from_secs(1))?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let wal_frames = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let frames = wal_frames.clone();
         let thread = std::thread::Builder::new()
             .name("logrelay-checkpoint".into())
             .spawn(move || {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(CHECKPOINT_EVERY)
                 {
-                    if let Err(e) = checkpoint(&conn) {
-                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    match conn
+                        .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
+                    {
+                        Ok(log) => frames.store(log, std::sync::atomic::Ordering::Relaxed),
+                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
                     }
                 }
             })?;
         Ok(Checkpointer {
             stop,
             thread: Some(thread),
+            wal_frames,
         })
     }
 }
 
-/// WAL frames (pages) beyond which the checkpointer makes the WAL start over.
+/// WAL frames (pages, 64 MiB) beyond which the writer makes the WAL start over.
 const WAL_RESTART_FRAMES: i64 = 16_384;
-
-/// A PASSIVE checkpoint copies what it can without waiting for anyone. Under constant
-/// writing it never catches up completely, so the WAL would only grow; once it holds
-/// more than 64 MiB a RESTART checkpoint waits for the writer's current transaction,
-/// copies the rest and lets the next transaction write the WAL from its start again.
-fn checkpoint(conn: &Connection) -> rusqlite::Result<()> {
-    let (_busy, log, _done): (i64, i64, i64) =
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-    if log > WAL_RESTART_FRAMES {
-        conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
-    }
-    Ok(())
-}
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
@@ -231,7 +225,33 @@ impl SqliteStore {
             }
         }
         tx.commit()?;
+        self.restart_wal_if_large();
         Ok(n)
+    }
+
+    /// PASSIVE checkpoints copy the WAL in the background but, with the writer always
+    /// appending, never finish, so the WAL would only grow. Once it passes 64 MiB the
+    /// writer itself runs a RESTART checkpoint between transactions: little is left to
+    /// copy, and the next transaction writes the WAL from its start again. It waits at
+    /// most 50 ms for readers; if one holds an old snapshot longer, it tries later.
+    fn restart_wal_if_large(&mut self) {
+        let Some(frames) = self.checkpointer.as_ref().map(|c| &c.wal_frames) else {
+            return;
+        };
+        if frames.load(std::sync::atomic::Ordering::Relaxed) <= WAL_RESTART_FRAMES {
+            return;
+        }
+        frames.store(0, std::sync::atomic::Ordering::Relaxed);
+        let short = std::time::Duration::from_millis(50);
+        if self.conn.busy_timeout(short).is_ok() {
+            if let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+            {
+                tracing::debug!(error = %e, "WAL restart postponed");
+            }
+            let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        }
     }
 
     pub fn open(path: &Path, mode: OpenMode) -> Result<SqliteStore, StoreError> {
@@ -249,7 +269,7 @@ impl SqliteStore {
             OpenMode::Existing => {}
         }
         let conn = Connection::open_with_flags(path, flags)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // 16 KiB pages: a third of the B-tree splits and WAL frames of 4 KiB pages on
         // this insert-heavy table (takes effect only when the file is created).
         conn.pragma_update(None, "page_size", 8192)?;
