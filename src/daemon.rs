@@ -105,6 +105,19 @@ fn fail(msg: &str) -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: a SIGTERM that arrives right after "listening on" must already
+    // mean a graceful shutdown, not the default instant death.
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!("cannot handle signals: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let db = config.db.to_string();
     let relay = match Relay::bind(config).await {
         Ok(r) => r,
@@ -123,26 +136,16 @@ async fn serve(config: Config) -> ExitCode {
     tokio::pin!(run);
     tokio::select! {
         _ = &mut run => {}
-        _ = wait_for_signal() => {
+        _ = term.recv() => {
+            tracing::info!("SIGTERM received");
+            shutdown.cancel();
+            run.await;
+        }
+        _ = int.recv() => {
+            tracing::info!("SIGINT received");
             shutdown.cancel();
             run.await;
         }
     }
     ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("cannot watch SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-    }
 }
