@@ -16,7 +16,10 @@ fn kept_fuzz_inputs_are_handled() {
     for input in INPUTS {
         let _ = rfc5424::parse(input);
         let _ = rfc3164::parse(input);
-        assert!(rfc3164::parse_lenient(input).is_ok(), "a readable PRI is read leniently");
+        assert!(
+            rfc3164::parse_lenient(input).is_ok(),
+            "a readable PRI is read leniently"
+        );
         let _ = json::parse(input, ctx.received);
         let m = decode_frame(input, &ctx).expect("non-empty frame gives a record");
         assert!(!m.message.is_empty());

@@ -185,6 +185,17 @@ pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
     })
 }
 
+impl Plan {
+    /// The row limit SQL can apply: none when a regex filters rows after SQL.
+    fn sql_limit(&self) -> Option<u64> {
+        if self.regex.is_none() {
+            self.lines
+        } else {
+            None
+        }
+    }
+}
+
 /// What printing rows ended with.
 enum Printed {
     Rows(u64),
@@ -257,11 +268,7 @@ pub fn run(mut plan: Plan) -> Result<bool, CliError> {
         filter: plan.filter.clone(),
         newest_first: plan.lines.is_some() || plan.reverse,
         by_id: false,
-        limit: if plan.regex.is_none() {
-            plan.lines
-        } else {
-            None
-        },
+        limit: plan.sql_limit(),
     };
     let lines = plan.lines;
     match print_rows(store.as_mut(), &mut plan, &query, lines, &mut out)? {
@@ -321,11 +328,7 @@ fn follow(mut plan: Plan) -> Result<(), CliError> {
         },
         newest_first: true,
         by_id: false,
-        limit: if plan.regex.is_none() {
-            plan.lines
-        } else {
-            None
-        },
+        limit: plan.sql_limit(),
     };
     let lines = plan.lines;
     if let Printed::Closed = print_rows(store.as_mut(), &mut plan, &initial, lines, &mut out)? {

@@ -255,45 +255,23 @@ fn connection<'c>(
         .ok_or_else(|| StoreError::Server("SQL Server connection lost".into()))
 }
 
+/// Runs the schema batches in one transaction that holds the application lock, so two
+/// relays starting together take turns.
 async fn migrate(client: &mut Conn) -> Result<(), StoreError> {
-    let fail = |e| sql_error("schema migration", e);
-    client
-        .simple_query("BEGIN TRANSACTION")
-        .await
-        .map_err(fail)?
-        .into_results()
-        .await
-        .map_err(fail)?;
-    client
-        .simple_query(
-            "EXEC sp_getapplock @Resource = N'logrelay-schema', @LockMode = N'Exclusive', \
-             @LockOwner = N'Transaction', @LockTimeout = 60000",
-        )
-        .await
-        .map_err(fail)?
-        .into_results()
-        .await
-        .map_err(fail)?;
-    for batch in SCHEMA
+    const LOCK: &str = "EXEC sp_getapplock @Resource = N'logrelay-schema', @LockMode = N'Exclusive', \
+                        @LockOwner = N'Transaction', @LockTimeout = 60000";
+    let batches = SCHEMA
         .split("\nGO\n")
         .map(str::trim)
-        .filter(|b| !b.is_empty())
-    {
-        client
-            .simple_query(batch)
-            .await
-            .map_err(fail)?
-            .into_results()
-            .await
-            .map_err(fail)?;
+        .filter(|b| !b.is_empty());
+    let script = ["BEGIN TRANSACTION", LOCK]
+        .into_iter()
+        .chain(batches)
+        .chain(["COMMIT"]);
+    for sql in script {
+        let run = async { client.simple_query(sql).await?.into_results().await };
+        run.await.map_err(|e| sql_error("schema migration", e))?;
     }
-    client
-        .simple_query("COMMIT")
-        .await
-        .map_err(fail)?
-        .into_results()
-        .await
-        .map_err(fail)?;
     Ok(())
 }
 
