@@ -23,6 +23,10 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 /// The schema, applied batch by batch (`GO` separators) under an application lock.
 pub const SCHEMA: &str = include_str!("../../../fixtures/mssql-schema.sql");
 
+/// The follow cursor: the newest rowversion below every open transaction's.
+pub const CURSOR_SQL: &str =
+    "SELECT CAST(MAX(rv) AS bigint) FROM dbo.Logs WHERE rv < MIN_ACTIVE_ROWVERSION()";
+
 /// How long one statement may take before the connection is given up.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_ATTEMPTS: u32 = 4;
@@ -198,7 +202,8 @@ macro_rules! with_retry {
                     let fut = $body;
                     match $self
                         .runtime
-                        .block_on(tokio::time::timeout(STATEMENT_TIMEOUT, fut))
+                        // The timer must be made inside the runtime: hence the async block.
+                        .block_on(async { tokio::time::timeout(STATEMENT_TIMEOUT, fut).await })
                     {
                         Ok(Ok(v)) => break Ok(v),
                         Ok(Err(e)) => (is_transient(&e), sql_error($what, e)),
@@ -351,11 +356,7 @@ impl Store for MssqlStore {
     /// The follow cursor: the newest rowversion below every open transaction's.
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
         with_retry!(self, "cursor", |conn| async {
-            let row = conn
-                .simple_query("SELECT CAST(MAX(rv) AS bigint) FROM dbo.Logs WHERE rv < MIN_ACTIVE_ROWVERSION()")
-                .await?
-                .into_row()
-                .await?;
+            let row = conn.simple_query(CURSOR_SQL).await?.into_row().await?;
             tiberius::Result::Ok(row.and_then(|r| r.try_get::<i64, _>(0).ok().flatten()))
         })
     }

@@ -1,0 +1,186 @@
+//! The SQL Server backend against a TDS fake on loopback (`mssql-mock-tds`): login with and
+//! without TLS, the schema statements, a result read back, a server error surfacing
+//! clearly, a timeout dropping the connection and a later reconnect. What a fake cannot
+//! show: real T-SQL semantics (the fake answers unknown statements with an empty result),
+//! bulk load, rowversion ordering — those need LOGRELAY_TEST_MSSQL (store_conformance.rs).
+
+use logrelay::store::mssql::CURSOR_SQL;
+use logrelay::store::{self, OpenMode, StoreUrl};
+use mssql_mock_tds::query_response::QueryRegistry;
+use mssql_mock_tds::{
+    ColumnDefinition, ColumnValue, MockTdsServer, QueryResponse, Row, SqlDataType, TerminalError,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Mock {
+    addr: SocketAddr,
+    registry: Arc<tokio::sync::Mutex<QueryRegistry>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Mock {
+    fn start(tls: bool) -> Mock {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = if tls {
+                    let (cert, key) = self_signed_pem();
+                    let identity = mssql_mock_tds::create_test_identity(&cert, &key).unwrap();
+                    MockTdsServer::new_with_strict_tls("127.0.0.1:0", identity)
+                        .await
+                        .unwrap()
+                } else {
+                    MockTdsServer::new("127.0.0.1:0").await.unwrap()
+                };
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+                tx.send((server.local_addr(), server.query_registry(), stop_tx))
+                    .unwrap();
+                let _ = server.run_with_shutdown(stop_rx).await;
+            });
+        });
+        let (addr, registry, stop) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("mock started");
+        Mock {
+            addr,
+            registry,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn register(&self, sql: &str, response: QueryResponse) {
+        self.registry.blocking_lock().register(sql, response);
+    }
+
+    fn url(&self, options: &str) -> StoreUrl {
+        StoreUrl::parse(&format!("mssql://sa:pw@{}/LoggingDB?{options}", self.addr)).unwrap()
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A self-signed certificate and key made with the openssl command, as PEM.
+fn self_signed_pem() -> (Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(ok.success());
+    (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
+}
+
+fn cursor(v: i64) -> QueryResponse {
+    QueryResponse::new(
+        vec![ColumnDefinition::new("rv", SqlDataType::BigInt)],
+        vec![Row::new(vec![ColumnValue::BigInt(v)])],
+    )
+}
+
+#[test]
+fn login_schema_statements_and_a_result() {
+    let mock = Mock::start(false);
+    mock.register(CURSOR_SQL, cursor(42));
+    let mut s = store::open(
+        &mock.url("encrypt=off&connectTimeout=5"),
+        OpenMode::Existing,
+    )
+    .unwrap();
+    assert_eq!(s.last_id().unwrap(), Some(42));
+    assert!(s.changed().unwrap(), "first look is a change");
+    assert!(!s.changed().unwrap(), "same cursor, no change");
+}
+
+#[test]
+fn tls_login_with_a_trusted_and_an_untrusted_certificate() {
+    let mock = Mock::start(true);
+    mock.register(CURSOR_SQL, cursor(7));
+    let mut s = store::open(
+        &mock.url("encrypt=strict&trustServerCertificate=true&connectTimeout=5"),
+        OpenMode::Existing,
+    )
+    .expect("TLS login with trustServerCertificate");
+    assert_eq!(s.last_id().unwrap(), Some(7));
+    let err = store::open(
+        &mock.url("encrypt=strict&connectTimeout=5"),
+        OpenMode::Existing,
+    )
+    .err()
+    .expect("self-signed certificate must be refused");
+    assert!(err.to_string().contains("login to"), "{err}");
+}
+
+#[test]
+fn a_server_error_surfaces_as_a_clear_error() {
+    let mock = Mock::start(false);
+    mock.register(
+        CURSOR_SQL,
+        QueryResponse::error_only(TerminalError::new(50000, 16, "the table is on fire")),
+    );
+    let err = store::open(
+        &mock.url("encrypt=off&connectTimeout=5"),
+        OpenMode::Existing,
+    )
+    .err()
+    .expect("error");
+    let text = err.to_string();
+    assert!(
+        text.contains("SQL Server cursor") && text.contains("the table is on fire"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_timeout_drops_the_connection_and_a_later_call_reconnects() {
+    let mock = Mock::start(false);
+    mock.register(CURSOR_SQL, cursor(5));
+    // The first schema statement hangs longer than the connect timeout.
+    mock.register(
+        "BEGIN TRANSACTION",
+        QueryResponse::new(vec![], vec![]).with_delay(Duration::from_secs(20)),
+    );
+    let mut s = store::open(&mock.url("encrypt=off&connectTimeout=1"), OpenMode::Create).unwrap();
+    let start = Instant::now();
+    let err = s.last_id().unwrap_err().to_string();
+    assert!(err.contains("within 1s"), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "retries are bounded: {:?}",
+        start.elapsed()
+    );
+    mock.register("BEGIN TRANSACTION", QueryResponse::new(vec![], vec![]));
+    assert_eq!(s.last_id().unwrap(), Some(5), "the same store reconnects");
+}
