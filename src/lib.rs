@@ -15,5 +15,6 @@ pub mod protocol;
 pub mod relay;
 pub mod store;
 pub mod sys;
+pub mod timefmt;
 
 pub use message::{Facility, Level, LogMessage, Protocol, SdElement};

@@ -3,6 +3,7 @@
 
 use crate::message::{Level, write_json_str};
 use crate::store::RecordRef;
+use crate::timefmt::write_rfc3339_utc;
 use chrono::{DateTime, Local, Utc};
 use clap::ValueEnum;
 use owo_colors::{OwoColorize, Style};
@@ -62,11 +63,6 @@ pub struct Renderer {
 
 fn to_datetime(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
-}
-
-/// RFC 3339 in UTC with microseconds, the contract's time format.
-pub fn rfc3339_micros(us: i64) -> String {
-    to_datetime(us).format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 impl Renderer {
@@ -169,9 +165,9 @@ impl Renderer {
     fn json(&mut self, id: i64, r: &RecordRef<'_>) {
         let l = &mut self.line;
         let _ = std::fmt::Write::write_fmt(l, format_args!("{{\"id\":{id},\"timestamp\":\""));
-        l.push_str(&rfc3339_micros(r.time_us));
+        write_rfc3339_utc(r.time_us, 6, l);
         l.push_str("\",\"received\":\"");
-        l.push_str(&rfc3339_micros(r.received_us));
+        write_rfc3339_utc(r.received_us, 6, l);
         l.push_str("\",\"level\":\"");
         l.push_str(r.level.name());
         l.push_str("\",\"facility\":");

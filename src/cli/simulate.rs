@@ -248,17 +248,12 @@ fn generate(svc: &Service, rng: &mut Rng, text: &mut String) -> Level {
         }
         draw -= w;
     }
-    let fitting: Vec<&str> = svc
-        .templates
-        .iter()
-        .filter(|(_, l)| *l == level)
-        .map(|(t, _)| *t)
-        .collect();
+    let fitting = || svc.templates.iter().filter(|(_, l)| *l == level);
+    let count = fitting().count() as u64;
     text.clear();
-    let template = if fitting.is_empty() {
-        generic(level)
-    } else {
-        rng.pick(&fitting)
+    let template = match fitting().nth(rng.below(count) as usize) {
+        Some((t, _)) if count > 0 => *t,
+        _ => generic(level),
     };
     fill(template, rng, text);
     level

@@ -32,8 +32,8 @@ fn sd_name(name: &str) -> String {
 }
 
 /// RFC 5424 timestamp with microseconds.
-pub fn rfc5424_time(t: DateTime<Utc>) -> impl std::fmt::Display {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+pub fn push_rfc5424_time(t: DateTime<Utc>, out: &mut String) {
+    crate::timefmt::write_rfc3339_utc(t.timestamp_micros(), 6, out);
 }
 
 /// One RFC 5424 message (no framing). Non-ASCII messages get a BOM, as 6.4 asks.
@@ -41,7 +41,8 @@ pub fn to_rfc5424(m: &LogMessage<'_>, out: &mut String) {
     let _ = write!(out, "<{}>1 ", pri(m));
     // TIMESTAMP has four year digits; other years become NILVALUE.
     if (0..=9999).contains(&m.timestamp.year()) {
-        let _ = write!(out, "{} ", rfc5424_time(m.timestamp));
+        push_rfc5424_time(m.timestamp, out);
+        out.push(' ');
     } else {
         out.push_str("- ");
     }
@@ -104,12 +105,9 @@ pub fn to_rfc3164(m: &LogMessage<'_>, out: &mut String) {
 
 /// One native JSON line (no trailing LF), with only the fields that are known.
 pub fn to_json_line(m: &LogMessage<'_>, out: &mut String) {
-    let _ = write!(
-        out,
-        "{{\"timestamp\":\"{}\",\"level\":\"{}\"",
-        rfc5424_time(m.timestamp),
-        m.level
-    );
+    out.push_str("{\"timestamp\":\"");
+    push_rfc5424_time(m.timestamp, out);
+    let _ = write!(out, "\",\"level\":\"{}\"", m.level);
     if let Some(f) = m.facility {
         let _ = write!(out, ",\"facility\":\"{f}\"");
     }

@@ -333,9 +333,7 @@ impl SqliteStore {
 
 /// `2026-11-23T10:00:00.123Z`, the original table's `timestamp` text (UTC, ms).
 fn write_iso_millis(us: i64, out: &mut String) {
-    use std::fmt::Write;
-    let t = chrono::DateTime::from_timestamp_micros(us).unwrap_or_default();
-    let _ = write!(out, "{}", t.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+    crate::timefmt::write_rfc3339_utc(us, 3, out);
 }
 
 impl Drop for SqliteStore {
