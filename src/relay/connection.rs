@@ -11,16 +11,34 @@ use chrono::Utc;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const READ_SIZE: usize = 64 * 1024;
-/// At shutdown: a connection with nothing to read for this long is finished…
+/// At shutdown, a connection is read until it has been quiet this long…
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
-/// …and none is read for longer than this, however fast its sender keeps sending.
+/// …or for this long at most, however fast its sender keeps sending…
 const DRAIN_DEADLINE: Duration = Duration::from_secs(2);
+/// …then it gets a FIN, and what arrives within this grace is still read. A sender that
+/// checks for the FIN before writing (our Logger does) stops in time, so nothing it
+/// wrote lands in a socket that is being closed.
+const FIN_GRACE: Duration = Duration::from_millis(250);
+
+/// Where a connection is in the relay's shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    Live,
+    /// Reading what was already sent, until quiet or the deadline.
+    Reading {
+        until: Instant,
+    },
+    /// FIN sent; reading the last bytes in flight.
+    Closing {
+        until: Instant,
+    },
+}
 
 /// Frames cut from one read, parsed into `batch`. Returns how many bytes were used.
 pub fn parse_frames(
@@ -77,20 +95,15 @@ pub async fn handle(
     let mut decoder = Decoder::new(Mode::Auto, shared.config.max_frame);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
     let idle = shared.config.idle_timeout;
-    // Once shutdown starts, what the sender already sent is still read: until a read
-    // finds nothing for a moment, or the drain deadline passes.
-    let mut drain_until: Option<Instant> = None;
+    let mut drain = Drain::Live;
     loop {
         buf.reserve(READ_SIZE);
-        let read = match drain_until {
-            Some(deadline) if Instant::now() >= deadline => Ok(0),
-            Some(_) => tokio::time::timeout(DRAIN_QUIET, stream.read_buf(&mut buf))
-                .await
-                .unwrap_or(Ok(0)),
-            None => tokio::select! {
+        let now = Instant::now();
+        let read = match drain {
+            Drain::Live => tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    drain_until = Some(Instant::now() + DRAIN_DEADLINE);
+                    drain = Drain::Reading { until: now + DRAIN_DEADLINE };
                     continue;
                 }
                 r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r.unwrap_or_else(|_| {
@@ -98,6 +111,34 @@ pub async fn handle(
                     Ok(0)
                 }),
             },
+            Drain::Reading { until } => {
+                let quiet = if now < until {
+                    tokio::time::timeout(DRAIN_QUIET, stream.read_buf(&mut buf))
+                        .await
+                        .ok()
+                } else {
+                    None
+                };
+                match quiet {
+                    Some(r) => r,
+                    None => {
+                        // Nothing more for now (or time is up): tell the sender with a
+                        // FIN, and keep reading a little for what is already on its way.
+                        let _ = stream.shutdown().await;
+                        drain = Drain::Closing {
+                            until: now + FIN_GRACE,
+                        };
+                        continue;
+                    }
+                }
+            }
+            // (A zero timeout would still return data that is ready: check the time.)
+            Drain::Closing { until } if now >= until => Ok(0),
+            Drain::Closing { until } => {
+                tokio::time::timeout(until - now, stream.read_buf(&mut buf))
+                    .await
+                    .unwrap_or(Ok(0))
+            }
         };
         let n = match read {
             Ok(n) => n,
@@ -117,7 +158,7 @@ pub async fn handle(
         let used = parse_frames(&mut decoder, &buf, false, &ctx, &mut batch, &shared.stats);
         buf.drain(..used);
         if eof && !buf.is_empty() {
-            if drain_until.is_some() {
+            if drain != Drain::Live {
                 // Cut off by shutdown, not ended by the sender: the last frame is
                 // probably incomplete. Keep it, but count and say so.
                 Stats::add(&shared.stats.truncated, 1);
