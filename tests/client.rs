@@ -139,3 +139,26 @@ fn relay_restart_loses_only_what_was_reported_dropped() {
         .sum();
     assert_eq!(reported, dropped, "every drop is reported to the relay");
 }
+
+/// The Logger uses its own thread, so it works the same inside a tokio runtime, on the
+/// runtime's thread, without blocking it (log never waits).
+#[tokio::test(flavor = "current_thread")]
+async fn works_inside_a_tokio_runtime() {
+    let d = Daemon::start(&[]);
+    let l = logger(&d, 1000);
+    let start = Instant::now();
+    for i in 0..100 {
+        l.log(Level::Info, format!("from tokio {i}"), "async-app");
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "log must not block"
+    );
+    tokio::task::spawn_blocking(move || l.flush(Duration::from_secs(10)).map(|_| l.sent()))
+        .await
+        .unwrap()
+        .map(|sent| assert_eq!(sent, 100))
+        .unwrap();
+    assert_eq!(d.wait_rows(100).len(), 100);
+}
