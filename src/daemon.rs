@@ -1,7 +1,7 @@
 //! `logrelayd`: flags, logging, signals; the work is in [`crate::relay`].
 
 use crate::relay::Relay;
-use crate::relay::config::{Config, FileConfig, Overrides};
+use crate::relay::config::{Config, Layer};
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,14 +68,14 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let file = match &args.config {
-        Some(p) => match FileConfig::load(p) {
+        Some(p) => match Layer::load(p) {
             Ok(f) => f,
             Err(e) => return fail(&e),
         },
-        None => FileConfig::default(),
+        None => Layer::default(),
     };
-    let overrides = Overrides {
-        listen: args.listen,
+    let flags = Layer {
+        listen: Some(args.listen),
         udp: args.no_udp.then_some(false),
         db: args.db,
         max_frame: args.max_frame,
@@ -85,7 +85,7 @@ pub fn main() -> ExitCode {
         zone: args.zone,
         stats_interval_secs: args.stats_interval,
     };
-    let config = match Config::resolve(file, overrides) {
+    let config = match Config::resolve(flags.over(file)) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };

@@ -5,7 +5,7 @@ use super::error::{CliError, did_you_mean};
 use super::render::Renderer;
 use super::timespec;
 use crate::message::{Facility, Level};
-use crate::relay::config::FileConfig;
+use crate::relay::config::Layer;
 use crate::store::{
     self, Batch, Field, Filter, Match, OpenMode, Query, Store, StoreError, StoreUrl,
 };
@@ -121,11 +121,7 @@ fn regex(pattern: &str) -> Result<Regex, CliError> {
 pub fn store_url(db: Option<&str>, config: Option<&std::path::Path>) -> Result<StoreUrl, CliError> {
     let from_env = std::env::var("LOGRELAY_DB").ok().filter(|s| !s.is_empty());
     let from_file = match config {
-        Some(p) => {
-            FileConfig::load(p)
-                .map_err(|e| CliError::usage(e, None))?
-                .db
-        }
+        Some(p) => Layer::load(p).map_err(|e| CliError::usage(e, None))?.db,
         None => None,
     };
     match db.map(str::to_string).or(from_env).or(from_file) {

@@ -68,10 +68,11 @@ impl Default for Config {
     }
 }
 
-/// The TOML file's shape; every key optional (see fixtures/logrelayd.toml).
-#[derive(Debug, Default, Deserialize)]
+/// One layer of settings — the TOML file, or the flags and `LOGRELAY_*` variables —
+/// every key optional (see fixtures/logrelayd.toml). Layers stack with [`Layer::over`].
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FileConfig {
+pub struct Layer {
     pub listen: Option<Vec<String>>,
     pub udp: Option<bool>,
     pub db: Option<String>,
@@ -83,26 +84,27 @@ pub struct FileConfig {
     pub stats_interval_secs: Option<u64>,
 }
 
-impl FileConfig {
-    pub fn load(path: &Path) -> Result<FileConfig, String> {
+impl Layer {
+    pub fn load(path: &Path) -> Result<Layer, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("bad config {}: {e}", path.display()))
     }
-}
 
-/// Settings given on the command line or in the environment; `None` = not given.
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    pub listen: Vec<String>,
-    pub udp: Option<bool>,
-    pub db: Option<String>,
-    pub max_frame: Option<usize>,
-    pub max_connections: Option<usize>,
-    pub idle_timeout_secs: Option<u64>,
-    pub batch_rows: Option<usize>,
-    pub zone: Option<String>,
-    pub stats_interval_secs: Option<u64>,
+    /// This layer's keys, and `lower`'s where this one has none.
+    pub fn over(self, lower: Layer) -> Layer {
+        Layer {
+            listen: self.listen.filter(|l| !l.is_empty()).or(lower.listen),
+            udp: self.udp.or(lower.udp),
+            db: self.db.or(lower.db),
+            max_frame: self.max_frame.or(lower.max_frame),
+            max_connections: self.max_connections.or(lower.max_connections),
+            idle_timeout_secs: self.idle_timeout_secs.or(lower.idle_timeout_secs),
+            batch_rows: self.batch_rows.or(lower.batch_rows),
+            zone: self.zone.or(lower.zone),
+            stats_interval_secs: self.stats_interval_secs.or(lower.stats_interval_secs),
+        }
+    }
 }
 
 fn addrs(list: &[String]) -> Result<Vec<SocketAddr>, String> {
@@ -118,34 +120,26 @@ fn addrs(list: &[String]) -> Result<Vec<SocketAddr>, String> {
 }
 
 impl Config {
-    /// Defaults, then the file, then the overrides; checks every value.
-    pub fn resolve(file: FileConfig, o: Overrides) -> Result<Config, String> {
+    /// The defaults under `layer`; checks every value.
+    pub fn resolve(layer: Layer) -> Result<Config, String> {
         let mut c = Config::default();
-        let listen = if o.listen.is_empty() {
-            file.listen.unwrap_or_default()
-        } else {
-            o.listen
-        };
-        if !listen.is_empty() {
+        if let Some(listen) = layer.listen.filter(|l| !l.is_empty()) {
             c.listen = addrs(&listen)?;
         }
-        c.udp = o.udp.or(file.udp).unwrap_or(c.udp);
-        if let Some(db) = o.db.or(file.db) {
+        c.udp = layer.udp.unwrap_or(c.udp);
+        if let Some(db) = layer.db {
             c.db = StoreUrl::parse(&db).map_err(|e| e.to_string())?;
         }
-        c.max_frame = o.max_frame.or(file.max_frame).unwrap_or(c.max_frame);
-        c.max_connections = o
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(c.max_connections);
-        if let Some(s) = o.idle_timeout_secs.or(file.idle_timeout_secs) {
+        c.max_frame = layer.max_frame.unwrap_or(c.max_frame);
+        c.max_connections = layer.max_connections.unwrap_or(c.max_connections);
+        if let Some(s) = layer.idle_timeout_secs {
             c.idle_timeout = Duration::from_secs(s);
         }
-        c.batch_rows = o.batch_rows.or(file.batch_rows).unwrap_or(c.batch_rows);
-        if let Some(z) = o.zone.or(file.zone) {
+        c.batch_rows = layer.batch_rows.unwrap_or(c.batch_rows);
+        if let Some(z) = layer.zone {
             c.zone = Zone::parse(&z)?;
         }
-        if let Some(s) = o.stats_interval_secs.or(file.stats_interval_secs) {
+        if let Some(s) = layer.stats_interval_secs {
             c.stats_interval = Duration::from_secs(s);
         }
         if c.max_frame < 480 || c.max_frame > 16 * 1024 * 1024 {
@@ -170,15 +164,16 @@ mod tests {
 
     #[test]
     fn flags_beat_file_beat_defaults() {
-        let file: FileConfig = toml::from_str(
+        let file: Layer = toml::from_str(
             "listen = [\"0.0.0.0:6000\"]\nmax-frame = 8192\nzone = \"+02:00\"\nudp = false",
         )
         .unwrap();
-        let o = Overrides {
+        let flags = Layer {
             max_frame: Some(4096),
-            ..Overrides::default()
+            listen: Some(vec![]),
+            ..Layer::default()
         };
-        let c = Config::resolve(file, o).unwrap();
+        let c = Config::resolve(flags.over(file)).unwrap();
         assert_eq!(c.listen[0].port(), 6000);
         assert_eq!(c.max_frame, 4096);
         assert!(!c.udp);
@@ -189,7 +184,7 @@ mod tests {
     #[test]
     fn example_file_parses_to_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/logrelayd.toml");
-        let c = Config::resolve(FileConfig::load(&path).unwrap(), Overrides::default()).unwrap();
+        let c = Config::resolve(Layer::load(&path).unwrap()).unwrap();
         let d = Config::default();
         assert_eq!(c.listen, d.listen);
         assert_eq!(
@@ -204,28 +199,28 @@ mod tests {
 
     #[test]
     fn bad_values_are_clear_errors() {
-        let bad = |o: Overrides| Config::resolve(FileConfig::default(), o).unwrap_err();
+        let bad = |l: Layer| Config::resolve(l).unwrap_err();
         assert!(
-            bad(Overrides {
-                listen: vec!["localhost".into()],
+            bad(Layer {
+                listen: Some(vec!["localhost".into()]),
                 ..Default::default()
             })
             .contains("IP:PORT")
         );
         assert!(
-            bad(Overrides {
+            bad(Layer {
                 zone: Some("Mars/Base".into()),
                 ..Default::default()
             })
             .contains("zone")
         );
         assert!(
-            bad(Overrides {
+            bad(Layer {
                 max_frame: Some(10),
                 ..Default::default()
             })
             .contains("max-frame")
         );
-        assert!(toml::from_str::<FileConfig>("colour = 1").is_err());
+        assert!(toml::from_str::<Layer>("colour = 1").is_err());
     }
 }
