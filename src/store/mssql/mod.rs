@@ -60,31 +60,37 @@ pub fn truncate_utf16(s: &str, max: usize) -> &str {
 }
 
 /// Server errors worth retrying on a fresh connection: deadlock victim, database or
-/// service temporarily unavailable, Azure SQL throttling and failover.
+/// service temporarily unavailable, Azure SQL throttling and failover, network resets.
+pub fn is_transient_code(code: u32) -> bool {
+    matches!(
+        code,
+        1205 | 4060
+            | 4221
+            | 40143
+            | 40197
+            | 40501
+            | 40613
+            | 49918
+            | 49919
+            | 49920
+            | 10928
+            | 10929
+            | 233
+            | 64
+            | 10053
+            | 10054
+            | 10060
+            | 11001
+    )
+}
+
+/// Whether a failed statement is worth a retry on a new connection (I/O and TLS
+/// failures, redirects, and the transient server codes above).
 pub fn is_transient(e: &tiberius::error::Error) -> bool {
     use tiberius::error::Error as E;
     match e {
         E::Io { .. } | E::Tls(_) | E::Routing { .. } => true,
-        E::Server(s) => matches!(
-            s.code(),
-            1205 | 4060
-                | 4221
-                | 40143
-                | 40197
-                | 40501
-                | 40613
-                | 49918
-                | 49919
-                | 49920
-                | 10928
-                | 10929
-                | 233
-                | 64
-                | 10053
-                | 10054
-                | 10060
-                | 11001
-        ),
+        E::Server(s) => is_transient_code(s.code()),
         _ => false,
     }
 }
@@ -383,6 +389,27 @@ mod tests {
         );
         assert_eq!(truncate_utf16("ab😀cd", 4), "ab😀");
         assert_eq!(truncate_utf16("short", 255), "short");
+    }
+
+    #[test]
+    fn retry_classification() {
+        for code in [1205, 4060, 40613, 40501, 10054] {
+            assert!(is_transient_code(code), "{code}");
+        }
+        for code in [208, 2627, 8152, 50000, 18456] {
+            assert!(
+                !is_transient_code(code),
+                "{code}: invalid object, duplicate key, truncation, user error, login failed"
+            );
+        }
+        let io = tiberius::error::Error::Io {
+            kind: std::io::ErrorKind::ConnectionReset,
+            message: "reset".into(),
+        };
+        assert!(is_transient(&io));
+        assert!(!is_transient(&tiberius::error::Error::Conversion(
+            "bad".into()
+        )));
     }
 
     #[test]
