@@ -215,17 +215,22 @@ impl Filter {
         };
         if let Some((most, least)) = self.levels {
             let (lo, hi) = (most.code().min(least.code()), most.code().max(least.code()));
-            if lo == hi {
-                let p = b.bind(Param::Int(lo.into()));
-                b.terms.push(format!("severity = {p}"));
+            // SQLite uses its partial severity index (severity <= 4) only when it can see
+            // the bound, so the codes go in as literals: numbers 0-7 from our own enum,
+            // never user text.
+            let mut code = |c: u8| match dialect {
+                Dialect::Sqlite => c.to_string(),
+                Dialect::Mssql => b.bind(Param::Int(c.into())),
+            };
+            let term = if lo == hi {
+                format!("severity = {}", code(lo))
             } else if lo == 0 {
-                let p = b.bind(Param::Int(hi.into()));
-                b.terms.push(format!("severity <= {p}"));
+                format!("severity <= {}", code(hi))
             } else {
-                let p1 = b.bind(Param::Int(lo.into()));
-                let p2 = b.bind(Param::Int(hi.into()));
-                b.terms.push(format!("severity BETWEEN {p1} AND {p2}"));
-            }
+                let (l, h) = (code(lo), code(hi));
+                format!("severity BETWEEN {l} AND {h}")
+            };
+            b.terms.push(term);
         }
         if let Some(t) = self.since {
             let p = b.bind(Param::Int(t.timestamp_micros()));
@@ -329,11 +334,11 @@ mod tests {
         let sql = f.to_sql(Dialect::Sqlite);
         assert_eq!(
             sql.clause,
-            "WHERE severity <= ?1 AND source_id IN (SELECT id FROM Sources WHERE name GLOB ?2 OR name = ?3) AND (CASE WHEN hostname = ?4 THEN 1 ELSE 0 END) = 0 \
-             AND EXISTS (SELECT 1 FROM json_each(structured_data, ?5) WHERE json_each.value = ?6) AND id > ?7"
+            "WHERE severity <= 3 AND source_id IN (SELECT id FROM Sources WHERE name GLOB ?1 OR name = ?2) AND (CASE WHEN hostname = ?3 THEN 1 ELSE 0 END) = 0 \
+             AND EXISTS (SELECT 1 FROM json_each(structured_data, ?4) WHERE json_each.value = ?5) AND id > ?6"
         );
         assert!(!sql.clause.contains("DROP"));
-        assert_eq!(sql.params[4], Param::Text("$.\"origin\".\"ip\"".into()));
+        assert_eq!(sql.params[3], Param::Text("$.\"origin\".\"ip\"".into()));
     }
 
     #[test]
