@@ -40,49 +40,73 @@ enum Drain {
     },
 }
 
-/// Frames cut from one read, parsed into `batch`. Returns how many bytes were used.
-pub fn parse_frames(
-    decoder: &mut Decoder,
-    buf: &[u8],
-    eof: bool,
-    ctx: &Context<'_>,
-    batch: &mut Batch,
-    stats: &Stats,
-) -> usize {
-    let mut pos = 0;
-    let (mut frames, mut raw, mut truncated) = (0u64, 0u64, 0u64);
-    loop {
-        let rest = &buf[pos..];
-        let (used, event) = if eof {
-            decoder.decode_eof(rest)
-        } else {
-            decoder.decode(rest)
-        };
-        pos += used;
-        let frame = match event {
-            None => break,
-            Some(Event::Frame(f)) => f,
-            Some(Event::Truncated(f, reason)) => {
-                truncated += 1;
-                tracing::warn!(peer = ctx.peer, ?reason, kept = f.len(), "frame truncated");
-                f
-            }
-            Some(Event::Error(e)) => {
-                // Only strict octet counting reports errors; auto mode falls back to LF.
-                tracing::warn!(peer = ctx.peer, error = %e, "framing error, closing");
-                break;
-            }
-        };
-        if let Some(m) = decode_frame(frame, ctx) {
-            frames += 1;
-            raw += u64::from(m.protocol == crate::message::Protocol::Raw);
-            batch.push(&m);
+/// One connection's framing state: the decoder, and whether a truncation was logged
+/// (the first is; the rest are only counted, so a sender cannot flood the log).
+pub struct Framer {
+    decoder: Decoder,
+    truncation_logged: bool,
+}
+
+impl Framer {
+    pub fn new(max_frame: usize) -> Self {
+        Framer {
+            decoder: Decoder::new(Mode::Auto, max_frame),
+            truncation_logged: false,
         }
     }
-    Stats::add(&stats.received, frames);
-    Stats::add(&stats.raw, raw);
-    Stats::add(&stats.truncated, truncated);
-    pos
+
+    /// Frames cut from `buf`, parsed into `batch`. Returns how many bytes were used.
+    pub fn parse(
+        &mut self,
+        buf: &[u8],
+        eof: bool,
+        ctx: &Context<'_>,
+        batch: &mut Batch,
+        stats: &Stats,
+    ) -> usize {
+        let mut pos = 0;
+        let (mut frames, mut raw, mut truncated) = (0u64, 0u64, 0u64);
+        loop {
+            let rest = &buf[pos..];
+            let (used, event) = if eof {
+                self.decoder.decode_eof(rest)
+            } else {
+                self.decoder.decode(rest)
+            };
+            pos += used;
+            let frame = match event {
+                None => break,
+                Some(Event::Frame(f)) => f,
+                Some(Event::Truncated(f, reason)) => {
+                    truncated += 1;
+                    if !self.truncation_logged {
+                        self.truncation_logged = true;
+                        tracing::warn!(
+                            peer = ctx.peer,
+                            ?reason,
+                            kept = f.len(),
+                            "frame truncated (further truncations on this connection are only counted)"
+                        );
+                    }
+                    f
+                }
+                Some(Event::Error(e)) => {
+                    // Only strict octet counting reports errors; auto mode falls back to LF.
+                    tracing::warn!(peer = ctx.peer, error = %e, "framing error, closing");
+                    break;
+                }
+            };
+            if let Some(m) = decode_frame(frame, ctx) {
+                frames += 1;
+                raw += u64::from(m.protocol == crate::message::Protocol::Raw);
+                batch.push(&m);
+            }
+        }
+        Stats::add(&stats.received, frames);
+        Stats::add(&stats.raw, raw);
+        Stats::add(&stats.truncated, truncated);
+        pos
+    }
 }
 
 pub async fn handle(
@@ -92,7 +116,7 @@ pub async fn handle(
     shutdown: CancellationToken,
 ) {
     let peer_text = peer.to_string();
-    let mut decoder = Decoder::new(Mode::Auto, shared.config.max_frame);
+    let mut framer = Framer::new(shared.config.max_frame);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
     let idle = shared.config.idle_timeout;
     let mut drain = Drain::Live;
@@ -155,7 +179,7 @@ pub async fn handle(
             zone: shared.config.zone.offset_at(received),
         };
         let mut batch = Batch::with_capacity(256, buf.len() + buf.len() / 4);
-        let used = parse_frames(&mut decoder, &buf, false, &ctx, &mut batch, &shared.stats);
+        let used = framer.parse(&buf, false, &ctx, &mut batch, &shared.stats);
         buf.drain(..used);
         if eof && !buf.is_empty() {
             if drain != Drain::Live {
@@ -164,7 +188,7 @@ pub async fn handle(
                 Stats::add(&shared.stats.truncated, 1);
                 tracing::warn!(peer = %peer, bytes = buf.len(), "incomplete frame at shutdown kept");
             }
-            parse_frames(&mut decoder, &buf, true, &ctx, &mut batch, &shared.stats);
+            framer.parse(&buf, true, &ctx, &mut batch, &shared.stats);
             buf.clear();
         }
         if !batch.is_empty() && shared.tx.send(batch).await.is_err() {
