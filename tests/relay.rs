@@ -183,7 +183,11 @@ fn oversize_frames_are_truncated_counted_and_logged() {
     assert_eq!(rows[3].message, "after the huge one");
     let (_, err) = d.terminate();
     assert_eq!(final_stat(&err, "truncated"), 2);
-    assert_eq!(err.matches("frame truncated").count(), 1, "logged once per connection: {err}");
+    assert_eq!(
+        err.matches("frame truncated").count(),
+        1,
+        "logged once per connection: {err}"
+    );
 }
 
 #[test]
