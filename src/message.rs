@@ -49,6 +49,14 @@ impl Level {
         Level::NAMES[self as usize]
     }
 
+    /// The original table's `LogLevel` text (Python logging's names where they exist).
+    pub fn log_level_name(self) -> &'static str {
+        const LOG_LEVEL: [&str; 8] = [
+            "EMERG", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG",
+        ];
+        LOG_LEVEL[self as usize]
+    }
+
     /// Names and aliases accepted on input, for "did you mean" hints.
     pub const ACCEPTED: [&'static str; 19] = [
         "emerg",

@@ -79,11 +79,7 @@ fn flush_waits_for_delivery_and_times_out_without_a_relay() {
     assert_eq!(d.wait_rows(2000).len(), 2000);
 
     // Nothing listens on this port: flush must give up with an error, not hang.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::unused_port();
     let lost = Logger::new(Config::new("x").server(format!("127.0.0.1:{port}"))).unwrap();
     lost.log(Level::Info, "nobody hears this", "x");
     let start = Instant::now();

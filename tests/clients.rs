@@ -5,7 +5,6 @@
 mod common;
 
 use common::{Daemon, Row, have};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -82,14 +81,6 @@ fn util_linux_logger_every_transport_and_format() {
     assert_eq!(sd["origin@32473"]["ip"], "10.0.0.1");
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn rsyslog_forwards_with_omfwd_octet_counted_rfc5424() {
     let rsyslogd = ["/usr/sbin/rsyslogd", "rsyslogd"]
@@ -100,7 +91,7 @@ fn rsyslog_forwards_with_omfwd_octet_counted_rfc5424() {
     };
     let d = Daemon::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let in_port = free_port();
+    let in_port = common::unused_port();
     let conf = dir.path().join("rsyslog.conf");
     std::fs::write(
         &conf,

@@ -149,19 +149,11 @@ fn generated_tsql_matches_golden_files() {
     }
 }
 
-fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn logq_with_an_unreachable_server_exits_3_quickly() {
     let url = format!(
         "mssql://sa:secret@127.0.0.1:{}/LoggingDB?connectTimeout=2",
-        closed_port()
+        common::unused_port()
     );
     let start = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_logq"))
@@ -224,7 +216,7 @@ fn logq_rejects_a_malformed_connection_string() {
 fn relay_with_an_unreachable_server_starts_reports_and_keeps_retrying() {
     let url = format!(
         "mssql://sa:secret@127.0.0.1:{}/LoggingDB?connectTimeout=1",
-        closed_port()
+        common::unused_port()
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_logrelayd"))
         .args(["--listen", "127.0.0.1:0", "--no-udp", "--db", &url])

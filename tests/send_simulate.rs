@@ -74,11 +74,7 @@ fn send_every_line_of_stdin() {
 
 #[test]
 fn send_without_a_relay_is_a_clear_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::unused_port();
     let out = run(&["send", "--server", &format!("127.0.0.1:{port}"), "hello"]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -163,11 +159,7 @@ fn simulate_honours_the_rate() {
 #[test]
 fn simulate_needs_an_amount_and_a_relay() {
     assert_eq!(run(&["simulate"]).status.code(), Some(2));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::unused_port();
     let out = run(&[
         "simulate",
         "--server",

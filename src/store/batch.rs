@@ -80,11 +80,6 @@ impl Batch {
         self.rows.is_empty()
     }
 
-    /// Bytes of text held; the relay sends a batch on once it is large enough.
-    pub fn text_len(&self) -> usize {
-        self.text.len()
-    }
-
     pub fn clear(&mut self) {
         self.text.clear();
         self.rows.clear();
@@ -151,32 +146,6 @@ impl Batch {
         self.rows.push(row);
     }
 
-    /// Moves all rows of `other` to the end of this batch.
-    pub fn append(&mut self, other: &Batch) {
-        let shift = self.text.len() as u32;
-        self.text.push_str(&other.text);
-        let moved = |s: Span| {
-            if s.start == u32::MAX {
-                s
-            } else {
-                Span {
-                    start: s.start + shift,
-                    len: s.len,
-                }
-            }
-        };
-        self.rows.extend(other.rows.iter().map(|r| Row {
-            hostname: moved(r.hostname),
-            source: moved(r.source),
-            procid: moved(r.procid),
-            msgid: moved(r.msgid),
-            structured_data: moved(r.structured_data),
-            message: moved(r.message),
-            peer: moved(r.peer),
-            ..r.clone()
-        }));
-    }
-
     fn get(&self, s: Span) -> Option<&str> {
         (s.start != u32::MAX).then(|| &self.text[s.start as usize..(s.start + s.len) as usize])
     }
@@ -204,7 +173,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn push_append_iter_round_trip() {
+    fn push_push_record_iter_round_trip() {
         let now = DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap();
         let mut a = Batch::new();
         let mut m = LogMessage::new("first", Level::Err, now);
@@ -214,7 +183,8 @@ mod tests {
         let mut m2 = LogMessage::new("second", Level::Info, now);
         m2.hostname = Some("h".into());
         b.push(&m2);
-        a.append(&b);
+        let copied = b.iter().next().unwrap();
+        a.push_record(&copied);
         let rows: Vec<_> = a.iter().collect();
         assert_eq!(rows.len(), 2);
         assert_eq!(

@@ -111,11 +111,6 @@ impl NameIds {
     }
 }
 
-/// `LogLevel` as the original table's readers know it (Python logging's names).
-const LOG_LEVEL: [&str; 8] = [
-    "EMERG", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG",
-];
-
 const COLUMNS: &str = "id, time_us, received_us, severity, facility, hostname, source, procid, \
     msgid, structured_data, message, protocol, peer";
 
@@ -219,7 +214,7 @@ impl SqliteStore {
                     r.protocol.name(),
                     r.peer,
                     time_text.as_str(),
-                    LOG_LEVEL[r.level.code() as usize],
+                    r.level.log_level_name(),
                     host_id,
                     source_id,
                 ))?;
@@ -324,12 +319,6 @@ impl SqliteStore {
             tx.pragma_update(None, "user_version", version + 1)?;
             tx.commit()?;
         }
-    }
-
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
 }
 

@@ -217,6 +217,15 @@ pub fn final_stat(stderr: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name}= in {line}"))
 }
 
+/// A loopback port nothing listens on (bound, then released).
+pub fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local address")
+        .port()
+}
+
 /// Whether an external program exists; CI sets LOGRELAY_REQUIRE_CLIENTS=1 so that a
 /// missing client fails there instead of skipping.
 pub fn have(program: &str) -> bool {

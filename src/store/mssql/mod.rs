@@ -114,10 +114,6 @@ fn naive(us: i64) -> NaiveDateTime {
         .naive_utc()
 }
 
-const LOG_LEVEL: [&str; 8] = [
-    "EMERG", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG",
-];
-
 const INSERT_COLUMNS: [&str; 13] = [
     "timestamp",
     "LogLevel",
@@ -143,7 +139,7 @@ fn token_row<'a>(r: &RecordRef<'a>) -> TokenRow<'a> {
     let mut row = TokenRow::new();
     row.push(naive(r.time_us).into_sql());
     row.push(ColumnData::String(Some(Cow::Borrowed(
-        LOG_LEVEL[r.level.code() as usize],
+        r.level.log_level_name(),
     ))));
     row.push(ColumnData::String(Some(Cow::Borrowed(r.message))));
     row.push(text(r.source, SOURCE_MAX));
