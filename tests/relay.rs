@@ -271,7 +271,7 @@ fn idle_connections_are_closed() {
     let n = s.read(&mut buf).unwrap_or(0);
     assert_eq!(n, 0);
     assert!(start.elapsed() < Duration::from_secs(5));
-    assert!(d.stderr().contains("idle"));
+    assert!(d.wait_stderr("idle"), "{}", d.stderr());
 }
 
 #[test]

@@ -159,6 +159,19 @@ impl Daemon {
         self.stderr.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 
+    /// Waits (bounded) until the daemon's stderr contains `needle`; the log line can
+    /// arrive a moment after the effect a test saw on its socket.
+    pub fn wait_stderr(&self, needle: &str) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < WAIT {
+            if self.stderr().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
