@@ -150,8 +150,8 @@ impl Batch {
         (s.start != u32::MAX).then(|| &self.text[s.start as usize..(s.start + s.len) as usize])
     }
 
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'_>> {
-        self.rows.iter().map(|r| RecordRef {
+    fn record(&self, r: &Row) -> RecordRef<'_> {
+        RecordRef {
             time_us: r.time_us,
             received_us: r.received_us,
             level: r.level,
@@ -164,7 +164,16 @@ impl Batch {
             message: self.get(r.message).unwrap_or_default(),
             protocol: r.protocol,
             peer: self.get(r.peer),
-        })
+        }
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'_>> {
+        self.rows.iter().map(|r| self.record(r))
+    }
+
+    /// The `i`th record, if there is one.
+    pub fn record_at(&self, i: usize) -> Option<RecordRef<'_>> {
+        self.rows.get(i).map(|r| self.record(r))
     }
 }
 

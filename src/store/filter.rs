@@ -148,8 +148,8 @@ impl Builder {
     }
 
     /// In SQLite names are dictionary-encoded (`Sources`, `Hosts`): match the small
-    /// name table, then use the `(…_id, time_us)` index of Logs. SQL Server indexes
-    /// the name columns themselves.
+    /// name table, then compare integer ids (the block summaries have already skipped
+    /// blocks without those ids). SQL Server indexes the name columns themselves.
     fn any_of(&mut self, column: &str, id_column: &str, table: &str, patterns: &[String]) {
         if patterns.is_empty() {
             return;
@@ -206,6 +206,21 @@ fn json_path(id: &str, param: &str) -> String {
     format!("$.\"{}\".\"{}\"", q(id), q(param))
 }
 
+/// `name GLOB ?1 OR name = ?2 …` over a SQLite name table (`Sources`, `Hosts`): which
+/// dictionary ids a list of `-s`/`-H` patterns selects.
+pub fn sqlite_name_match(patterns: &[String]) -> Sql {
+    let mut b = Builder {
+        dialect: Dialect::Sqlite,
+        terms: Vec::new(),
+        params: Vec::new(),
+    };
+    let alts: Vec<String> = patterns.iter().map(|p| b.pattern("name", p)).collect();
+    Sql {
+        clause: alts.join(" OR "),
+        params: b.params,
+    }
+}
+
 impl Filter {
     pub fn to_sql(&self, dialect: Dialect) -> Sql {
         let mut b = Builder {
@@ -215,9 +230,8 @@ impl Filter {
         };
         if let Some((most, least)) = self.levels {
             let (lo, hi) = (most.code().min(least.code()), most.code().max(least.code()));
-            // SQLite uses its partial severity index (severity <= 4) only when it can see
-            // the bound, so the codes go in as literals: numbers 0-7 from our own enum,
-            // never user text.
+            // SQLite's planner sees literal bounds (numbers 0-7 from our own enum, never
+            // user text); SQL Server gets parameters so its plan cache serves all levels.
             let mut code = |c: u8| match dialect {
                 Dialect::Sqlite => c.to_string(),
                 Dialect::Mssql => b.bind(Param::Int(c.into())),

@@ -1,0 +1,372 @@
+//! Reading the SQLite store. Filters on severity, facility, source or host first pick the
+//! blocks whose summaries can hold a match ([`super::blocks`]), then scan only those
+//! blocks' id ranges. Time order across blocks is a merge: blocks are read in order of
+//! their earliest (or latest) time and a row is passed on once no unread block can hold
+//! one that sorts before it, so `-n 100` reads a handful of blocks however big the store.
+//! Filters without those fields use the plain SQL (time index, or the rowid).
+
+use super::blocks::{BLOCK_SHIFT, decode_names};
+use crate::message::{Facility, Level, Protocol};
+use crate::store::filter::{Dialect, Param, Sql, sqlite_name_match};
+use crate::store::{Batch, Filter, Query, RecordRef, StoreError, Visit};
+use rusqlite::ToSql;
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, Row, Statement};
+use std::collections::HashSet;
+
+impl ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Param::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Param::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+const COLUMNS: &str = "id, time_us, received_us, severity, facility, hostname, source, procid, \
+    msgid, structured_data, message, protocol, peer";
+
+pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+    let Some(prune) = Prune::new(conn, &q.filter)? else {
+        return Ok(()); // the -s/-H patterns name nothing in the store
+    };
+    let sql = q.filter.to_sql(Dialect::Sqlite);
+    let dir = if q.newest_first { "DESC" } else { "ASC" };
+    let order = if q.by_id {
+        format!("id {dir}")
+    } else {
+        format!("time_us {dir}, id {dir}")
+    };
+    if !prune.is_selective() {
+        let limit = q.limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
+        let text = format!(
+            "SELECT {COLUMNS} FROM Logs {} ORDER BY {order}{limit}",
+            sql.clause
+        );
+        let mut stmt = conn.prepare_cached(&text)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
+        while let Some(row) = rows.next()? {
+            let (id, record) = record(row)?;
+            if !visit(id, &record) {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let blocks = prune.candidates(conn)?;
+    // Within a block: the rowid range, never the time index (a whole block is cheaper
+    // to read and sort than the index walk the planner might otherwise pick).
+    let n = sql.params.len();
+    let range = format!("id BETWEEN ?{} AND ?{}", n + 1, n + 2);
+    let clause = if sql.clause.is_empty() {
+        format!("WHERE {range}")
+    } else {
+        format!("{} AND {range}", sql.clause)
+    };
+    let text = format!("SELECT {COLUMNS} FROM Logs NOT INDEXED {clause} ORDER BY {order}");
+    let mut stmt = conn.prepare_cached(&text)?;
+    let left = q.limit.unwrap_or(u64::MAX);
+    if q.by_id {
+        in_id_order(&mut stmt, &sql.params, &blocks, q.newest_first, left, visit)
+    } else {
+        in_time_order(&mut stmt, &sql.params, blocks, q.newest_first, left, visit)
+    }
+}
+
+/// A candidate block: its id range (cut to the cursor) and time bounds.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    first_id: i64,
+    last_id: i64,
+    min_time_us: i64,
+    max_time_us: i64,
+}
+
+/// What the summaries can rule out for a filter.
+struct Prune {
+    severities: u8,
+    facilities: u32,
+    sources: Option<HashSet<i64>>,
+    hosts: Option<HashSet<i64>>,
+    since: i64,
+    until: i64,
+    after_id: i64,
+    upto_id: i64,
+}
+
+const ANY_FACILITY: u32 = (1 << 25) - 1;
+
+impl Prune {
+    /// `None` when the filter's source or host patterns match no name at all.
+    fn new(conn: &Connection, f: &Filter) -> Result<Option<Prune>, StoreError> {
+        let severities = match f.levels {
+            Some((a, b)) => {
+                let (lo, hi) = (a.code().min(b.code()), a.code().max(b.code()));
+                (lo..=hi).fold(0u8, |m, c| m | 1 << c)
+            }
+            None => 0xff,
+        };
+        let facilities = if f.facilities.is_empty() {
+            ANY_FACILITY
+        } else {
+            f.facilities.iter().fold(0, |m, f| m | 1 << f.code())
+        };
+        let sources = ids(conn, "Sources", &f.sources)?;
+        let hosts = ids(conn, "Hosts", &f.hosts)?;
+        if sources.as_ref().is_some_and(HashSet::is_empty)
+            || hosts.as_ref().is_some_and(HashSet::is_empty)
+        {
+            return Ok(None);
+        }
+        Ok(Some(Prune {
+            severities,
+            facilities,
+            sources,
+            hosts,
+            since: f.since.map_or(i64::MIN, |t| t.timestamp_micros()),
+            until: f.until.map_or(i64::MAX, |t| t.timestamp_micros()),
+            after_id: f.after_id.unwrap_or(0),
+            upto_id: f.upto_id.unwrap_or(i64::MAX),
+        }))
+    }
+
+    fn is_selective(&self) -> bool {
+        self.severities != 0xff
+            || self.facilities != ANY_FACILITY
+            || self.sources.is_some()
+            || self.hosts.is_some()
+    }
+
+    fn admits(
+        &self,
+        severities: u8,
+        facilities: u32,
+        sources: Option<&[u8]>,
+        hosts: Option<&[u8]>,
+    ) -> bool {
+        severities & self.severities != 0
+            && facilities & self.facilities != 0
+            && names_admit(sources, self.sources.as_ref(), self.severities)
+            && names_admit(hosts, self.hosts.as_ref(), self.severities)
+    }
+
+    /// The blocks that can hold a match, in id order.
+    fn candidates(&self, conn: &Connection) -> Result<Vec<Block>, StoreError> {
+        let first_block = self.after_id.saturating_add(1).max(0) >> BLOCK_SHIFT;
+        let last_block = self.upto_id >> BLOCK_SHIFT;
+        let mut stmt = conn.prepare_cached(
+            "SELECT block, min_time_us, max_time_us, severities, facilities, sources, hosts \
+             FROM LogBlocks WHERE block BETWEEN ?1 AND ?2 \
+             AND max_time_us >= ?3 AND min_time_us <= ?4 ORDER BY block",
+        )?;
+        let mut rows = stmt.query((first_block, last_block, self.since, self.until))?;
+        let mut blocks = Vec::new();
+        while let Some(r) = rows.next()? {
+            let blob = |i| -> rusqlite::Result<Option<&[u8]>> {
+                r.get_ref(i)?.as_blob_or_null().map_err(Into::into)
+            };
+            let severities = r.get::<_, i64>(3)? as u8;
+            let facilities = r.get::<_, i64>(4)? as u32;
+            if !self.admits(severities, facilities, blob(5)?, blob(6)?) {
+                continue;
+            }
+            let block: i64 = r.get(0)?;
+            blocks.push(Block {
+                first_id: (block << BLOCK_SHIFT).max(self.after_id.saturating_add(1)),
+                last_id: ((block << BLOCK_SHIFT) | ((1 << BLOCK_SHIFT) - 1)).min(self.upto_id),
+                min_time_us: r.get(1)?,
+                max_time_us: r.get(2)?,
+            });
+        }
+        Ok(blocks)
+    }
+}
+
+/// Whether a block's `(name id, severities)` pairs include a wanted name at a wanted
+/// severity. An unknown or damaged summary admits everything.
+fn names_admit(blob: Option<&[u8]>, wanted: Option<&HashSet<i64>>, severities: u8) -> bool {
+    let (Some(wanted), Some(blob)) = (wanted, blob) else {
+        return true;
+    };
+    decode_names(blob).is_none_or(|pairs| {
+        pairs
+            .iter()
+            .any(|(id, bits)| bits & severities != 0 && wanted.contains(id))
+    })
+}
+
+/// Dictionary ids whose names match the patterns; `None` when there are no patterns.
+fn ids(
+    conn: &Connection,
+    table: &str,
+    patterns: &[String],
+) -> Result<Option<HashSet<i64>>, StoreError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let Sql { clause, params } = sqlite_name_match(patterns);
+    let mut stmt = conn.prepare_cached(&format!("SELECT id FROM {table} WHERE {clause}"))?;
+    let ids = stmt
+        .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?
+        .collect::<rusqlite::Result<HashSet<i64>>>()?;
+    Ok(Some(ids))
+}
+
+/// One block's matching rows, in the query's order, and how many were passed on.
+struct Cursor {
+    rows: Batch,
+    /// `(time_us, id)` of each row.
+    keys: Vec<(i64, i64)>,
+    next: usize,
+}
+
+impl Cursor {
+    fn head(&self) -> Option<(i64, i64)> {
+        self.keys.get(self.next).copied()
+    }
+}
+
+fn scan<'s>(
+    stmt: &'s mut Statement<'_>,
+    params: &[Param],
+    b: &Block,
+) -> rusqlite::Result<rusqlite::Rows<'s>> {
+    let range = [Param::Int(b.first_id), Param::Int(b.last_id)];
+    stmt.query(rusqlite::params_from_iter(params.iter().chain(&range)))
+}
+
+fn read_block(stmt: &mut Statement<'_>, params: &[Param], b: &Block) -> Result<Cursor, StoreError> {
+    let mut rows = scan(stmt, params, b)?;
+    let mut c = Cursor {
+        rows: Batch::new(),
+        keys: Vec::new(),
+        next: 0,
+    };
+    while let Some(row) = rows.next()? {
+        let (id, r) = record(row)?;
+        c.keys.push((r.time_us, id));
+        c.rows.push_record(&r);
+    }
+    Ok(c)
+}
+
+/// Streams the blocks' rows block after block (ids never overlap between blocks).
+fn in_id_order(
+    stmt: &mut Statement<'_>,
+    params: &[Param],
+    blocks: &[Block],
+    newest_first: bool,
+    mut left: u64,
+    visit: &mut Visit<'_>,
+) -> Result<(), StoreError> {
+    let mut order: Vec<&Block> = blocks.iter().collect();
+    if newest_first {
+        order.reverse();
+    }
+    for b in order {
+        let mut rows = scan(stmt, params, b)?;
+        while let Some(row) = rows.next()? {
+            if left == 0 {
+                return Ok(());
+            }
+            let (id, r) = record(row)?;
+            if !visit(id, &r) {
+                return Ok(());
+            }
+            left -= 1;
+        }
+    }
+    Ok(())
+}
+
+/// Merges the blocks' rows by `(time, id)`. Times within and across blocks overlap
+/// (senders' clocks differ, several connections interleave), so a block is read once
+/// it may hold a row that sorts no later than the best row read so far; only those
+/// few blocks are held in memory.
+fn in_time_order(
+    stmt: &mut Statement<'_>,
+    params: &[Param],
+    mut blocks: Vec<Block>,
+    newest_first: bool,
+    mut left: u64,
+    visit: &mut Visit<'_>,
+) -> Result<(), StoreError> {
+    let before = |a: (i64, i64), b: (i64, i64)| if newest_first { a > b } else { a < b };
+    let reaches = |b: &Block, t: i64| {
+        if newest_first {
+            b.max_time_us >= t
+        } else {
+            b.min_time_us <= t
+        }
+    };
+    if newest_first {
+        blocks.sort_by_key(|b| std::cmp::Reverse(b.max_time_us));
+    } else {
+        blocks.sort_by_key(|b| b.min_time_us);
+    }
+    let mut unread = blocks.iter().peekable();
+    let mut open: Vec<Cursor> = Vec::new();
+    while left > 0 {
+        let best = open
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((i, c.head()?)))
+            .reduce(|x, y| if before(y.1, x.1) { y } else { x });
+        if let Some(b) = unread.next_if(|b| best.is_none_or(|(_, (t, _))| reaches(b, t))) {
+            let c = read_block(stmt, params, b)?;
+            if c.head().is_some() {
+                open.push(c);
+            }
+            continue;
+        }
+        let Some((i, _)) = best else {
+            break;
+        };
+        let c = &mut open[i];
+        if let Some(r) = c.rows.record_at(c.next)
+            && !visit(c.keys[c.next].1, &r)
+        {
+            break;
+        }
+        c.next += 1;
+        left -= 1;
+        if c.head().is_none() {
+            open.swap_remove(i);
+        }
+    }
+    Ok(())
+}
+
+/// A stored row as a record (borrowing the row's text).
+fn record<'r>(row: &'r Row<'_>) -> rusqlite::Result<(i64, RecordRef<'r>)> {
+    let severity: i64 = row.get(3)?;
+    let facility: Option<i64> = row.get(4)?;
+    let protocol = text(row, 11)?.and_then(Protocol::from_name);
+    let record = RecordRef {
+        time_us: row.get(1)?,
+        received_us: row.get(2)?,
+        level: Level::from_code(severity.clamp(0, 7) as u8).unwrap_or(Level::Debug),
+        facility: facility.and_then(|f| Facility::from_code(f.clamp(0, 255) as u8)),
+        hostname: text(row, 5)?,
+        source: text(row, 6)?,
+        procid: text(row, 7)?,
+        msgid: text(row, 8)?,
+        structured_data: text(row, 9)?,
+        message: text(row, 10)?.unwrap_or_default(),
+        protocol: protocol.unwrap_or(Protocol::Raw),
+        peer: text(row, 12)?,
+    };
+    Ok((row.get(0)?, record))
+}
+
+fn text<'a>(row: &'a Row<'_>, i: usize) -> rusqlite::Result<Option<&'a str>> {
+    match row.get_ref(i)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(t) => Ok(Some(std::str::from_utf8(t).unwrap_or("\u{FFFD}"))),
+        other => Err(rusqlite::Error::InvalidColumnType(
+            i,
+            "text".into(),
+            other.data_type(),
+        )),
+    }
+}
