@@ -1,6 +1,7 @@
 //! The SQL Server backend against a TDS fake on loopback (`mssql-mock-tds`): login with and
 //! without TLS, the schema statements, a result read back, a server error surfacing
-//! clearly, a timeout dropping the connection and a later reconnect. What a fake cannot
+//! clearly, a timeout dropping the connection and a later reconnect, and the connection
+//! pool (reuse, sharing, its size limit, no reuse after an error). What a fake cannot
 //! show: real T-SQL semantics (the fake answers unknown statements with an empty result),
 //! bulk load, rowversion ordering — those need LOGRELAY_TEST_MSSQL (store_conformance.rs).
 
@@ -8,7 +9,8 @@ use logrelay::store::mssql::CURSOR_SQL;
 use logrelay::store::{self, OpenMode, StoreUrl};
 use mssql_mock_tds::query_response::QueryRegistry;
 use mssql_mock_tds::{
-    ColumnDefinition, ColumnValue, MockTdsServer, QueryResponse, Row, SqlDataType, TerminalError,
+    ColumnDefinition, ColumnValue, ConnectionStore, MockTdsServer, QueryResponse, Row, SqlDataType,
+    TerminalError,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 struct Mock {
     addr: SocketAddr,
     registry: Arc<tokio::sync::Mutex<QueryRegistry>>,
+    connections: Arc<tokio::sync::Mutex<ConnectionStore>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -40,17 +43,23 @@ impl Mock {
                     MockTdsServer::new("127.0.0.1:0").await.unwrap()
                 };
                 let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-                tx.send((server.local_addr(), server.query_registry(), stop_tx))
-                    .unwrap();
+                tx.send((
+                    server.local_addr(),
+                    server.query_registry(),
+                    server.connection_store(),
+                    stop_tx,
+                ))
+                .unwrap();
                 let _ = server.run_with_shutdown(stop_rx).await;
             });
         });
-        let (addr, registry, stop) = rx
+        let (addr, registry, connections, stop) = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("mock started");
         Mock {
             addr,
             registry,
+            connections,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -58,6 +67,11 @@ impl Mock {
 
     fn register(&self, sql: &str, response: QueryResponse) {
         self.registry.blocking_lock().register(sql, response);
+    }
+
+    /// Connections the server has accepted a login on.
+    fn logins(&self) -> usize {
+        self.connections.blocking_lock().count()
     }
 
     fn url(&self, options: &str) -> StoreUrl {
@@ -183,4 +197,68 @@ fn a_timeout_drops_the_connection_and_a_later_call_reconnects() {
     );
     mock.register("BEGIN TRANSACTION", QueryResponse::new(vec![], vec![]));
     assert_eq!(s.last_id().unwrap(), Some(5), "the same store reconnects");
+}
+
+#[test]
+fn stores_of_one_process_share_pooled_connections() {
+    let mock = Mock::start(false);
+    mock.register(CURSOR_SQL, cursor(9));
+    let url = mock.url("encrypt=off&connectTimeout=5");
+    let mut a = store::open(&url, OpenMode::Existing).unwrap();
+    let mut b = store::open(&url, OpenMode::Existing).unwrap();
+    for _ in 0..5 {
+        assert_eq!(a.last_id().unwrap(), Some(9));
+        assert_eq!(b.last_id().unwrap(), Some(9));
+    }
+    assert_eq!(mock.logins(), 1, "ten statements, one login");
+}
+
+#[test]
+fn a_connection_that_failed_is_not_lent_again() {
+    let mock = Mock::start(false);
+    mock.register(CURSOR_SQL, cursor(1));
+    let mut s = store::open(
+        &mock.url("encrypt=off&connectTimeout=5"),
+        OpenMode::Existing,
+    )
+    .unwrap();
+    mock.register(
+        CURSOR_SQL,
+        QueryResponse::error_only(TerminalError::new(50000, 16, "not now")),
+    );
+    assert!(s.last_id().is_err());
+    mock.register(CURSOR_SQL, cursor(3));
+    assert_eq!(s.last_id().unwrap(), Some(3));
+    assert_eq!(s.last_id().unwrap(), Some(3));
+    assert_eq!(
+        mock.logins(),
+        2,
+        "a new connection after the error, then reused"
+    );
+}
+
+#[test]
+fn the_pool_never_opens_more_than_its_size() {
+    let mock = Mock::start(false);
+    mock.register(CURSOR_SQL, cursor(4).with_delay(Duration::from_millis(300)));
+    let url = mock.url("encrypt=off&connectTimeout=10&maxPoolSize=2");
+    let started = Instant::now();
+    let threads: Vec<_> = (0..5)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut s = store::open(&url, OpenMode::Existing).unwrap();
+                s.last_id().unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), Some(4));
+    }
+    assert_eq!(mock.logins(), 2, "five users took turns on two connections");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "five 300 ms statements on two connections take three rounds: {:?}",
+        started.elapsed()
+    );
 }

@@ -5,16 +5,20 @@
 //! (login only) | `off` (never; needs the server to allow it). Default: required.
 //! `TrustServerCertificate=true` accepts any server certificate (a test server's
 //! self-signed one). `Connect Timeout` / `connectTimeout` in seconds, default 15.
+//! `Max Pool Size` / `maxPoolSize`: connections one process keeps at most, default 4.
 
 use std::time::Duration;
 use tiberius::{AuthMethod, Config, EncryptionLevel};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+pub const DEFAULT_POOL_SIZE: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config: Config,
     pub connect_timeout: Duration,
+    /// Connections a process keeps to this server at most.
+    pub pool_size: usize,
     /// host:port/database, for messages (never the password).
     pub display: String,
 }
@@ -119,6 +123,7 @@ fn parse_url(s: &str) -> Result<Settings, Error> {
         ));
     }
     let mut timeout = DEFAULT_CONNECT_TIMEOUT;
+    let mut pool_size = DEFAULT_POOL_SIZE;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
         let v = percent_decode(v)?;
@@ -130,6 +135,7 @@ fn parse_url(s: &str) -> Result<Settings, Error> {
                 }
             }
             "connecttimeout" | "connect_timeout" => timeout = seconds(&v)?,
+            "maxpoolsize" | "max_pool_size" => pool_size = count(&v)?,
             "applicationname" | "application_name" => config.application_name(&v),
             _ => return Err(Error(format!("unknown option '{k}'"))),
         }
@@ -138,6 +144,7 @@ fn parse_url(s: &str) -> Result<Settings, Error> {
     Ok(Settings {
         config,
         connect_timeout: timeout,
+        pool_size,
         display: format!("{host}:{port}/{database}"),
     })
 }
@@ -151,9 +158,22 @@ fn seconds(v: &str) -> Result<Duration, Error> {
         .ok_or_else(|| Error(format!("connect timeout '{v}' is not a number of seconds")))
 }
 
+fn count(v: &str) -> Result<usize, Error> {
+    v.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .ok_or_else(|| {
+            Error(format!(
+                "max pool size '{v}' is not a number from 1 to 1000"
+            ))
+        })
+}
+
 fn parse_ado(s: &str) -> Result<Settings, Error> {
     let mut config = Config::from_ado_string(s).map_err(|e| Error(e.to_string()))?;
     let mut timeout = DEFAULT_CONNECT_TIMEOUT;
+    let mut pool_size = DEFAULT_POOL_SIZE;
     let mut database = String::new();
     for part in s.split(';') {
         let Some((k, v)) = part.split_once('=') else {
@@ -163,6 +183,7 @@ fn parse_ado(s: &str) -> Result<Settings, Error> {
         match k.trim().to_ascii_lowercase().replace(' ', "").as_str() {
             "connecttimeout" | "connectiontimeout" | "timeout" => timeout = seconds(v)?,
             "database" | "initialcatalog" => database = v.to_string(),
+            "maxpoolsize" => pool_size = count(v)?,
             "encrypt" => config.encryption(encryption(v)?),
             _ => {}
         }
@@ -171,6 +192,7 @@ fn parse_ado(s: &str) -> Result<Settings, Error> {
     Ok(Settings {
         config,
         connect_timeout: timeout,
+        pool_size,
         display,
     })
 }
@@ -185,6 +207,8 @@ mod tests {
         assert_eq!(s.config.get_addr(), "db.example:14330");
         assert_eq!(s.connect_timeout, Duration::from_secs(3));
         assert_eq!(s.display, "db.example:14330/LoggingDB");
+        assert_eq!(s.pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(parse("mssql://h/d?maxPoolSize=2").unwrap().pool_size, 2);
         let s = parse("mssql://[::1]/X").unwrap();
         assert_eq!(s.config.get_addr(), "::1:1433");
     }
@@ -195,6 +219,12 @@ mod tests {
         assert_eq!(s.config.get_addr(), "10.1.2.3:1444");
         assert_eq!(s.connect_timeout, Duration::from_secs(7));
         assert!(s.display.ends_with("/LoggingDB"), "{}", s.display);
+        assert_eq!(
+            parse("server=tcp:h,1433;Max Pool Size=9")
+                .unwrap()
+                .pool_size,
+            9
+        );
     }
 
     #[test]
@@ -207,6 +237,8 @@ mod tests {
             "mssql://host/db?connectTimeout=soon",
             "mssql://u:%zz@host/db",
             "server=tcp:host,1433;Connect Timeout=x",
+            "mssql://host/db?maxPoolSize=0",
+            "server=tcp:host,1433;Max Pool Size=lots",
         ] {
             let e = parse(bad).unwrap_err().to_string();
             assert!(

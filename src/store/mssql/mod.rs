@@ -1,24 +1,28 @@
 //! The SQL Server store, through tiberius. The `Store` trait is synchronous (the relay's
-//! writer and `logq` are plain threads), so this backend owns a small current-thread
-//! tokio runtime and one managed connection: opened lazily, dropped after any error or
-//! timeout, reopened with exponential backoff; transient server errors (deadlock 1205,
-//! database unavailable 4060, Azure 40613, …) are retried.
+//! writer and `logq` are plain threads); connections come from a small pool of our own
+//! ([`pool`]), shared by the stores of one process. A connection is dropped after any
+//! error or timeout and a new one made with exponential backoff; transient server errors
+//! (deadlock 1205, database unavailable 4060, Azure 40613, …) are retried. Query results
+//! are streamed to the caller row by row, never collected.
 //!
 //! Follow mode goes by `rowversion`, read only below `MIN_ACTIVE_ROWVERSION()`, so rows
 //! that commit out of id order under several relays are never skipped.
 
 pub mod connstr;
+pub mod pool;
 
 use super::filter::{Dialect, Param};
 use super::{Batch, Query, RecordRef, Store, StoreError, Visit};
 use crate::message::{Facility, Level, Protocol};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use connstr::Settings;
+use futures_util::TryStreamExt;
+use pool::Pool;
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Duration;
 use tiberius::{Client, ColumnData, ToSql, TokenRow};
 use tokio::net::TcpStream;
-use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+use tokio_util::compat::Compat;
 
 /// The schema, applied batch by batch (`GO` separators) under an application lock.
 pub const SCHEMA: &str = include_str!("../../../fixtures/mssql-schema.sql");
@@ -34,9 +38,7 @@ const MAX_ATTEMPTS: u32 = 4;
 type Conn = Client<Compat<TcpStream>>;
 
 pub struct MssqlStore {
-    settings: Settings,
-    runtime: tokio::runtime::Runtime,
-    conn: Option<Conn>,
+    pool: Arc<Pool>,
     last_seen: Option<i64>,
 }
 
@@ -95,7 +97,7 @@ pub fn is_transient(e: &tiberius::error::Error) -> bool {
     }
 }
 
-fn sql_error(what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn sql_error(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Server(format!("SQL Server {what}: {e}"))
 }
 
@@ -156,115 +158,78 @@ fn token_row<'a>(r: &RecordRef<'a>) -> TokenRow<'a> {
 }
 
 impl MssqlStore {
-    /// Parses the connection string; the connection itself is made on first use, so a
-    /// relay starts (and keeps retrying) while the server is unreachable.
+    /// Parses the connection string; connections are made on first use, so a relay
+    /// starts (and keeps retrying) while the server is unreachable.
     pub fn open(conn_str: &str) -> Result<MssqlStore, StoreError> {
-        let settings = connstr::parse(conn_str).map_err(|e| StoreError::Url(e.to_string()))?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
         Ok(MssqlStore {
-            settings,
-            runtime,
-            conn: None,
+            pool: Pool::shared(conn_str)?,
             last_seen: None,
         })
     }
+}
 
-    /// What to do after a failed attempt: `Ok` to try again (after the backoff), or the
-    /// error to give up with. Every failure drops the connection.
-    fn after_failure(
-        &mut self,
-        attempt: u32,
-        delay: &mut Duration,
-        (transient, e): (bool, StoreError),
-    ) -> Result<(), StoreError> {
-        self.conn = None;
-        if !transient || attempt == MAX_ATTEMPTS {
-            return Err(e);
-        }
-        tracing::warn!(error = %e, attempt, "retrying in {delay:?}");
-        std::thread::sleep(*delay);
-        *delay *= 2;
-        Ok(())
+/// Why one attempt failed: a server or network error that may be retried when it is
+/// transient, or one that must not be (rows were already passed on).
+enum Attempt {
+    Retryable(tiberius::error::Error),
+    Final(tiberius::error::Error),
+}
+
+impl From<tiberius::error::Error> for Attempt {
+    fn from(e: tiberius::error::Error) -> Self {
+        Attempt::Retryable(e)
     }
 }
 
-/// Runs an async block on a live connection (`$conn`), reconnecting and retrying
-/// transient failures with exponential backoff; any error or timeout drops the
-/// connection. A macro rather than a closure so the block can borrow the caller's data.
+/// Runs an async block with a pooled connection (`$conn`, a [`pool::Pooled`]),
+/// retrying transient failures on a new connection with exponential backoff. A
+/// connection that failed or timed out is discarded, not returned to the pool. A macro
+/// rather than a closure so the block can borrow the caller's data.
 macro_rules! with_retry {
     ($self:ident, $what:expr, |$conn:ident| $body:expr) => {{
+        let pool = &$self.pool;
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let failure = match connection(&$self.runtime, &$self.settings, &mut $self.conn) {
-                Ok($conn) => {
+            let (transient, e) = match pool.get() {
+                Ok(mut pooled) => {
+                    let $conn = &mut pooled;
                     let fut = $body;
-                    match $self
-                        .runtime
-                        // The timer must be made inside the runtime: hence the async block.
-                        .block_on(async { tokio::time::timeout(STATEMENT_TIMEOUT, fut).await })
-                    {
+                    // The timer must be made inside the runtime: hence the async block.
+                    let result =
+                        pool.block_on(async { tokio::time::timeout(STATEMENT_TIMEOUT, fut).await });
+                    match result {
                         Ok(Ok(v)) => break Ok(v),
-                        Ok(Err(e)) => (is_transient(&e), sql_error($what, e)),
-                        Err(_) => (true, sql_error($what, "timed out")),
+                        Ok(Err(Attempt::Retryable(e))) => {
+                            pooled.discard();
+                            (is_transient(&e), sql_error($what, e))
+                        }
+                        Ok(Err(Attempt::Final(e))) => {
+                            pooled.discard();
+                            (false, sql_error($what, e))
+                        }
+                        Err(_) => {
+                            pooled.discard();
+                            (true, sql_error($what, "timed out"))
+                        }
                     }
                 }
                 Err(e) => (true, e),
             };
-            if let Err(e) = $self.after_failure(attempt, &mut delay, failure) {
+            if !transient || attempt == MAX_ATTEMPTS {
                 break Err(e);
             }
+            tracing::warn!(error = %e, attempt, "retrying in {delay:?}");
+            std::thread::sleep(delay);
+            delay *= 2;
         }
     }};
 }
 
-/// The live connection, made first if needed (within the connect timeout, schema
-/// brought up to date). Takes the store's fields apart so the caller can still use the
-/// runtime while holding the connection.
-fn connection<'c>(
-    runtime: &tokio::runtime::Runtime,
-    settings: &Settings,
-    slot: &'c mut Option<Conn>,
-) -> Result<&'c mut Conn, StoreError> {
-    if slot.is_none() {
-        let conn = runtime.block_on(async {
-            let connect = async {
-                let tcp = TcpStream::connect(settings.config.get_addr())
-                    .await
-                    .map_err(|e| {
-                        sql_error(&format!("cannot connect to {}", settings.display), e)
-                    })?;
-                tcp.set_nodelay(true)?;
-                let mut client = Client::connect(settings.config.clone(), tcp.compat_write())
-                    .await
-                    .map_err(|e| sql_error(&format!("login to {} failed", settings.display), e))?;
-                migrate(&mut client).await?;
-                Ok::<Conn, StoreError>(client)
-            };
-            tokio::time::timeout(settings.connect_timeout, connect)
-                .await
-                .map_err(|_| {
-                    sql_error(
-                        &format!(
-                            "no connection to {} within {:?}",
-                            settings.display, settings.connect_timeout
-                        ),
-                        "timed out",
-                    )
-                })?
-        })?;
-        *slot = Some(conn);
-    }
-    slot.as_mut()
-        .ok_or_else(|| StoreError::Server("SQL Server connection lost".into()))
-}
-
 /// Runs the schema batches in one transaction that holds the application lock, so two
 /// relays starting together take turns.
-async fn migrate(client: &mut Conn) -> Result<(), StoreError> {
+pub(crate) async fn migrate(client: &mut Conn) -> Result<(), StoreError> {
     const LOCK: &str = "EXEC sp_getapplock @Resource = N'logrelay-schema', @LockMode = N'Exclusive', \
                         @LockOwner = N'Transaction', @LockTimeout = 60000";
     let batches = SCHEMA
@@ -286,6 +251,28 @@ const SELECT: &str = "SELECT id, time_us, \
     DATEDIFF_BIG(MICROSECOND, CONVERT(datetime2(6), '1970-01-01T00:00:00', 126), received), \
     severity, facility, hostname, source, procid, msgid, structured_data, message, protocol, peer \
     FROM dbo.Logs";
+
+/// A result row of [`SELECT`] as a record.
+fn record(row: &tiberius::Row) -> (i64, RecordRef<'_>) {
+    let num = |i: usize| row.try_get::<i64, _>(i).ok().flatten();
+    let small = |i: usize| row.try_get::<u8, _>(i).ok().flatten();
+    let s = |i: usize| row.try_get::<&str, _>(i).ok().flatten();
+    let record = RecordRef {
+        time_us: num(1).unwrap_or_default(),
+        received_us: num(2).unwrap_or_default(),
+        level: small(3).and_then(Level::from_code).unwrap_or(Level::Notice),
+        facility: small(4).and_then(Facility::from_code),
+        hostname: s(5),
+        source: s(6),
+        procid: s(7),
+        msgid: s(8),
+        structured_data: s(9),
+        message: s(10).unwrap_or_default(),
+        protocol: s(11).and_then(Protocol::from_name).unwrap_or(Protocol::Raw),
+        peer: s(12),
+    };
+    (num(0).unwrap_or_default(), record)
+}
 
 /// The SELECT text for a query (shared by the store and the golden-file tests).
 pub fn query_sql(q: &Query) -> (String, Vec<Param>) {
@@ -310,56 +297,60 @@ impl Store for MssqlStore {
         let n: usize = batches.iter().map(Batch::len).sum();
         with_retry!(self, "bulk insert", |conn| async {
             let mut req = conn
+                .client()
                 .bulk_insert_columns("dbo.Logs", &INSERT_COLUMNS)
                 .await?;
             for r in batches.iter().flat_map(Batch::iter) {
                 req.send(token_row(&r)).await?;
             }
             req.finalize().await?;
-            tiberius::Result::Ok(())
+            Ok::<_, Attempt>(())
         })?;
         Ok(n)
     }
 
+    /// Rows go to `visit` as they arrive. An error after the first row is not retried
+    /// (the caller has seen rows), and a connection whose result was left unread when
+    /// `visit` stopped early is closed rather than reused.
     fn query(&mut self, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
         let (sql, params) = query_sql(q);
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-        let rows = with_retry!(self, "query", |conn| async {
-            conn.query(sql.as_str(), &refs)
+        let mut seen = 0u64;
+        with_retry!(self, "query", |conn| async {
+            let mut rows = conn
+                .client()
+                .query(sql.as_str(), &refs)
                 .await?
-                .into_first_result()
-                .await
-        })?;
-        for row in &rows {
-            let num = |i: usize| row.try_get::<i64, _>(i).ok().flatten();
-            let small = |i: usize| row.try_get::<u8, _>(i).ok().flatten();
-            let s = |i: usize| row.try_get::<&str, _>(i).ok().flatten();
-            let record = RecordRef {
-                time_us: num(1).unwrap_or_default(),
-                received_us: num(2).unwrap_or_default(),
-                level: small(3).and_then(Level::from_code).unwrap_or(Level::Notice),
-                facility: small(4).and_then(Facility::from_code),
-                hostname: s(5),
-                source: s(6),
-                procid: s(7),
-                msgid: s(8),
-                structured_data: s(9),
-                message: s(10).unwrap_or_default(),
-                protocol: s(11).and_then(Protocol::from_name).unwrap_or(Protocol::Raw),
-                peer: s(12),
-            };
-            if !visit(num(0).unwrap_or_default(), &record) {
-                break;
+                .into_row_stream();
+            loop {
+                let row = match rows.try_next().await {
+                    Ok(Some(row)) => row,
+                    Ok(None) => break,
+                    Err(e) if seen == 0 => return Err(Attempt::Retryable(e)),
+                    Err(e) => return Err(Attempt::Final(e)),
+                };
+                seen += 1;
+                let (id, record) = record(&row);
+                if !visit(id, &record) {
+                    drop(rows);
+                    conn.discard();
+                    break;
+                }
             }
-        }
-        Ok(())
+            Ok::<_, Attempt>(())
+        })
     }
 
     /// The follow cursor: the newest rowversion below every open transaction's.
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
         with_retry!(self, "cursor", |conn| async {
-            let row = conn.simple_query(CURSOR_SQL).await?.into_row().await?;
-            tiberius::Result::Ok(row.and_then(|r| r.try_get::<i64, _>(0).ok().flatten()))
+            let row = conn
+                .client()
+                .simple_query(CURSOR_SQL)
+                .await?
+                .into_row()
+                .await?;
+            Ok::<_, Attempt>(row.and_then(|r| r.try_get::<i64, _>(0).ok().flatten()))
         })
     }
 

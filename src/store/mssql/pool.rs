@@ -1,0 +1,183 @@
+//! A small pool of SQL Server connections, our own because the bb8/deadpool adapters pin
+//! tiberius 0.12. Stores opened with the same connection string in one process share
+//! one pool: at most `Max Pool Size` connections (default 4), made on demand within the
+//! connect timeout (schema brought up to date on each new one), reused while healthy,
+//! closed after five idle minutes (firewalls and the server cut idle sessions), and
+//! never returned after an error, a timeout or a result left unread.
+//!
+//! The pool owns a one-worker tokio runtime that drives every connection's socket, so
+//! any thread may use any connection with `block_on`.
+
+use super::connstr::{self, Settings};
+use super::{Conn, migrate, sql_error};
+use crate::store::StoreError;
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio_util::compat::TokioAsyncWriteCompatExt;
+
+const IDLE_LIFETIME: Duration = Duration::from_secs(300);
+
+/// Fields drop in order: idle connections before the runtime that drives them.
+pub struct Pool {
+    state: Mutex<State>,
+    returned: Condvar,
+    pub settings: Settings,
+    runtime: tokio::runtime::Runtime,
+}
+
+#[derive(Default)]
+struct State {
+    idle: Vec<(Conn, Instant)>,
+    /// Connections that exist: idle plus lent out plus being made.
+    open: usize,
+}
+
+/// A connection lent out by the pool; back into the pool when dropped, unless
+/// [`Pooled::discard`] was called.
+pub struct Pooled<'p> {
+    pool: &'p Pool,
+    conn: Option<Conn>,
+    reuse: bool,
+}
+
+impl Pooled<'_> {
+    pub fn client(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .expect("a lent connection is present until it is dropped")
+    }
+
+    /// The connection is in an unknown state (an error, a timeout, rows left unread):
+    /// close it instead of lending it again.
+    pub fn discard(&mut self) {
+        self.reuse = false;
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let mut state = self.pool.lock();
+        match self.conn.take() {
+            Some(conn) if self.reuse => state.idle.push((conn, Instant::now())),
+            _ => state.open -= 1,
+        }
+        drop(state);
+        self.pool.returned.notify_one();
+    }
+}
+
+/// Pools by connection string, alive while a store uses them.
+fn registry() -> &'static Mutex<HashMap<String, Weak<Pool>>> {
+    static POOLS: OnceLock<Mutex<HashMap<String, Weak<Pool>>>> = OnceLock::new();
+    POOLS.get_or_init(Mutex::default)
+}
+
+impl Pool {
+    /// The process's pool for this connection string, made if there is none.
+    pub fn shared(conn_str: &str) -> Result<Arc<Pool>, StoreError> {
+        let mut pools = registry().lock().unwrap_or_else(PoisonError::into_inner);
+        pools.retain(|_, p| p.strong_count() > 0);
+        if let Some(pool) = pools.get(conn_str).and_then(Weak::upgrade) {
+            return Ok(pool);
+        }
+        let settings = connstr::parse(conn_str).map_err(|e| StoreError::Url(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("logrelay-mssql")
+            .enable_all()
+            .build()?;
+        let pool = Arc::new(Pool {
+            state: Mutex::default(),
+            returned: Condvar::new(),
+            settings,
+            runtime,
+        });
+        pools.insert(conn_str.to_string(), Arc::downgrade(&pool));
+        Ok(pool)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
+    /// An idle connection, a new one if fewer than the maximum exist, or the next one
+    /// returned — waiting at most the connect timeout in all.
+    pub fn get(&self) -> Result<Pooled<'_>, StoreError> {
+        let deadline = Instant::now() + self.settings.connect_timeout;
+        let mut state = self.lock();
+        loop {
+            let before = state.idle.len();
+            state
+                .idle
+                .retain(|(_, since)| since.elapsed() < IDLE_LIFETIME);
+            state.open -= before - state.idle.len();
+            if let Some((conn, _)) = state.idle.pop() {
+                return Ok(self.lend(conn));
+            }
+            if state.open < self.settings.pool_size {
+                state.open += 1;
+                drop(state);
+                return match self.connect() {
+                    Ok(conn) => Ok(self.lend(conn)),
+                    Err(e) => {
+                        self.lock().open -= 1;
+                        self.returned.notify_one();
+                        Err(e)
+                    }
+                };
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Err(StoreError::Server(format!(
+                    "all {} SQL Server connections to {} stayed busy for {:?}",
+                    self.settings.pool_size, self.settings.display, self.settings.connect_timeout
+                )));
+            };
+            state = self
+                .returned
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn lend(&self, conn: Conn) -> Pooled<'_> {
+        Pooled {
+            pool: self,
+            conn: Some(conn),
+            reuse: true,
+        }
+    }
+
+    /// A new connection within the connect timeout, schema brought up to date.
+    fn connect(&self) -> Result<Conn, StoreError> {
+        let settings = &self.settings;
+        let connect = async {
+            let tcp = TcpStream::connect(settings.config.get_addr())
+                .await
+                .map_err(|e| sql_error(&format!("cannot connect to {}", settings.display), e))?;
+            tcp.set_nodelay(true)?;
+            let mut client = tiberius::Client::connect(settings.config.clone(), tcp.compat_write())
+                .await
+                .map_err(|e| sql_error(&format!("login to {} failed", settings.display), e))?;
+            migrate(&mut client).await?;
+            Ok::<Conn, StoreError>(client)
+        };
+        // The timer must be made inside the runtime: hence the async block.
+        self.block_on(async { tokio::time::timeout(settings.connect_timeout, connect).await })
+            .map_err(|_| {
+                sql_error(
+                    &format!(
+                        "no connection to {} within {:?}",
+                        settings.display, settings.connect_timeout
+                    ),
+                    "timed out",
+                )
+            })?
+    }
+}
