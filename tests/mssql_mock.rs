@@ -1,12 +1,14 @@
 //! The SQL Server backend against a TDS fake on loopback (`mssql-mock-tds`): login with and
 //! without TLS, the schema statements, a result read back, a server error surfacing
-//! clearly, a timeout dropping the connection and a later reconnect, and the connection
-//! pool (reuse, sharing, its size limit, no reuse after an error). What a fake cannot
-//! show: real T-SQL semantics (the fake answers unknown statements with an empty result),
-//! bulk load, rowversion ordering — those need LOGRELAY_TEST_MSSQL (store_conformance.rs).
+//! clearly, a timeout dropping the connection and a later reconnect, the connection pool
+//! (reuse, sharing, its size limit, no reuse after an error), and query rows streamed
+//! into records. What a fake cannot show: real T-SQL semantics (the fake answers unknown
+//! statements with an empty result and canned rows whatever the WHERE clause), bulk load,
+//! rowversion ordering — those need LOGRELAY_TEST_MSSQL (store_conformance.rs).
 
+use logrelay::message::{Facility, Level};
 use logrelay::store::mssql::CURSOR_SQL;
-use logrelay::store::{self, OpenMode, StoreUrl};
+use logrelay::store::{self, OpenMode, Query, StoreUrl};
 use mssql_mock_tds::query_response::QueryRegistry;
 use mssql_mock_tds::{
     ColumnDefinition, ColumnValue, ConnectionStore, MockTdsServer, QueryResponse, Row, SqlDataType,
@@ -260,5 +262,118 @@ fn the_pool_never_opens_more_than_its_size() {
         started.elapsed() >= Duration::from_millis(900),
         "five 300 ms statements on two connections take three rounds: {:?}",
         started.elapsed()
+    );
+}
+
+/// Result rows shaped like the store's SELECT (types as in fixtures/mssql-schema.sql;
+/// `id` as `int`, as an original table may have it). The fake finds a parameterised
+/// statement by an upper-case piece of its text; the SELECT's DATEDIFF_BIG call is one.
+fn log_rows() -> QueryResponse {
+    use SqlDataType as T;
+    let columns = [
+        ("id", T::Int),
+        ("time_us", T::BigInt),
+        ("received", T::BigInt),
+        ("severity", T::TinyInt),
+        ("facility", T::TinyInt),
+        ("hostname", T::NVarChar),
+        ("source", T::NVarChar),
+        // (max) here only because the fake can send NULL for no other text type.
+        ("procid", T::NVarCharMax),
+        ("msgid", T::NVarCharMax),
+        ("structured_data", T::NVarCharMax),
+        ("message", T::NVarCharMax),
+        ("protocol", T::NVarChar),
+        ("peer", T::NVarChar),
+    ];
+    let utf16 = |s: &str| ColumnValue::NVarCharMax(vec![s.encode_utf16().collect()]);
+    let text = |s: &str| ColumnValue::NVarChar(s.to_string());
+    let row = |id: i32, severity: u8, message: &str| {
+        Row::new(vec![
+            ColumnValue::Int(id),
+            ColumnValue::BigInt(1_790_000_000_000_000 + i64::from(id)),
+            ColumnValue::BigInt(1_790_000_000_000_500 + i64::from(id)),
+            ColumnValue::TinyInt(severity),
+            ColumnValue::TinyInt(16),
+            text("web-1"),
+            text("nginx"),
+            ColumnValue::NVarCharMaxNull,
+            ColumnValue::NVarCharMaxNull,
+            utf16(r#"{"origin":{"ip":"10.0.0.1"}}"#),
+            utf16(message),
+            text("rfc5424"),
+            text("127.0.0.1:5000"),
+        ])
+    };
+    QueryResponse::new(
+        columns
+            .iter()
+            .map(|(name, t)| ColumnDefinition::new(*name, *t))
+            .collect(),
+        vec![
+            row(1, 3, "disk full"),
+            row(2, 6, "naïve café ✓"),
+            row(3, 4, "third"),
+        ],
+    )
+}
+
+#[test]
+fn query_rows_stream_in_and_an_early_stop_closes_the_connection() {
+    let mock = Mock::start(false);
+    mock.register(CURSOR_SQL, cursor(3));
+    mock.register("DATEDIFF_BIG(MICROSECOND, CONVERT(", log_rows());
+    let mut s = store::open(
+        &mock.url("encrypt=off&connectTimeout=5"),
+        OpenMode::Existing,
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    s.query(&Query::default(), &mut |id, r| {
+        seen.push((
+            id,
+            r.time_us,
+            r.level,
+            r.facility,
+            r.source.map(str::to_string),
+            r.message.to_string(),
+            r.structured_data.map(str::to_string),
+            r.procid.map(str::to_string),
+        ));
+        true
+    })
+    .unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(
+        seen[1],
+        (
+            2,
+            1_790_000_000_000_002,
+            Level::Info,
+            Facility::from_code(16),
+            Some("nginx".to_string()),
+            "naïve café ✓".to_string(),
+            Some(r#"{"origin":{"ip":"10.0.0.1"}}"#.to_string()),
+            None
+        )
+    );
+    assert_eq!(
+        mock.logins(),
+        1,
+        "a result read to its end leaves the connection reusable"
+    );
+
+    let mut first = None;
+    s.query(&Query::default(), &mut |id, _| {
+        first = Some(id);
+        false
+    })
+    .unwrap();
+    assert_eq!(first, Some(1));
+    assert_eq!(s.last_id().unwrap(), Some(3));
+    assert_eq!(
+        mock.logins(),
+        2,
+        "the connection with unread rows was closed and a new one made"
     );
 }

@@ -254,7 +254,13 @@ const SELECT: &str = "SELECT id, time_us, \
 
 /// A result row of [`SELECT`] as a record.
 fn record(row: &tiberius::Row) -> (i64, RecordRef<'_>) {
-    let num = |i: usize| row.try_get::<i64, _>(i).ok().flatten();
+    // An original table may have an `int` id: read either width.
+    let num = |i: usize| {
+        row.try_get::<i64, _>(i).ok().flatten().or_else(|| {
+            let narrow = row.try_get::<i32, _>(i).ok().flatten();
+            narrow.map(i64::from)
+        })
+    };
     let small = |i: usize| row.try_get::<u8, _>(i).ok().flatten();
     let s = |i: usize| row.try_get::<&str, _>(i).ok().flatten();
     let record = RecordRef {
@@ -310,8 +316,9 @@ impl Store for MssqlStore {
     }
 
     /// Rows go to `visit` as they arrive. An error after the first row is not retried
-    /// (the caller has seen rows), and a connection whose result was left unread when
-    /// `visit` stopped early is closed rather than reused.
+    /// (the caller has seen rows). When `visit` stops early the connection is closed
+    /// rather than reused: tiberius would read the rest of the result before the next
+    /// statement, and for a dump piped into `head` a new login is cheaper.
     fn query(&mut self, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
         let (sql, params) = query_sql(q);
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();

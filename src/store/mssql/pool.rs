@@ -49,8 +49,9 @@ impl Pooled<'_> {
             .expect("a lent connection is present until it is dropped")
     }
 
-    /// The connection is in an unknown state (an error, a timeout, rows left unread):
-    /// close it instead of lending it again.
+    /// After an error or a timeout the connection's state is unknown, and a result left
+    /// unread would be read to its end before the next statement: close it instead of
+    /// lending it again.
     pub fn discard(&mut self) {
         self.reuse = false;
     }
