@@ -30,7 +30,23 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     let Some(prune) = Prune::new(conn, &q.filter)? else {
         return Ok(()); // the -s/-H patterns name nothing in the store
     };
-    let sql = q.filter.to_sql(Dialect::Sqlite);
+    // Sources and hosts are already resolved to dictionary ids: compare those (ids we
+    // made, so literal) instead of a per-row subquery, which measured 6× slower.
+    let row_filter = Filter {
+        sources: Vec::new(),
+        hosts: Vec::new(),
+        ..q.filter.clone()
+    };
+    let mut sql = row_filter.to_sql(Dialect::Sqlite);
+    for (column, ids) in [("source_id", &prune.sources), ("host_id", &prune.hosts)] {
+        if let Some(ids) = ids {
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            and(
+                &mut sql.clause,
+                &format!("{column} IN ({})", list.join(", ")),
+            );
+        }
+    }
     let dir = if q.newest_first { "DESC" } else { "ASC" };
     let order = if q.by_id {
         format!("id {dir}")
@@ -57,13 +73,14 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     // Within a block: the rowid range, never the time index (a whole block is cheaper
     // to read and sort than the index walk the planner might otherwise pick).
     let n = sql.params.len();
-    let range = format!("id BETWEEN ?{} AND ?{}", n + 1, n + 2);
-    let clause = if sql.clause.is_empty() {
-        format!("WHERE {range}")
-    } else {
-        format!("{} AND {range}", sql.clause)
-    };
-    let text = format!("SELECT {COLUMNS} FROM Logs NOT INDEXED {clause} ORDER BY {order}");
+    and(
+        &mut sql.clause,
+        &format!("id BETWEEN ?{} AND ?{}", n + 1, n + 2),
+    );
+    let text = format!(
+        "SELECT {COLUMNS} FROM Logs NOT INDEXED {} ORDER BY {order}",
+        sql.clause
+    );
     let mut stmt = conn.prepare_cached(&text)?;
     let left = q.limit.unwrap_or(u64::MAX);
     if q.by_id {
@@ -71,6 +88,12 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     } else {
         in_time_order(&mut stmt, &sql.params, blocks, q.newest_first, left, visit)
     }
+}
+
+/// Adds a term to a `WHERE` clause (or makes one).
+fn and(clause: &mut String, term: &str) {
+    clause.push_str(if clause.is_empty() { "WHERE " } else { " AND " });
+    clause.push_str(term);
 }
 
 /// A candidate block: its id range (cut to the cursor) and time bounds.
