@@ -148,8 +148,9 @@ impl Builder {
     }
 
     /// In SQLite names are dictionary-encoded (`Sources`, `Hosts`): match the small
-    /// name table, then compare integer ids (the block summaries have already skipped
-    /// blocks without those ids). SQL Server indexes the name columns themselves.
+    /// name table, then compare integer ids. (The SQLite store resolves the ids itself,
+    /// for its block summaries, and then compares a literal list: `sqlite::query`.)
+    /// SQL Server indexes the name columns themselves.
     fn any_of(&mut self, column: &str, id_column: &str, table: &str, patterns: &[String]) {
         if patterns.is_empty() {
             return;
