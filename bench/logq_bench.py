@@ -44,8 +44,9 @@ def main():
         print(f"built {a.rows:,} rows in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     sqlite = f"sqlite:{db}"
     q = f"{LOGQ} --db {sqlite}"
-    # A source and a host that exist in the workload.
-    src = subprocess.run(f"{q} -n 1 -o json", shell=True, capture_output=True, text=True).stdout
+    # A source and a host that exist in the workload: the oldest row's (the newest may be
+    # a follow-latency probe of an earlier run of this script on a kept store).
+    src = subprocess.run(f"{q} -o json | head -1", shell=True, capture_output=True, text=True).stdout
     rec = json.loads(src)
     app, host = rec["source"], rec["hostname"]
     results = []
