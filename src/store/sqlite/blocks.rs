@@ -149,8 +149,11 @@ pub fn decode_names(mut blob: &[u8]) -> Option<Vec<(i64, u8)>> {
     Some(pairs)
 }
 
-fn to_map(blob: Option<Vec<u8>>) -> Option<HashMap<i64, u8>> {
-    decode_names(&blob?).map(|pairs| pairs.into_iter().collect())
+/// A stored name list as a map; unknown (`None`) for NULL, a damaged blob or another
+/// type, so a damaged summary widens queries instead of stopping the writer.
+fn to_map(value: rusqlite::types::ValueRef<'_>) -> Option<HashMap<i64, u8>> {
+    let blob = value.as_blob().ok()?;
+    decode_names(blob).map(|pairs| pairs.into_iter().collect())
 }
 
 /// Summaries of the blocks one transaction writes into (usually one or two).
@@ -208,8 +211,8 @@ fn read(tx: &Transaction<'_>, block: i64) -> rusqlite::Result<Option<Summary>> {
             max_time_us: r.get(1)?,
             severities: r.get::<_, i64>(2)? as u8,
             facilities: r.get::<_, i64>(3)? as u32,
-            sources: to_map(r.get(4)?),
-            hosts: to_map(r.get(5)?),
+            sources: to_map(r.get_ref(4)?),
+            hosts: to_map(r.get_ref(5)?),
         })
     })
     .optional()
@@ -257,6 +260,32 @@ mod tests {
         assert_eq!(decode_names(&blob[..blob.len() - 1]), None);
         assert_eq!(decode_names(&[0xff; 12]), None);
         assert_eq!(decode_names(&[]), Some(vec![]));
+    }
+
+    #[test]
+    fn a_damaged_summary_widens_instead_of_failing_the_writer() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(super::super::MIGRATION_1).unwrap();
+        conn.execute_batch(super::super::MIGRATION_2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO LogBlocks VALUES (0, 5, 9, 8, 2, 'not a blob', x'ffffffff')",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        let mut pending = Pending::default();
+        pending.add(&RowFacts {
+            id: 3,
+            time_us: 7,
+            severity: 6,
+            facility: None,
+            source_id: Some(1),
+            host_id: Some(2),
+        });
+        pending.write(&tx).unwrap();
+        let stored = read(&tx, 0).unwrap().unwrap();
+        assert_eq!((stored.min_time_us, stored.max_time_us), (5, 9));
+        assert_eq!(stored.severities, 8 | 64);
+        assert_eq!((stored.sources, stored.hosts), (None, None), "unknown: any");
     }
 
     #[test]

@@ -27,6 +27,9 @@ const COLUMNS: &str = "id, time_us, received_us, severity, facility, hostname, s
     msgid, structured_data, message, protocol, peer";
 
 pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+    // One read transaction: the summaries, names and rows all come from one snapshot,
+    // however many statements the query takes.
+    let _snapshot = conn.unchecked_transaction()?;
     let Some(prune) = Prune::new(conn, &q.filter)? else {
         return Ok(()); // the -s/-H patterns name nothing in the store
     };
