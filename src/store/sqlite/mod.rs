@@ -108,9 +108,8 @@ const INSERT: &str = "INSERT INTO Logs (time_us, received_us, severity, facility
     host_id, source_id) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
-/// Dictionary ids of source and host names. The `(source_id, time_us)` and
-/// `(host_id, time_us)` indexes compare integers instead of strings and hold twice the
-/// entries per page, which more than halved their cost on insert.
+/// Dictionary ids of source and host names: block summaries hold these small integers,
+/// and filters compare them instead of strings.
 struct NameIds {
     table: &'static str,
     ids: std::collections::HashMap<String, i64>,
@@ -168,7 +167,7 @@ pub struct SqliteStore {
 }
 
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// WAL frames (pages, 64 MiB) beyond which the writer makes the WAL start over.
+/// WAL frames (8 KiB pages: 128 MiB) beyond which the writer makes the WAL start over.
 const WAL_RESTART_FRAMES: i64 = 16_384;
 
 impl SqliteStore {
@@ -222,7 +221,7 @@ impl SqliteStore {
     }
 
     /// PASSIVE checkpoints copy the WAL in the background but, with the writer always
-    /// appending, never finish, so the WAL would only grow. Once it passes 64 MiB the
+    /// appending, never finish, so the WAL would only grow. Once it passes 128 MiB the
     /// writer itself runs a RESTART checkpoint between transactions: little is left to
     /// copy, and the next transaction writes the WAL from its start again. It waits at
     /// most 50 ms for readers; if one holds an old snapshot longer, it tries later.
