@@ -276,6 +276,29 @@ fn read_block(stmt: &mut Statement<'_>, params: &[Param], b: &Block) -> Result<C
     Ok(c)
 }
 
+/// Passes a block's rows straight from SQLite to `visit`; `false` once the caller has
+/// had enough (the limit, or `visit` said stop).
+fn stream_block(
+    stmt: &mut Statement<'_>,
+    params: &[Param],
+    b: &Block,
+    left: &mut u64,
+    visit: &mut Visit<'_>,
+) -> Result<bool, StoreError> {
+    let mut rows = scan(stmt, params, b)?;
+    while let Some(row) = rows.next()? {
+        if *left == 0 {
+            return Ok(false);
+        }
+        let (id, r) = record(row)?;
+        if !visit(id, &r) {
+            return Ok(false);
+        }
+        *left -= 1;
+    }
+    Ok(*left > 0)
+}
+
 /// Streams the blocks' rows block after block (ids never overlap between blocks).
 fn in_id_order(
     stmt: &mut Statement<'_>,
@@ -290,16 +313,8 @@ fn in_id_order(
         order.reverse();
     }
     for b in order {
-        let mut rows = scan(stmt, params, b)?;
-        while let Some(row) = rows.next()? {
-            if left == 0 {
-                return Ok(());
-            }
-            let (id, r) = record(row)?;
-            if !visit(id, &r) {
-                return Ok(());
-            }
-            left -= 1;
+        if !stream_block(stmt, params, b, &mut left, visit)? {
+            break;
         }
     }
     Ok(())
@@ -308,7 +323,7 @@ fn in_id_order(
 /// Merges the blocks' rows by `(time, id)`. Times within and across blocks overlap
 /// (senders' clocks differ, several connections interleave), so a block is read once
 /// it may hold a row that sorts no later than the best row read so far; only those
-/// few blocks are held in memory.
+/// few blocks are held in memory, and a block that overlaps none is streamed.
 fn in_time_order(
     stmt: &mut Statement<'_>,
     params: &[Param],
@@ -339,6 +354,22 @@ fn in_time_order(
             .filter_map(|(i, c)| Some((i, c.head()?)))
             .reduce(|x, y| if before(y.1, x.1) { y } else { x });
         if let Some(b) = unread.next_if(|b| best.is_none_or(|(_, (t, _))| reaches(b, t))) {
+            // The usual case, times rising with ids: no other block overlaps this one's
+            // time range, so its rows go out as SQLite sorts them, without a copy.
+            let alone = open.is_empty()
+                && unread.peek().is_none_or(|n| {
+                    if newest_first {
+                        n.max_time_us < b.min_time_us
+                    } else {
+                        n.min_time_us > b.max_time_us
+                    }
+                });
+            if alone {
+                if !stream_block(stmt, params, b, &mut left, visit)? {
+                    break;
+                }
+                continue;
+            }
             let c = read_block(stmt, params, b)?;
             if c.head().is_some() {
                 open.push(c);
