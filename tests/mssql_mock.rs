@@ -377,3 +377,35 @@ fn query_rows_stream_in_and_an_early_stop_closes_the_connection() {
         "the connection with unread rows was closed and a new one made"
     );
 }
+
+#[test]
+fn the_command_timeout_bounds_waits_for_the_server_not_the_reader() {
+    let mock = Mock::start(false);
+    mock.register(CURSOR_SQL, cursor(3));
+    mock.register("DATEDIFF_BIG(MICROSECOND, CONVERT(", log_rows());
+    let url = mock.url("encrypt=off&connectTimeout=5&commandTimeout=1");
+    let mut s = store::open(&url, OpenMode::Existing).unwrap();
+    // Three rows taken over ~2 s at the reader's pace, longer than the command timeout:
+    // the timer runs only while waiting for the server.
+    let mut n = 0;
+    s.query(&Query::default(), &mut |_, _| {
+        std::thread::sleep(Duration::from_millis(700));
+        n += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(n, 3);
+
+    mock.register(
+        "DATEDIFF_BIG(MICROSECOND, CONVERT(",
+        log_rows().with_delay(Duration::from_secs(3)),
+    );
+    let started = Instant::now();
+    let err = s.query(&Query::default(), &mut |_, _| true).unwrap_err();
+    assert!(err.to_string().contains("within 1s"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "four bounded attempts: {:?}",
+        started.elapsed()
+    );
+}

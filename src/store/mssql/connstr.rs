@@ -6,17 +6,21 @@
 //! `TrustServerCertificate=true` accepts any server certificate (a test server's
 //! self-signed one). `Connect Timeout` / `connectTimeout` in seconds, default 15.
 //! `Max Pool Size` / `maxPoolSize`: connections one process keeps at most, default 4.
+//! `Command Timeout` / `commandTimeout` in seconds, default 60: how long an insert or the
+//! cursor may take, and how long a query may wait for each part of its result.
 
 use std::time::Duration;
 use tiberius::{AuthMethod, Config, EncryptionLevel};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 pub const DEFAULT_POOL_SIZE: usize = 4;
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub config: Config,
     pub connect_timeout: Duration,
+    pub command_timeout: Duration,
     /// Connections a process keeps to this server at most.
     pub pool_size: usize,
     /// host:port/database, for messages (never the password).
@@ -123,6 +127,7 @@ fn parse_url(s: &str) -> Result<Settings, Error> {
         ));
     }
     let mut timeout = DEFAULT_CONNECT_TIMEOUT;
+    let mut command_timeout = DEFAULT_COMMAND_TIMEOUT;
     let mut pool_size = DEFAULT_POOL_SIZE;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
@@ -135,6 +140,7 @@ fn parse_url(s: &str) -> Result<Settings, Error> {
                 }
             }
             "connecttimeout" | "connect_timeout" => timeout = seconds(&v)?,
+            "commandtimeout" | "command_timeout" => command_timeout = seconds(&v)?,
             "maxpoolsize" | "max_pool_size" => pool_size = count(&v)?,
             "applicationname" | "application_name" => config.application_name(&v),
             _ => return Err(Error(format!("unknown option '{k}'"))),
@@ -144,6 +150,7 @@ fn parse_url(s: &str) -> Result<Settings, Error> {
     Ok(Settings {
         config,
         connect_timeout: timeout,
+        command_timeout,
         pool_size,
         display: format!("{host}:{port}/{database}"),
     })
@@ -155,7 +162,7 @@ fn seconds(v: &str) -> Result<Duration, Error> {
         .ok()
         .filter(|s| *s > 0)
         .map(Duration::from_secs)
-        .ok_or_else(|| Error(format!("connect timeout '{v}' is not a number of seconds")))
+        .ok_or_else(|| Error(format!("timeout '{v}' is not a number of seconds")))
 }
 
 fn count(v: &str) -> Result<usize, Error> {
@@ -173,6 +180,7 @@ fn count(v: &str) -> Result<usize, Error> {
 fn parse_ado(s: &str) -> Result<Settings, Error> {
     let mut config = Config::from_ado_string(s).map_err(|e| Error(e.to_string()))?;
     let mut timeout = DEFAULT_CONNECT_TIMEOUT;
+    let mut command_timeout = DEFAULT_COMMAND_TIMEOUT;
     let mut pool_size = DEFAULT_POOL_SIZE;
     let mut database = String::new();
     for part in s.split(';') {
@@ -182,6 +190,7 @@ fn parse_ado(s: &str) -> Result<Settings, Error> {
         let v = v.trim().trim_matches(['\'', '"']);
         match k.trim().to_ascii_lowercase().replace(' ', "").as_str() {
             "connecttimeout" | "connectiontimeout" | "timeout" => timeout = seconds(v)?,
+            "commandtimeout" => command_timeout = seconds(v)?,
             "database" | "initialcatalog" => database = v.to_string(),
             "maxpoolsize" => pool_size = count(v)?,
             "encrypt" => config.encryption(encryption(v)?),
@@ -192,6 +201,7 @@ fn parse_ado(s: &str) -> Result<Settings, Error> {
     Ok(Settings {
         config,
         connect_timeout: timeout,
+        command_timeout,
         pool_size,
         display,
     })
@@ -208,6 +218,9 @@ mod tests {
         assert_eq!(s.connect_timeout, Duration::from_secs(3));
         assert_eq!(s.display, "db.example:14330/LoggingDB");
         assert_eq!(s.pool_size, DEFAULT_POOL_SIZE);
+        assert_eq!(s.command_timeout, DEFAULT_COMMAND_TIMEOUT);
+        let s = parse("mssql://h/d?commandTimeout=5").unwrap();
+        assert_eq!(s.command_timeout, Duration::from_secs(5));
         assert_eq!(parse("mssql://h/d?maxPoolSize=2").unwrap().pool_size, 2);
         let s = parse("mssql://[::1]/X").unwrap();
         assert_eq!(s.config.get_addr(), "::1:1433");
@@ -238,6 +251,7 @@ mod tests {
             "mssql://u:%zz@host/db",
             "server=tcp:host,1433;Connect Timeout=x",
             "mssql://host/db?maxPoolSize=0",
+            "mssql://host/db?commandTimeout=0",
             "server=tcp:host,1433;Max Pool Size=lots",
         ] {
             let e = parse(bad).unwrap_err().to_string();

@@ -31,8 +31,6 @@ pub const SCHEMA: &str = include_str!("../../../fixtures/mssql-schema.sql");
 pub const CURSOR_SQL: &str =
     "SELECT CAST(MAX(rv) AS bigint) FROM dbo.Logs WHERE rv < MIN_ACTIVE_ROWVERSION()";
 
-/// How long one statement may take before the connection is given up.
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_ATTEMPTS: u32 = 4;
 
 type Conn = Client<Compat<TcpStream>>;
@@ -181,13 +179,14 @@ impl From<tiberius::error::Error> for Attempt {
     }
 }
 
-/// Runs an async block with a pooled connection (`$conn`, a [`pool::Pooled`]),
-/// retrying transient failures on a new connection with exponential backoff. A
+/// Runs an async block with a pooled connection (`$conn`, a [`pool::Pooled`]) within
+/// `$limit`, retrying transient failures on a new connection with exponential backoff. A
 /// connection that failed or timed out is discarded, not returned to the pool. A macro
 /// rather than a closure so the block can borrow the caller's data.
 macro_rules! with_retry {
-    ($self:ident, $what:expr, |$conn:ident| $body:expr) => {{
+    ($self:ident, $what:expr, $limit:expr, |$conn:ident| $body:expr) => {{
         let pool = &$self.pool;
+        let limit: Option<Duration> = $limit;
         let mut delay = Duration::from_millis(100);
         let mut attempt = 0;
         loop {
@@ -197,8 +196,12 @@ macro_rules! with_retry {
                     let $conn = &mut pooled;
                     let fut = $body;
                     // The timer must be made inside the runtime: hence the async block.
-                    let result =
-                        pool.block_on(async { tokio::time::timeout(STATEMENT_TIMEOUT, fut).await });
+                    let result = pool.block_on(async {
+                        match limit {
+                            Some(limit) => tokio::time::timeout(limit, fut).await,
+                            None => Ok(fut.await),
+                        }
+                    });
                     match result {
                         Ok(Ok(v)) => break Ok(v),
                         Ok(Err(Attempt::Retryable(e))) => {
@@ -301,7 +304,8 @@ pub fn query_sql(q: &Query) -> (String, Vec<Param>) {
 impl Store for MssqlStore {
     fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
         let n: usize = batches.iter().map(Batch::len).sum();
-        with_retry!(self, "bulk insert", |conn| async {
+        let limit = Some(self.pool.settings.command_timeout);
+        with_retry!(self, "bulk insert", limit, |conn| async {
             let mut req = conn
                 .client()
                 .bulk_insert_columns("dbo.Logs", &INSERT_COLUMNS)
@@ -323,7 +327,9 @@ impl Store for MssqlStore {
         let (sql, params) = query_sql(q);
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
         let mut seen = 0u64;
-        with_retry!(self, "query", |conn| async {
+        // No limit on the whole: a dump may take long, at the reader's pace. Each wait
+        // for the server is bounded by the command timeout (tiberius, per round trip).
+        with_retry!(self, "query", None, |conn| async {
             let mut rows = conn
                 .client()
                 .query(sql.as_str(), &refs)
@@ -350,7 +356,8 @@ impl Store for MssqlStore {
 
     /// The follow cursor: the newest rowversion below every open transaction's.
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
-        with_retry!(self, "cursor", |conn| async {
+        let limit = Some(self.pool.settings.command_timeout);
+        with_retry!(self, "cursor", limit, |conn| async {
             let row = conn
                 .client()
                 .simple_query(CURSOR_SQL)

@@ -163,7 +163,9 @@ impl Pool {
                 .await
                 .map_err(|e| sql_error(&format!("cannot connect to {}", settings.display), e))?;
             tcp.set_nodelay(true)?;
-            let mut client = tiberius::Client::connect(settings.config.clone(), tcp.compat_write())
+            let mut config = settings.config.clone();
+            config.command_timeout(Some(settings.command_timeout));
+            let mut client = tiberius::Client::connect(config, tcp.compat_write())
                 .await
                 .map_err(|e| sql_error(&format!("login to {} failed", settings.display), e))?;
             migrate(&mut client).await?;
