@@ -434,6 +434,7 @@ fn many_rows_match_a_reference(b: Backend) {
     }
     let mut rows = Vec::with_capacity(ROWS);
     let mut batch = Batch::new();
+    let (mut cut_a, mut cut_b) = (None, None);
     for i in 0..ROWS {
         let r = next();
         // The first half in time order (blocks that overlap none), the rest jittered.
@@ -479,9 +480,23 @@ fn many_rows_match_a_reference(b: Backend) {
         if batch.len() as u64 > (r >> 56) * 40 {
             s.insert(std::slice::from_ref(&batch)).unwrap();
             batch.clear();
+            // Follow cursors taken mid-stream (mid-block), as `logq -f` takes them.
+            for (at, cut) in [(7_000, &mut cut_a), (19_000, &mut cut_b)] {
+                if i + 1 >= at && cut.is_none() {
+                    *cut = Some((i + 1, s.last_id().unwrap()));
+                }
+            }
         }
     }
     s.insert(std::slice::from_ref(&batch)).unwrap();
+    let (Some((a_rows, a_cursor)), Some((b_rows, b_cursor))) = (cut_a, cut_b) else {
+        panic!("{}: no cursors taken", b.name);
+    };
+    // The whole set after the start, and the window between the two cursors.
+    let windows = [
+        ("all", start, None, 0..ROWS),
+        ("window", a_cursor, b_cursor, a_rows..b_rows),
+    ];
 
     type Keep = Box<dyn Fn(&Row) -> bool>;
     let cases: Vec<(&str, Filter, Keep)> = vec![
@@ -537,11 +552,18 @@ fn many_rows_match_a_reference(b: Backend) {
         ),
         ("everything", Filter::default(), Box::new(|_: &Row| true)),
     ];
-    for (name, mut filter, keep) in cases {
-        filter.after_id = start;
-        let mut by_time: Vec<usize> = (0..ROWS).filter(|&i| keep(&rows[i])).collect();
+    for ((name, filter, keep), (window, after_id, upto_id, range)) in cases
+        .iter()
+        .flat_map(|c| windows.iter().map(move |w| (c, w)))
+    {
+        let filter = Filter {
+            after_id: *after_id,
+            upto_id: *upto_id,
+            ..filter.clone()
+        };
+        let by_id: Vec<usize> = range.clone().filter(|&i| keep(&rows[i])).collect();
+        let mut by_time = by_id.clone();
         by_time.sort_by_key(|&i| (rows[i].time_us, i));
-        let by_id: Vec<usize> = (0..ROWS).filter(|&i| keep(&rows[i])).collect();
         for (newest_first, by_id_order, limit) in [
             (false, false, None),
             (true, false, None),
@@ -571,7 +593,7 @@ fn many_rows_match_a_reference(b: Backend) {
             let got = ids(s.as_mut(), query);
             assert!(
                 got == want,
-                "{}: {name} newest_first={newest_first} by_id={by_id_order} limit={limit:?}: \
+                "{}: {name} ({window}) newest_first={newest_first} by_id={by_id_order} limit={limit:?}: \
                  {} rows, want {} (first difference at {:?})",
                 b.name,
                 got.len(),
