@@ -223,14 +223,21 @@ pub fn sqlite_name_match(patterns: &[String]) -> Sql {
 }
 
 impl Filter {
+    /// The severity codes `levels` covers, lowest (most severe) first.
+    pub fn severity_codes(&self) -> Option<(u8, u8)> {
+        self.levels.map(|(a, b)| {
+            let (a, b) = (a.code(), b.code());
+            (a.min(b), a.max(b))
+        })
+    }
+
     pub fn to_sql(&self, dialect: Dialect) -> Sql {
         let mut b = Builder {
             dialect,
             terms: Vec::new(),
             params: Vec::new(),
         };
-        if let Some((most, least)) = self.levels {
-            let (lo, hi) = (most.code().min(least.code()), most.code().max(least.code()));
+        if let Some((lo, hi)) = self.severity_codes() {
             // SQLite's planner sees literal bounds (numbers 0-7 from our own enum, never
             // user text); SQL Server gets parameters so its plan cache serves all levels.
             let mut code = |c: u8| match dialect {

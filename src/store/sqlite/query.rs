@@ -125,11 +125,8 @@ const ANY_FACILITY: u32 = (1 << 25) - 1;
 impl Prune {
     /// `None` when the filter's source or host patterns match no name at all.
     fn new(conn: &Connection, f: &Filter) -> Result<Option<Prune>, StoreError> {
-        let severities = match f.levels {
-            Some((a, b)) => {
-                let (lo, hi) = (a.code().min(b.code()), a.code().max(b.code()));
-                (lo..=hi).fold(0u8, |m, c| m | 1 << c)
-            }
+        let severities = match f.severity_codes() {
+            Some((lo, hi)) => (lo..=hi).fold(0u8, |m, c| m | 1 << c),
             None => 0xff,
         };
         let facilities = if f.facilities.is_empty() {
