@@ -202,21 +202,14 @@ macro_rules! with_retry {
                             None => Ok(fut.await),
                         }
                     });
-                    match result {
+                    let failure = match result {
                         Ok(Ok(v)) => break Ok(v),
-                        Ok(Err(Attempt::Retryable(e))) => {
-                            pooled.discard();
-                            (is_transient(&e), sql_error($what, e))
-                        }
-                        Ok(Err(Attempt::Final(e))) => {
-                            pooled.discard();
-                            (false, sql_error($what, e))
-                        }
-                        Err(_) => {
-                            pooled.discard();
-                            (true, sql_error($what, "timed out"))
-                        }
-                    }
+                        Ok(Err(Attempt::Retryable(e))) => (is_transient(&e), sql_error($what, e)),
+                        Ok(Err(Attempt::Final(e))) => (false, sql_error($what, e)),
+                        Err(_) => (true, sql_error($what, "timed out")),
+                    };
+                    pooled.discard();
+                    failure
                 }
                 Err(e) => (true, e),
             };
