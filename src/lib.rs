@@ -6,10 +6,12 @@
 //! - [`relay`]: the daemon: listeners, connections, the batch writer.
 //! - [`cli`]: `logq` (query, follow, send, simulate); [`daemon`]: `logrelayd`'s flags.
 //! - [`client`]: the `Logger` that applications use.
+//! - [`log_limit`]: warnings that can repeat, logged once then counted per interval.
 
 pub mod cli;
 pub mod client;
 pub mod daemon;
+pub mod log_limit;
 pub mod message;
 pub mod protocol;
 pub mod relay;

@@ -293,6 +293,31 @@ fn connections_over_the_limit_are_refused_and_counted() {
 }
 
 #[test]
+fn many_refused_connections_are_one_warning_and_a_summary() {
+    let mut d = Daemon::start(&["--max-connections", "1"]);
+    let _a = d.connect();
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..200 {
+        let mut c = d.connect();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            c.read(&mut buf).unwrap_or(0),
+            0,
+            "refused connection closed"
+        );
+    }
+    let (_, err) = d.terminate();
+    assert_eq!(final_stat(&err, "connections_rejected"), 200);
+    let full = err.matches("connection limit reached; refusing").count();
+    assert_eq!(full, 1, "one full warning, the rest counted:\n{err}");
+    assert!(
+        err.contains("connections refused at the connection limit: 199 more in the last"),
+        "a summary with the count at exit:\n{err}"
+    );
+}
+
+#[test]
 fn bad_configuration_is_a_clear_error() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_logrelayd"))
         .args(["--listen", "localhost:99999"])

@@ -15,6 +15,7 @@ pub mod writer;
 pub use config::Config;
 use stats::{Snapshot, Stats};
 
+use crate::log_limit::{self, Limiter};
 use crate::store::{self, Batch, OpenMode};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -124,6 +125,7 @@ impl Relay {
         if !matches!(joined, Ok(Ok(()))) {
             tracing::error!("writer thread failed");
         }
+        log_limit::flush_all(true);
         let snap = stats.snapshot();
         tracing::info!("stopped: {snap}");
         snap
@@ -194,8 +196,9 @@ fn spawn_connection(
     tasks: &TaskTracker,
 ) {
     let Ok(permit) = limit.clone().try_acquire_owned() else {
+        static REFUSED: Limiter = Limiter::new("connections refused at the connection limit");
         Stats::add(&shared.stats.connections_rejected, 1);
-        tracing::warn!(peer = %peer, max = shared.config.max_connections, "connection limit reached; refusing");
+        crate::warn_limited!(REFUSED, peer = %peer, max = shared.config.max_connections, "connection limit reached; refusing");
         return;
     };
     let _ = stream.set_nodelay(true);
@@ -216,10 +219,13 @@ fn spawn_connection(
 async fn report_periodically(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(shared.config.stats_interval);
     tick.tick().await;
+    // Summaries of repeated warnings are due every few seconds at most.
+    let mut summaries = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => tracing::info!("stats: {}", shared.stats.snapshot()),
+            _ = summaries.tick() => log_limit::flush_all(false),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! skipped: the channel fills and the connections stop reading (backpressure).
 
 use super::stats::Stats;
+use crate::log_limit::{Limiter, thousands};
 use crate::store::{Batch, Store};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,9 @@ pub fn run(
         Stats::add(&stats.store_errors, 1);
         tracing::error!(error = %e, "store not reachable yet; will keep retrying");
     }
+    static RETRY: Limiter = Limiter::new("store insert failed (retrying)");
+    // Since when the store fails.
+    let mut failing: Option<std::time::Instant> = None;
     let mut pending: Vec<Batch> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         let mut rows = first.len();
@@ -44,6 +48,13 @@ pub fn run(
             match store.insert(&pending) {
                 Ok(n) => {
                     Stats::add(&stats.stored, n as u64);
+                    if let Some(since) = failing.take() {
+                        tracing::info!(
+                            "store recovered after {} s; {} rows waited",
+                            since.elapsed().as_secs(),
+                            thousands(n as u64)
+                        );
+                    }
                     break;
                 }
                 Err(e) if rx.is_closed() && started.elapsed() > SHUTDOWN_GIVE_UP => {
@@ -52,7 +63,8 @@ pub fn run(
                 }
                 Err(e) => {
                     Stats::add(&stats.store_errors, 1);
-                    tracing::error!(error = %e, rows, "store insert failed; retrying in {delay:?}");
+                    failing.get_or_insert_with(std::time::Instant::now);
+                    crate::error_limited!(RETRY, error = %e, rows, "store insert failed; retrying in {delay:?}");
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }

@@ -16,6 +16,10 @@ pub struct Checkpointer {
     pub wal_frames: Arc<AtomicI64>,
 }
 
+/// A full disk fails every checkpoint, four times a second: say it once per interval.
+static CHECKPOINT_FAILED: crate::log_limit::Limiter =
+    crate::log_limit::Limiter::new("WAL checkpoint failed");
+
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Checkpointer {
@@ -35,7 +39,7 @@ impl Checkpointer {
                         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
                     {
                         Ok(log) => frames.store(log, Ordering::Relaxed),
-                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+                        Err(e) => crate::warn_limited!(CHECKPOINT_FAILED, error = %e, "WAL checkpoint failed"),
                     }
                 }
             })?;
