@@ -40,7 +40,7 @@ pub struct Config {
 impl Config {
     pub fn new(source: impl Into<String>) -> Config {
         Config {
-            server: crate::relay::config::DEFAULT_LISTEN.to_string(),
+            server: crate::settings::DEFAULT_LISTEN.to_string(),
             source: source.into(),
             hostname: crate::sys::hostname(),
             queue_capacity: 100_000,

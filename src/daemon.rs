@@ -2,7 +2,7 @@
 
 use crate::relay::Relay;
 use crate::relay::config::{Config, Layer};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -12,61 +12,58 @@ use tokio_util::sync::CancellationToken;
     name = "logrelayd",
     version,
     about = "Receive syslog (RFC 5424, RFC 3164) and JSON lines on one port and store them",
-    after_help = "Every flag can also be set in the TOML file given with --config, or through the \
-                  LOGRELAY_* variable named in its help. Flags beat variables, variables beat the file."
+    after_help = "Every setting can also be set in the TOML file given with --config, or through \
+                  the LOGRELAY_* variable named in its help. Flags beat variables, variables beat \
+                  the file."
 )]
 struct Args {
     /// TOML configuration file (see fixtures/logrelayd.toml)
-    #[arg(long, env = "LOGRELAY_CONFIG")]
+    #[arg(long, env = "LOGRELAY_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Address to listen on, TCP and UDP (repeatable) [default: 127.0.0.1:5514]
-    #[arg(long, short = 'l', env = "LOGRELAY_LISTEN", value_delimiter = ',')]
-    listen: Vec<String>,
-    /// The store: sqlite:PATH (default: the user data dir) or a SQL Server connection
-    #[arg(long, env = "LOGRELAY_DB")]
-    db: Option<String>,
-    /// Do not receive UDP datagrams
-    #[arg(long, env = "LOGRELAY_NO_UDP")]
+    /// Do not receive UDP datagrams (the same as --udp false)
+    #[arg(long)]
     no_udp: bool,
-    /// Longest frame in bytes; longer frames are truncated and counted [default: 65536]
-    #[arg(long, env = "LOGRELAY_MAX_FRAME")]
-    max_frame: Option<usize>,
-    /// Most TCP connections at once; more are refused and counted [default: 10000]
-    #[arg(long, env = "LOGRELAY_MAX_CONNECTIONS")]
-    max_connections: Option<usize>,
-    /// Close a connection idle this many seconds [default: 600]
-    #[arg(long, env = "LOGRELAY_IDLE_TIMEOUT")]
-    idle_timeout: Option<u64>,
-    /// Most rows per store transaction [default: 5000]
-    #[arg(long, env = "LOGRELAY_BATCH_ROWS")]
-    batch_rows: Option<usize>,
-    /// Zone for RFC 3164 times, which carry none: local, UTC or +HH:MM [default: local]
-    #[arg(long, env = "LOGRELAY_ZONE")]
-    zone: Option<String>,
-    /// Seconds between counter reports in the log [default: 60]
-    #[arg(long, env = "LOGRELAY_STATS_INTERVAL")]
-    stats_interval: Option<u64>,
     /// Print the store schema (sqlite or mssql) and exit
     #[arg(long, value_name = "BACKEND", value_parser = ["sqlite", "mssql"])]
     print_schema: Option<String>,
-    /// Log level of the daemon's own messages (error, warn, info, debug, trace)
-    #[arg(long, env = "LOGRELAY_LOG", default_value = "info")]
-    log: tracing::Level,
+    #[command(flatten)]
+    settings: Layer,
+}
+
+/// `logrelayd`'s command line, with each setting's `LOGRELAY_*` variable (also what the
+/// man page and completions are made from).
+pub fn command() -> clap::Command {
+    crate::relay::config::with_env_vars(Args::command())
+}
+
+fn parse_args() -> Args {
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|m| Args::from_arg_matches(&m));
+    parsed.unwrap_or_else(|e| {
+        use clap::error::ErrorKind;
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            e.exit();
+        }
+        // The same shape as every other error: `logrelayd: error: …`, exit 2. A value
+        // that failed its own check says why in its own words.
+        match std::error::Error::source(&e) {
+            Some(why) if e.kind() == ErrorKind::ValueValidation => {
+                eprintln!("logrelayd: error: {why}")
+            }
+            _ => eprint!("logrelayd: {}", e.render()),
+        }
+        std::process::exit(2);
+    })
 }
 
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = parse_args();
     if let Some(backend) = &args.print_schema {
         print!("{}", crate::store::schema_text(backend));
         return ExitCode::SUCCESS;
     }
     crate::sys::raise_fd_limit();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(args.log)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let file = match &args.config {
         Some(p) => match Layer::load(p) {
             Ok(f) => f,
@@ -74,21 +71,20 @@ pub fn main() -> ExitCode {
         },
         None => Layer::default(),
     };
-    let flags = Layer {
-        listen: Some(args.listen),
-        udp: args.no_udp.then_some(false),
-        db: args.db,
-        max_frame: args.max_frame,
-        max_connections: args.max_connections,
-        idle_timeout_secs: args.idle_timeout,
-        batch_rows: args.batch_rows,
-        zone: args.zone,
-        stats_interval_secs: args.stats_interval,
-    };
+    let mut flags = args.settings;
+    if args.no_udp {
+        flags.udp = Some(false);
+    }
     let config = match Config::resolve(flags.over(file)) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(config.log.0)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

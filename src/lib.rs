@@ -15,6 +15,7 @@ pub mod log_limit;
 pub mod message;
 pub mod protocol;
 pub mod relay;
+pub mod settings;
 pub mod store;
 pub mod sys;
 pub mod timefmt;

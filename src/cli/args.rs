@@ -75,8 +75,8 @@ pub struct QueryArgs {
     /// Exit 1 when no row matched
     #[arg(long)]
     pub fail_if_empty: bool,
-    /// The store [default: LOGRELAY_DB, the config file's db, or the default SQLite file]
-    #[arg(long, value_name = "URL")]
+    /// The store [default: the config file's db, or the default SQLite file]
+    #[arg(long, env = "LOGRELAY_DB", value_name = "URL")]
     pub db: Option<String>,
     /// logrelayd's TOML config file, to find its store
     #[arg(long, env = "LOGRELAY_CONFIG", value_name = "FILE")]

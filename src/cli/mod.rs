@@ -1,19 +1,29 @@
 //! `logq`: query and follow the store, send messages, simulate clients.
 
-pub mod args;
-pub mod error;
-pub mod query;
-pub mod render;
-pub mod send;
-pub mod simulate;
-pub mod timespec;
+mod args;
+mod error;
+mod levels;
+mod plan;
+mod query;
+mod render;
+mod send;
+mod simulate;
+mod timespec;
 
 use args::{Cli, Command};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
 
+/// `logq`'s command line (also what the man page and completions are made from).
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -28,7 +38,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Send(a)) => send::run(a),
         Some(Command::Simulate(a)) => simulate::run(a),
-        None => query::plan(&cli.query, chrono::Utc::now()).and_then(|plan| {
+        None => plan::plan(&cli.query, chrono::Utc::now()).and_then(|plan| {
             let fail_if_empty = plan.fail_if_empty;
             query::run(plan).map(|matched| {
                 if fail_if_empty && !matched {

@@ -33,7 +33,7 @@ pub struct SendArgs {
     #[arg(long, value_enum, default_value = "json")]
     pub format: Format,
     /// The relay, HOST:PORT
-    #[arg(long, env = "LOGRELAY_SERVER", default_value = crate::relay::config::DEFAULT_LISTEN)]
+    #[arg(long, env = "LOGRELAY_SERVER", default_value = crate::settings::DEFAULT_LISTEN)]
     pub server: String,
     /// The message; without it, every line of standard input is one message
     #[arg(value_name = "MESSAGE")]
@@ -62,7 +62,7 @@ fn connect(server: &str) -> Result<TcpStream, CliError> {
 }
 
 pub fn run(a: SendArgs) -> Result<std::process::ExitCode, CliError> {
-    let level = super::query::priority(&a.priority)?.1;
+    let level = super::levels::priority(&a.priority)?.1;
     let facility: Facility = a
         .facility
         .parse()

@@ -43,7 +43,7 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value = "mixed")]
     pub protocol: Protocols,
     /// The relay, HOST:PORT
-    #[arg(long, env = "LOGRELAY_SERVER", default_value = crate::relay::config::DEFAULT_LISTEN)]
+    #[arg(long, env = "LOGRELAY_SERVER", default_value = crate::settings::DEFAULT_LISTEN)]
     pub server: String,
     /// Seed for the random choices (runs with the same seed send the same messages)
     #[arg(long, default_value_t = 1)]

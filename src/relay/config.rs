@@ -1,15 +1,185 @@
-//! The relay's settings: defaults, a TOML file (`--config`) and overrides from flags
-//! and `LOGRELAY_*` variables (flags > env > file > defaults).
+//! The relay's settings, each declared once in [`settings!`] below: that one entry gives
+//! its flag `--NAME`, its variable `LOGRELAY_NAME`, its TOML key `NAME`, its type, its
+//! default and its help text. Precedence: flags > variables > the file > defaults.
+//!
+//! Adding a setting: one entry here, a line in `fixtures/logrelayd.toml` and one in the
+//! README's synopsis (a test checks both).
 
 use crate::protocol::framing::DEFAULT_MAX_FRAME;
+use crate::settings::{DEFAULT_LISTEN, Span, deserialize_from_str};
 use crate::store::StoreUrl;
 use chrono::{DateTime, FixedOffset, Local, Offset, Utc};
-use serde::Deserialize;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::str::FromStr;
 use std::time::Duration;
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:5514";
+/// Declares the settings: `Layer` (every key optional: one per source, stacked with
+/// [`Layer::over`]) and `Config` (the resolved values, defaults filled in).
+macro_rules! settings {
+    ($( $(#[$attr:meta])* $name:ident : $ty:ty = $default:expr; )*) => {
+        /// One layer of settings — the TOML file, or the flags and `LOGRELAY_*` variables.
+        #[derive(Debug, Default, Clone, clap::Args, serde::Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+        pub struct Layer {
+            $( $(#[$attr])* pub $name: Option<$ty>, )*
+        }
+
+        /// The relay's resolved settings (see [`Layer`] for what each means).
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $( pub $name: $ty, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config { $( $name: $default, )* }
+            }
+        }
+
+        impl Layer {
+            /// This layer's keys, and `lower`'s where this one has none.
+            pub fn over(self, lower: Layer) -> Layer {
+                Layer { $( $name: self.$name.or(lower.$name), )* }
+            }
+
+            fn or_defaults(self) -> Config {
+                let d = Config::default();
+                Config { $( $name: self.$name.unwrap_or(d.$name), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Address to listen on, TCP and UDP (repeatable, or comma separated) [default: 127.0.0.1:5514]
+    #[arg(long, short = 'l', value_name = "ADDR", value_delimiter = ',', value_parser = listen_addr)]
+    #[serde(default, deserialize_with = "listen_addrs")]
+    listen: Vec<SocketAddr> = vec![default_listen()];
+
+    /// Also receive syslog datagrams on the listen ports [default: true]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    udp: bool = true;
+
+    /// The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET)
+    /// [default: sqlite:~/.local/share/logrelay/logs.db]
+    #[arg(long, value_name = "URL")]
+    db: StoreUrl = StoreUrl::default_sqlite();
+
+    /// Longest frame in bytes; longer frames are truncated and counted [default: 65536]
+    #[arg(long, value_name = "BYTES")]
+    max_frame: usize = DEFAULT_MAX_FRAME;
+
+    /// Most TCP connections at once; more are refused and counted [default: 10000]
+    #[arg(long, value_name = "N")]
+    max_connections: usize = 10_000;
+
+    /// Close a connection idle this long (seconds, or 10min, 1h) [default: 10min]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(alias = "idle-timeout-secs")]
+    idle_timeout: Span = Span(Duration::from_secs(600));
+
+    /// Most rows per store transaction [default: 5000]
+    #[arg(long, value_name = "N")]
+    batch_rows: usize = 5_000;
+
+    /// Zone for RFC 3164 times, which carry none: local, UTC or +HH:MM [default: local]
+    #[arg(long, value_name = "ZONE")]
+    zone: Zone = Zone::Local;
+
+    /// Time between counter reports in the log (seconds, or 1min) [default: 60s]
+    #[arg(long, value_name = "DURATION")]
+    #[serde(alias = "stats-interval-secs")]
+    stats_interval: Span = Span(Duration::from_secs(60));
+
+    /// Level of the relay's own log: error, warn, info, debug or trace [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    log: LogLevel = LogLevel(tracing::Level::INFO);
+}
+
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    s.trim().parse().map_err(|_| {
+        format!("bad listen address '{s}' (expected IP:PORT, e.g. 0.0.0.0:5514 or [::]:5514)")
+    })
+}
+
+fn listen_addrs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<SocketAddr>>, D::Error> {
+    let list: Vec<String> = serde::Deserialize::deserialize(d)?;
+    let addrs = list
+        .iter()
+        .map(|a| listen_addr(a))
+        .collect::<Result<_, _>>();
+    addrs.map(Some).map_err(serde::de::Error::custom)
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN
+        .parse()
+        .expect("DEFAULT_LISTEN is an IP:PORT")
+}
+
+/// The variable that sets a setting: `LOGRELAY_` and its name, upper case.
+pub fn env_var(name: &str) -> String {
+    format!("LOGRELAY_{}", name.replace('-', "_").to_ascii_uppercase())
+}
+
+/// Gives every setting among `cmd`'s arguments its `LOGRELAY_*` variable, so the names
+/// follow one rule instead of being spelled out per setting.
+pub fn with_env_vars(cmd: clap::Command) -> clap::Command {
+    let keys = setting_keys();
+    cmd.mut_args(|a| {
+        if keys.iter().any(|k| k == a.get_id().as_str()) {
+            let var = env_var(a.get_long().unwrap_or(a.get_id().as_str()));
+            a.env(var)
+        } else {
+            a
+        }
+    })
+}
+
+/// Every setting's id (the field name), in declaration order.
+pub fn setting_keys() -> Vec<String> {
+    use clap::Args;
+    Layer::augment_args(clap::Command::new("settings"))
+        .get_arguments()
+        .map(|a| a.get_id().to_string())
+        .collect()
+}
+
+impl Layer {
+    pub fn load(path: &Path) -> Result<Layer, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("bad config {}: {e}", path.display()))
+    }
+}
+
+impl Config {
+    /// The defaults under `layer`; checks every value.
+    pub fn resolve(layer: Layer) -> Result<Config, String> {
+        let c = layer.or_defaults();
+        if c.listen.is_empty() {
+            return Err("listen needs at least one address".into());
+        }
+        if c.max_frame < 480 || c.max_frame > 16 * 1024 * 1024 {
+            return Err(format!(
+                "max-frame {} out of range (480 to 16777216 bytes; RFC 5424 receivers must take 480)",
+                c.max_frame
+            ));
+        }
+        if c.max_connections == 0 || c.batch_rows == 0 {
+            return Err("max-connections and batch-rows must be at least 1".into());
+        }
+        if c.idle_timeout.0 < Duration::from_secs(1) || c.stats_interval.0 < Duration::from_secs(1)
+        {
+            return Err("idle-timeout and stats-interval must be at least 1s".into());
+        }
+        Ok(c)
+    }
+}
 
 /// The zone in which RFC 3164 times (which carry none) are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,126 +207,40 @@ impl Zone {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: Vec<SocketAddr>,
-    /// Also receive syslog datagrams on the same ports.
-    pub udp: bool,
-    pub db: StoreUrl,
-    pub max_frame: usize,
-    pub max_connections: usize,
-    pub idle_timeout: Duration,
-    /// Rows per store transaction at most.
-    pub batch_rows: usize,
-    pub zone: Zone,
-    pub stats_interval: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: vec![DEFAULT_LISTEN.parse().expect("valid default address")],
-            udp: true,
-            db: StoreUrl::default_sqlite(),
-            max_frame: DEFAULT_MAX_FRAME,
-            max_connections: 10_000,
-            idle_timeout: Duration::from_secs(600),
-            batch_rows: 5_000,
-            zone: Zone::Local,
-            stats_interval: Duration::from_secs(60),
-        }
+impl FromStr for Zone {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Zone, String> {
+        Zone::parse(s)
     }
 }
 
-/// One layer of settings — the TOML file, or the flags and `LOGRELAY_*` variables —
-/// every key optional (see fixtures/logrelayd.toml). Layers stack with [`Layer::over`].
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Layer {
-    pub listen: Option<Vec<String>>,
-    pub udp: Option<bool>,
-    pub db: Option<String>,
-    pub max_frame: Option<usize>,
-    pub max_connections: Option<usize>,
-    pub idle_timeout_secs: Option<u64>,
-    pub batch_rows: Option<usize>,
-    pub zone: Option<String>,
-    pub stats_interval_secs: Option<u64>,
-}
+/// The relay's own log level (`tracing`'s, which has no serde support).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLevel(pub tracing::Level);
 
-impl Layer {
-    pub fn load(path: &Path) -> Result<Layer, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| format!("bad config {}: {e}", path.display()))
-    }
-
-    /// This layer's keys, and `lower`'s where this one has none.
-    pub fn over(self, lower: Layer) -> Layer {
-        Layer {
-            listen: self.listen.filter(|l| !l.is_empty()).or(lower.listen),
-            udp: self.udp.or(lower.udp),
-            db: self.db.or(lower.db),
-            max_frame: self.max_frame.or(lower.max_frame),
-            max_connections: self.max_connections.or(lower.max_connections),
-            idle_timeout_secs: self.idle_timeout_secs.or(lower.idle_timeout_secs),
-            batch_rows: self.batch_rows.or(lower.batch_rows),
-            zone: self.zone.or(lower.zone),
-            stats_interval_secs: self.stats_interval_secs.or(lower.stats_interval_secs),
-        }
-    }
-}
-
-fn addrs(list: &[String]) -> Result<Vec<SocketAddr>, String> {
-    list.iter()
-        .map(|a| {
-            a.parse::<SocketAddr>().map_err(|_| {
-                format!(
-                    "bad listen address '{a}' (expected IP:PORT, e.g. 0.0.0.0:5514 or [::]:5514)"
-                )
-            })
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<LogLevel, String> {
+        s.trim().parse().map(LogLevel).map_err(|_| {
+            format!("bad log level '{s}' (expected error, warn, info, debug or trace)")
         })
-        .collect()
-}
-
-impl Config {
-    /// The defaults under `layer`; checks every value.
-    pub fn resolve(layer: Layer) -> Result<Config, String> {
-        let mut c = Config::default();
-        if let Some(listen) = layer.listen.filter(|l| !l.is_empty()) {
-            c.listen = addrs(&listen)?;
-        }
-        c.udp = layer.udp.unwrap_or(c.udp);
-        if let Some(db) = layer.db {
-            c.db = StoreUrl::parse(&db).map_err(|e| e.to_string())?;
-        }
-        c.max_frame = layer.max_frame.unwrap_or(c.max_frame);
-        c.max_connections = layer.max_connections.unwrap_or(c.max_connections);
-        if let Some(s) = layer.idle_timeout_secs {
-            c.idle_timeout = Duration::from_secs(s);
-        }
-        c.batch_rows = layer.batch_rows.unwrap_or(c.batch_rows);
-        if let Some(z) = layer.zone {
-            c.zone = Zone::parse(&z)?;
-        }
-        if let Some(s) = layer.stats_interval_secs {
-            c.stats_interval = Duration::from_secs(s);
-        }
-        if c.max_frame < 480 || c.max_frame > 16 * 1024 * 1024 {
-            return Err(format!(
-                "max-frame {} out of range (480 to 16777216 bytes; RFC 5424 receivers must take 480)",
-                c.max_frame
-            ));
-        }
-        if c.max_connections == 0 || c.batch_rows == 0 {
-            return Err("max-connections and batch-rows must be at least 1".into());
-        }
-        if c.idle_timeout.is_zero() || c.stats_interval.is_zero() {
-            return Err("idle-timeout-secs and stats-interval-secs must be at least 1".into());
-        }
-        Ok(c)
     }
 }
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl FromStr for StoreUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<StoreUrl, String> {
+        StoreUrl::parse(s).map_err(|e| e.to_string())
+    }
+}
+
+deserialize_from_str!(Zone, LogLevel, StoreUrl);
 
 #[cfg(test)]
 mod tests {
@@ -170,7 +254,6 @@ mod tests {
         .unwrap();
         let flags = Layer {
             max_frame: Some(4096),
-            listen: Some(vec![]),
             ..Layer::default()
         };
         let c = Config::resolve(flags.over(file)).unwrap();
@@ -182,45 +265,73 @@ mod tests {
     }
 
     #[test]
-    fn example_file_parses_to_the_defaults() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/logrelayd.toml");
-        let c = Config::resolve(Layer::load(&path).unwrap()).unwrap();
-        let d = Config::default();
-        assert_eq!(c.listen, d.listen);
-        assert_eq!(
-            (c.max_frame, c.max_connections, c.batch_rows),
-            (d.max_frame, d.max_connections, d.batch_rows)
-        );
-        assert_eq!(
-            (c.idle_timeout, c.zone, c.udp),
-            (d.idle_timeout, d.zone, d.udp)
-        );
+    fn old_key_names_still_read() {
+        let file: Layer =
+            toml::from_str("idle-timeout-secs = 30\nstats-interval = \"2min\"").unwrap();
+        let c = Config::resolve(file).unwrap();
+        assert_eq!(c.idle_timeout.0, Duration::from_secs(30));
+        assert_eq!(c.stats_interval.0, Duration::from_secs(120));
     }
 
     #[test]
     fn bad_values_are_clear_errors() {
-        let bad = |l: Layer| Config::resolve(l).unwrap_err();
-        assert!(
-            bad(Layer {
-                listen: Some(vec!["localhost".into()]),
-                ..Default::default()
-            })
-            .contains("IP:PORT")
+        let err = |toml_text: &str| match toml::from_str::<Layer>(toml_text) {
+            Ok(l) => Config::resolve(l).unwrap_err(),
+            Err(e) => e.to_string(),
+        };
+        assert!(err("listen = [\"localhost\"]").contains("IP:PORT"));
+        assert!(err("zone = \"Mars/Base\"").contains("zone"));
+        assert!(err("max-frame = 10").contains("max-frame"));
+        assert!(err("idle-timeout = \"soon\"").contains("30d"));
+        assert!(err("log = \"loud\"").contains("log level"));
+        assert!(err("colour = 1").contains("unknown field"));
+    }
+
+    /// The example file and the README name every setting, and the file holds nothing
+    /// the relay rejects, each value being the default.
+    #[test]
+    fn docs_name_every_setting() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let example = std::fs::read_to_string(root.join("fixtures/logrelayd.toml")).unwrap();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let cmd = <Layer as clap::Args>::augment_args(clap::Command::new("t"));
+        for a in cmd.get_arguments() {
+            let key = a.get_long().unwrap();
+            let in_example = example.lines().any(|l| {
+                l.trim_start_matches(['#', ' '])
+                    .strip_prefix(key)
+                    .is_some_and(|r| r.trim_start().starts_with('='))
+            });
+            assert!(in_example, "fixtures/logrelayd.toml lacks the key {key}");
+            assert!(
+                readme.contains(&format!("--{key} ")) || readme.contains(&format!("--{key}]")),
+                "README's synopsis lacks --{key}"
+            );
+        }
+        let c =
+            Config::resolve(Layer::load(&root.join("fixtures/logrelayd.toml")).unwrap()).unwrap();
+        let d = Config::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(
+            (c.max_frame, c.max_connections, c.batch_rows, c.udp),
+            (d.max_frame, d.max_connections, d.batch_rows, d.udp)
         );
-        assert!(
-            bad(Layer {
-                zone: Some("Mars/Base".into()),
-                ..Default::default()
-            })
-            .contains("zone")
+        assert_eq!(
+            (c.idle_timeout, c.stats_interval, c.zone, c.log),
+            (d.idle_timeout, d.stats_interval, d.zone, d.log)
         );
-        assert!(
-            bad(Layer {
-                max_frame: Some(10),
-                ..Default::default()
-            })
-            .contains("max-frame")
-        );
-        assert!(toml::from_str::<Layer>("colour = 1").is_err());
+    }
+
+    #[test]
+    fn every_setting_has_its_variable() {
+        let cmd = with_env_vars(<Layer as clap::Args>::augment_args(clap::Command::new("t")));
+        for a in cmd.get_arguments() {
+            let long = a.get_long().expect("every setting has a flag");
+            assert_eq!(
+                a.get_env().and_then(|v| v.to_str()),
+                Some(env_var(long).as_str())
+            );
+        }
+        assert_eq!(env_var("max-frame"), "LOGRELAY_MAX_FRAME");
     }
 }

@@ -118,7 +118,7 @@ pub async fn handle(
     let peer_text = peer.to_string();
     let mut framer = Framer::new(shared.config.max_frame);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
-    let idle = shared.config.idle_timeout;
+    let idle = shared.config.idle_timeout.0;
     let mut drain = Drain::Live;
     loop {
         buf.reserve(READ_SIZE);

@@ -217,7 +217,7 @@ fn spawn_connection(
 }
 
 async fn report_periodically(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(shared.config.stats_interval);
+    let mut tick = tokio::time::interval(shared.config.stats_interval.0);
     tick.tick().await;
     // Summaries of repeated warnings are due every few seconds at most.
     let mut summaries = tokio::time::interval(std::time::Duration::from_secs(1));

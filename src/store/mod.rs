@@ -10,6 +10,7 @@ pub mod sqlite;
 pub use batch::{Batch, RecordRef};
 pub use filter::{Dialect, Field, Filter, Match};
 
+use crate::settings::{default_store_path, expand_path};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +87,7 @@ impl StoreUrl {
                     "sqlite: needs a path, as in sqlite:/var/lib/logrelay/logs.db".into(),
                 ));
             }
-            return Ok(StoreUrl::Sqlite(PathBuf::from(p)));
+            return Ok(StoreUrl::Sqlite(expand_path(p).map_err(StoreError::Url)?));
         }
         let lower = s.to_ascii_lowercase();
         if lower.starts_with("mssql://")
@@ -101,16 +102,12 @@ impl StoreUrl {
                 "unknown store scheme '{scheme}' (expected sqlite:PATH or mssql://…)"
             )));
         }
-        Ok(StoreUrl::Sqlite(PathBuf::from(s)))
+        Ok(StoreUrl::Sqlite(expand_path(s).map_err(StoreError::Url)?))
     }
 
-    /// The default store, the same for daemon and CLI: `$XDG_DATA_HOME/logrelay/logs.db`
-    /// (`~/.local/share/logrelay/logs.db`), or `./logrelay.db` without a home.
+    /// The default store, the same for daemon and CLI (see [`default_store_path`]).
     pub fn default_sqlite() -> StoreUrl {
-        let path = dirs::data_dir()
-            .map(|d| d.join("logrelay").join("logs.db"))
-            .unwrap_or_else(|| PathBuf::from("logrelay.db"));
-        StoreUrl::Sqlite(path)
+        StoreUrl::Sqlite(default_store_path())
     }
 }
 

@@ -1,0 +1,215 @@
+//! Flags to a [`Plan`]: the filter, the store, the output; every value checked before
+//! anything is printed.
+
+use super::args::QueryArgs;
+use super::error::{CliError, did_you_mean};
+use super::levels::priority;
+use super::render::Renderer;
+use super::timespec;
+use crate::message::Facility;
+use crate::store::{Field, Filter, Match, StoreUrl};
+use chrono::{DateTime, Utc};
+use regex::{Regex, RegexBuilder};
+use std::io::{self, IsTerminal};
+use std::path::Path;
+
+/// Everything a run needs, checked before anything is printed.
+pub struct Plan {
+    pub url: StoreUrl,
+    pub filter: Filter,
+    pub regex: Option<Regex>,
+    pub lines: Option<u64>,
+    pub reverse: bool,
+    pub follow: bool,
+    pub fail_if_empty: bool,
+    pub renderer: Renderer,
+}
+
+fn field_match(m: &str) -> Result<Match, CliError> {
+    let hint = || {
+        Some(format!(
+            "matches are FIELD=VALUE or FIELD!=VALUE with FIELD one of {}, or SDID.PARAM=VALUE",
+            Field::NAMES.join(", ")
+        ))
+    };
+    let Some(eq) = m.find('=') else {
+        return Err(CliError::usage(format!("'{m}' is not a match"), hint()));
+    };
+    let (mut key, value) = (&m[..eq], &m[eq + 1..]);
+    let negate = key.ends_with('!');
+    if negate {
+        key = &key[..key.len() - 1];
+    }
+    if let Some(dot) = key.rfind('.') {
+        let (id, param) = (&key[..dot], &key[dot + 1..]);
+        if id.is_empty() || param.is_empty() {
+            return Err(CliError::usage(
+                format!("'{key}' is not SDID.PARAM"),
+                hint(),
+            ));
+        }
+        return Ok(Match::Sd {
+            id: id.to_string(),
+            param: param.to_string(),
+            value: value.to_string(),
+            negate,
+        });
+    }
+    let Some(field) = Field::from_name(key) else {
+        let hint = did_you_mean(key, &Field::NAMES)
+            .map(|f| format!("did you mean '{f}'? {}", hint().unwrap_or_default()))
+            .or_else(hint);
+        return Err(CliError::usage(format!("unknown field '{key}'"), hint));
+    };
+    if field == Field::Facility {
+        facility(value)?;
+    }
+    Ok(Match::Field {
+        field,
+        value: value.to_string(),
+        negate,
+    })
+}
+
+fn facility(s: &str) -> Result<Facility, CliError> {
+    s.parse::<Facility>().map_err(|e| {
+        let hint = did_you_mean(s, &Facility::NAMES).map(|f| format!("did you mean '{f}'?"));
+        CliError::usage(e.to_string(), hint)
+    })
+}
+
+fn time(s: &str, now: DateTime<Utc>, utc: bool) -> Result<DateTime<Utc>, CliError> {
+    timespec::parse(s, now, utc).map_err(|e| CliError::usage(e, None))
+}
+
+/// Smart case: a pattern with no upper-case letter matches either case.
+fn regex(pattern: &str) -> Result<Regex, CliError> {
+    RegexBuilder::new(pattern)
+        .case_insensitive(!pattern.chars().any(char::is_uppercase))
+        .build()
+        .map_err(|e| CliError::usage(format!("bad regex: {e}"), None))
+}
+
+/// `--db` (or `LOGRELAY_DB`, through clap), else the config file's `db`, else the default file.
+pub fn store_url(db: Option<&str>, config: Option<&Path>) -> Result<StoreUrl, CliError> {
+    let from_file = match config {
+        Some(p) => config_db(p).map_err(|e| CliError::usage(e, None))?,
+        None => None,
+    };
+    match db.map(str::to_string).or(from_file) {
+        Some(u) => StoreUrl::parse(&u).map_err(|e| {
+            CliError::usage(
+                e.to_string(),
+                Some("--db sqlite:PATH or mssql://user:pass@host/db".into()),
+            )
+        }),
+        None => Ok(StoreUrl::default_sqlite()),
+    }
+}
+
+pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
+    let mut filter = Filter {
+        levels: a.priority.as_deref().map(priority).transpose()?,
+        since: a
+            .since
+            .as_deref()
+            .map(|s| time(s, now, a.utc))
+            .transpose()?,
+        until: a
+            .until
+            .as_deref()
+            .map(|s| time(s, now, a.utc))
+            .transpose()?,
+        sources: a.sources.clone(),
+        hosts: a.hosts.clone(),
+        ..Filter::default()
+    };
+    for f in a.facility.iter().filter(|f| !f.is_empty()) {
+        filter.facilities.push(facility(f)?);
+    }
+    for m in &a.matches {
+        filter.matches.push(field_match(m)?);
+    }
+    let lines = match a.lines.as_deref() {
+        None if a.follow => Some(10),
+        None | Some("all") => None,
+        Some(n) => Some(n.parse::<u64>().map_err(|_| {
+            CliError::usage(
+                format!("bad line count '{n}'"),
+                Some("-n takes a number or 'all'".into()),
+            )
+        })?),
+    };
+    let color = a.color.enabled(io::stdout().is_terminal());
+    Ok(Plan {
+        url: store_url(a.db.as_deref(), a.config.as_deref())?,
+        filter,
+        regex: a.grep.as_deref().map(regex).transpose()?,
+        lines,
+        reverse: a.reverse,
+        follow: a.follow,
+        fail_if_empty: a.fail_if_empty || a.grep.is_some(),
+        renderer: Renderer::new(a.output, color, a.utc),
+    })
+}
+
+/// The `db` key of logrelayd's config file; the file's other keys are the relay's
+/// business (this reader does not check them).
+fn config_db(path: &Path) -> Result<Option<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("bad config {}: {e}", path.display()))?;
+    match table.get("db") {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!(
+            "bad config {}: db must be a string",
+            path.display()
+        )),
+    }
+}
+impl Plan {
+    /// The row limit SQL can apply: none when a regex filters rows after SQL.
+    pub fn sql_limit(&self) -> Option<u64> {
+        if self.regex.is_none() {
+            self.lines
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches() {
+        assert_eq!(
+            field_match("source!=nginx").unwrap(),
+            Match::Field {
+                field: Field::Source,
+                value: "nginx".into(),
+                negate: true
+            }
+        );
+        assert_eq!(
+            field_match("exampleSDID@32473.iut=3").unwrap(),
+            Match::Sd {
+                id: "exampleSDID@32473".into(),
+                param: "iut".into(),
+                value: "3".into(),
+                negate: false
+            }
+        );
+        assert!(
+            field_match("hostnam=x")
+                .unwrap_err()
+                .to_string()
+                .contains("did you mean 'hostname'")
+        );
+        assert!(field_match("facility=kernal").is_err());
+        assert!(field_match("novalue").is_err());
+    }
+}
