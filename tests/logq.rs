@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use logrelay::message::{Facility, Level, LogMessage, Protocol, SdElement};
-use logrelay::store::sqlite::SqliteStore;
-use logrelay::store::{Batch, OpenMode, Store};
+use logrelay::store::sqlite::SqliteWriter;
+use logrelay::store::{Batch, StoreWriter};
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -114,7 +114,7 @@ fn to_message(r: &Rec, now: DateTime<Utc>) -> LogMessage<'static> {
 }
 
 fn insert(db: &Path, recs: &[Rec]) {
-    let mut store = SqliteStore::open(db, OpenMode::Create).unwrap();
+    let mut store = SqliteWriter::open(db).unwrap();
     let mut b = Batch::new();
     let now = now();
     for r in recs {

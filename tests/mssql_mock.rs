@@ -8,7 +8,7 @@
 
 use logrelay::message::{Facility, Level};
 use logrelay::store::mssql::CURSOR_SQL;
-use logrelay::store::{self, OpenMode, Query, StoreUrl};
+use logrelay::store::{self, Query, StoreUrl};
 use mssql_mock_tds::query_response::QueryRegistry;
 use mssql_mock_tds::{
     ColumnDefinition, ColumnValue, ConnectionStore, MockTdsServer, QueryResponse, Row, SqlDataType,
@@ -130,11 +130,7 @@ fn cursor(v: i64) -> QueryResponse {
 fn login_schema_statements_and_a_result() {
     let mock = Mock::start(false);
     mock.register(CURSOR_SQL, cursor(42));
-    let mut s = store::open(
-        &mock.url("encrypt=off&connectTimeout=5"),
-        OpenMode::Existing,
-    )
-    .unwrap();
+    let mut s = store::open_reader(&mock.url("encrypt=off&connectTimeout=5")).unwrap();
     assert_eq!(s.last_id().unwrap(), Some(42));
     assert!(s.changed().unwrap(), "first look is a change");
     assert!(!s.changed().unwrap(), "same cursor, no change");
@@ -144,18 +140,14 @@ fn login_schema_statements_and_a_result() {
 fn tls_login_with_a_trusted_and_an_untrusted_certificate() {
     let mock = Mock::start(true);
     mock.register(CURSOR_SQL, cursor(7));
-    let mut s = store::open(
+    let mut s = store::open_reader(
         &mock.url("encrypt=strict&trustServerCertificate=true&connectTimeout=5"),
-        OpenMode::Existing,
     )
     .expect("TLS login with trustServerCertificate");
     assert_eq!(s.last_id().unwrap(), Some(7));
-    let err = store::open(
-        &mock.url("encrypt=strict&connectTimeout=5"),
-        OpenMode::Existing,
-    )
-    .err()
-    .expect("self-signed certificate must be refused");
+    let err = store::open_reader(&mock.url("encrypt=strict&connectTimeout=5"))
+        .err()
+        .expect("self-signed certificate must be refused");
     assert!(err.to_string().contains("login to"), "{err}");
 }
 
@@ -166,12 +158,9 @@ fn a_server_error_surfaces_as_a_clear_error() {
         CURSOR_SQL,
         QueryResponse::error_only(TerminalError::new(50000, 16, "the table is on fire")),
     );
-    let err = store::open(
-        &mock.url("encrypt=off&connectTimeout=5"),
-        OpenMode::Existing,
-    )
-    .err()
-    .expect("error");
+    let err = store::open_reader(&mock.url("encrypt=off&connectTimeout=5"))
+        .err()
+        .expect("error");
     let text = err.to_string();
     assert!(
         text.contains("SQL Server cursor") && text.contains("the table is on fire"),
@@ -188,7 +177,7 @@ fn a_timeout_drops_the_connection_and_a_later_call_reconnects() {
         "BEGIN TRANSACTION",
         QueryResponse::new(vec![], vec![]).with_delay(Duration::from_secs(20)),
     );
-    let mut s = store::open(&mock.url("encrypt=off&connectTimeout=1"), OpenMode::Create).unwrap();
+    let mut s = store::open_writer(&mock.url("encrypt=off&connectTimeout=1")).unwrap();
     let start = Instant::now();
     let err = s.last_id().unwrap_err().to_string();
     assert!(err.contains("within 1s"), "{err}");
@@ -206,8 +195,8 @@ fn stores_of_one_process_share_pooled_connections() {
     let mock = Mock::start(false);
     mock.register(CURSOR_SQL, cursor(9));
     let url = mock.url("encrypt=off&connectTimeout=5");
-    let mut a = store::open(&url, OpenMode::Existing).unwrap();
-    let mut b = store::open(&url, OpenMode::Existing).unwrap();
+    let mut a = store::open_reader(&url).unwrap();
+    let mut b = store::open_reader(&url).unwrap();
     for _ in 0..5 {
         assert_eq!(a.last_id().unwrap(), Some(9));
         assert_eq!(b.last_id().unwrap(), Some(9));
@@ -219,11 +208,7 @@ fn stores_of_one_process_share_pooled_connections() {
 fn a_connection_that_failed_is_not_lent_again() {
     let mock = Mock::start(false);
     mock.register(CURSOR_SQL, cursor(1));
-    let mut s = store::open(
-        &mock.url("encrypt=off&connectTimeout=5"),
-        OpenMode::Existing,
-    )
-    .unwrap();
+    let mut s = store::open_reader(&mock.url("encrypt=off&connectTimeout=5")).unwrap();
     mock.register(
         CURSOR_SQL,
         QueryResponse::error_only(TerminalError::new(50000, 16, "not now")),
@@ -249,7 +234,7 @@ fn the_pool_never_opens_more_than_its_size() {
         .map(|_| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let mut s = store::open(&url, OpenMode::Existing).unwrap();
+                let mut s = store::open_reader(&url).unwrap();
                 s.last_id().unwrap()
             })
         })
@@ -323,11 +308,7 @@ fn query_rows_stream_in_and_an_early_stop_closes_the_connection() {
     let mock = Mock::start(false);
     mock.register(CURSOR_SQL, cursor(3));
     mock.register("DATEDIFF_BIG(MICROSECOND, CONVERT(", log_rows());
-    let mut s = store::open(
-        &mock.url("encrypt=off&connectTimeout=5"),
-        OpenMode::Existing,
-    )
-    .unwrap();
+    let mut s = store::open_reader(&mock.url("encrypt=off&connectTimeout=5")).unwrap();
     let mut seen = Vec::new();
     s.query(&Query::default(), &mut |id, r| {
         seen.push((
@@ -384,7 +365,7 @@ fn the_command_timeout_bounds_waits_for_the_server_not_the_reader() {
     mock.register(CURSOR_SQL, cursor(3));
     mock.register("DATEDIFF_BIG(MICROSECOND, CONVERT(", log_rows());
     let url = mock.url("encrypt=off&connectTimeout=5&commandTimeout=1");
-    let mut s = store::open(&url, OpenMode::Existing).unwrap();
+    let mut s = store::open_reader(&url).unwrap();
     // Three rows taken over ~2 s at the reader's pace, longer than the command timeout:
     // the timer runs only while waiting for the server.
     let mut n = 0;

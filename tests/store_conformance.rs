@@ -5,7 +5,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use logrelay::message::{Facility, Level, LogMessage, Protocol, SdElement};
-use logrelay::store::{self, Batch, Field, Filter, Match, OpenMode, Query, Store, StoreUrl};
+use logrelay::store::{
+    self, Batch, Field, Filter, Match, Query, StoreError, StoreReader, StoreUrl, StoreWriter, Visit,
+};
 use std::borrow::Cow;
 
 struct Backend {
@@ -91,11 +93,34 @@ fn dataset() -> Vec<LogMessage<'static>> {
     v
 }
 
-fn open(b: &Backend) -> Box<dyn Store> {
-    store::open(&b.url, OpenMode::Create).unwrap_or_else(|e| panic!("{}: {e}", b.name))
+/// The relay's writer and a reader of the same store, side by side.
+struct Opened {
+    writer: Box<dyn StoreWriter>,
+    reader: Box<dyn StoreReader>,
 }
 
-fn fill(s: &mut dyn Store) {
+impl Opened {
+    fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
+        self.writer.insert(batches)
+    }
+    fn query(&mut self, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        self.reader.query(q, visit)
+    }
+    fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
+        self.reader.last_id()
+    }
+    fn changed(&mut self) -> Result<bool, StoreError> {
+        self.reader.changed()
+    }
+}
+
+fn open(b: &Backend) -> Opened {
+    let writer = store::open_writer(&b.url).unwrap_or_else(|e| panic!("{}: {e}", b.name));
+    let reader = store::open_reader(&b.url).unwrap_or_else(|e| panic!("{}: {e}", b.name));
+    Opened { writer, reader }
+}
+
+fn fill(s: &mut Opened) {
     let data = dataset();
     let (a, rest) = data.split_at(15);
     let mut b1 = Batch::new();
@@ -106,7 +131,7 @@ fn fill(s: &mut dyn Store) {
 }
 
 /// Message numbers of the rows a query returns, in order.
-fn ids(s: &mut dyn Store, q: Query) -> Vec<usize> {
+fn ids(s: &mut Opened, q: Query) -> Vec<usize> {
     let mut out = Vec::new();
     s.query(&q, &mut |_, r| {
         let n = r
@@ -168,8 +193,8 @@ fn main() -> std::process::ExitCode {
 fn conformance(b: Backend) {
     {
         let mut s = open(&b);
-        fill(s.as_mut());
-        let s = s.as_mut();
+        fill(&mut s);
+        let s = &mut s;
         let name = b.name;
 
         // Every field round-trips, large and non-ASCII values included.
@@ -396,7 +421,7 @@ fn conformance(b: Backend) {
 fn readers_see_a_writers_commits(b: Backend) {
     {
         let mut writer = open(&b);
-        let mut reader = store::open(&b.url, OpenMode::Existing).unwrap();
+        let mut reader = store::open_reader(&b.url).unwrap();
         let _ = reader.changed().unwrap();
         let mut batch = Batch::new();
         batch.push(&rec(1, 0, Level::Info, "h", "s"));
@@ -590,7 +615,7 @@ fn many_rows_match_a_reference(b: Backend) {
                 by_id: by_id_order,
                 limit: limit.map(|n| n as u64),
             };
-            let got = ids(s.as_mut(), query);
+            let got = ids(&mut s, query);
             assert!(
                 got == want,
                 "{}: {name} ({window}) newest_first={newest_first} by_id={by_id_order} limit={limit:?}: \

@@ -2,7 +2,7 @@
 
 use super::error::CliError;
 use super::plan::Plan;
-use crate::store::{self, Batch, Filter, OpenMode, Query, Store, StoreError};
+use crate::store::{self, Batch, Filter, Query, StoreError, StoreReader};
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +16,7 @@ enum Printed {
 }
 
 fn print_rows(
-    store: &mut dyn Store,
+    store: &mut dyn StoreReader,
     plan: &mut Plan,
     query: &Query,
     want: Option<u64>,
@@ -73,7 +73,7 @@ pub fn run(mut plan: Plan) -> Result<bool, CliError> {
     if plan.follow {
         return follow(plan).map(|()| true);
     }
-    let mut store = store::open(&plan.url, OpenMode::Existing)?;
+    let mut store = store::open_reader(&plan.url)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let query = Query {
@@ -112,7 +112,7 @@ fn follow(mut plan: Plan) -> Result<(), CliError> {
     let done = || stop.load(Ordering::Relaxed) || stdout_closed();
     let mut said_waiting = false;
     let mut store = loop {
-        match store::open(&plan.url, OpenMode::Existing) {
+        match store::open_reader(&plan.url) {
             Ok(s) => break s,
             Err(StoreError::Missing(p)) => {
                 if !said_waiting {
@@ -167,7 +167,7 @@ fn follow(mut plan: Plan) -> Result<(), CliError> {
 
 /// Prints the rows stored since `cursor` (when the store changed) and moves it.
 fn poll_new(
-    store: &mut dyn Store,
+    store: &mut dyn StoreReader,
     plan: &mut Plan,
     cursor: &mut i64,
     out: &mut impl Write,

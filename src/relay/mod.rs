@@ -16,7 +16,7 @@ pub use config::Config;
 use stats::{Snapshot, Stats};
 
 use crate::log_limit::{self, Limiter};
-use crate::store::{self, Batch, OpenMode};
+use crate::store::{self, Batch};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
@@ -45,7 +45,7 @@ pub struct Relay {
 impl Relay {
     /// Opens the store (creating it) and binds every listener.
     pub async fn bind(config: Config) -> Result<Relay, String> {
-        let store = store::open(&config.db, OpenMode::Create)
+        let store = store::open_writer(&config.db)
             .map_err(|e| format!("cannot open store {}: {e}", config.db))?;
         let mut tcp = Vec::new();
         let mut udp = Vec::new();

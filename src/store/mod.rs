@@ -3,24 +3,36 @@
 //! Stores know nothing of parsing: they take records, not bytes.
 
 pub mod batch;
+pub mod columns;
 pub mod filter;
 pub mod mssql;
+pub mod sql;
 pub mod sqlite;
 
 pub use batch::{Batch, RecordRef};
-pub use filter::{Dialect, Field, Filter, Match};
+pub use filter::{Field, Filter, Match};
 
 use crate::settings::{default_store_path, expand_path};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Inside a backend, before [`StoreError::at`] names the file.
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A store file's error, with its path and what to check.
+    #[error("{}: {reason}{}", path.display(), hint.map_or(String::new(), |h| format!(" ({h})")))]
+    File {
+        path: PathBuf,
+        reason: String,
+        hint: Option<&'static str>,
+    },
     #[error("no store at {0} yet (it is created when logrelayd starts)")]
     Missing(PathBuf),
+    #[error("{} is not a logrelay store ({reason}); logrelay leaves it as it is: choose another --db path", path.display())]
+    Foreign { path: PathBuf, reason: String },
     #[error("{0}")]
     Url(String),
     /// A database server's error (SQL Server), already worded for the user.
@@ -34,6 +46,74 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error(
+        "the store at {path} has schema version {found}; start logrelayd on it once to upgrade it to version {known} (readers never change a store)"
+    )]
+    TooOld {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+}
+
+impl StoreError {
+    /// Names the store file in an error that does not yet, with a hint from the kind of
+    /// failure (read-only mount, permissions, full disk, lock, damage).
+    pub fn at(self, path: &Path) -> StoreError {
+        let (reason, hint) = match self {
+            StoreError::Sqlite(e) => {
+                let hint = sqlite_hint(&e);
+                (e.to_string(), hint)
+            }
+            StoreError::Io(e) => {
+                let hint = io_hint(&e);
+                (e.to_string(), hint)
+            }
+            other => return other,
+        };
+        StoreError::File {
+            path: path.to_path_buf(),
+            reason,
+            hint,
+        }
+    }
+}
+
+fn sqlite_hint(e: &rusqlite::Error) -> Option<&'static str> {
+    use rusqlite::ErrorCode as C;
+    let rusqlite::Error::SqliteFailure(f, _) = e else {
+        return None;
+    };
+    Some(match f.code {
+        C::ReadOnly => {
+            "the file or its directory is read-only: a read-only mount, or the permissions"
+        }
+        C::PermissionDenied | C::AuthorizationForStatementDenied => {
+            "permission denied: check the owner and mode of the file and its directory"
+        }
+        C::CannotOpen => {
+            "cannot open the file: check that it and its directory exist and that this user may read (and, for logrelayd, write) them"
+        }
+        C::DiskFull => "the disk is full",
+        C::DatabaseBusy | C::DatabaseLocked => "another process holds a lock on the file",
+        C::NotADatabase => "the file is not an SQLite database",
+        C::DatabaseCorrupt => "the file is damaged: restore it from a copy or move it aside",
+        C::SystemIoFailure => "an I/O error: check the disk and the mount",
+        _ => return None,
+    })
+}
+
+fn io_hint(e: &std::io::Error) -> Option<&'static str> {
+    use std::io::ErrorKind as K;
+    Some(match e.kind() {
+        K::PermissionDenied => {
+            "permission denied: check the owner and mode of the file and its directory"
+        }
+        K::ReadOnlyFilesystem => "the file system is mounted read-only",
+        K::StorageFull => "the disk is full",
+        K::NotFound => "a directory on the way does not exist",
+        _ => return None,
+    })
 }
 
 /// How rows come back from [`Store::query`].
@@ -50,12 +130,23 @@ pub struct Query {
 /// The result of a visitor: keep going or stop reading rows.
 pub type Visit<'v> = dyn FnMut(i64, &RecordRef<'_>) -> bool + 'v;
 
-pub trait Store: Send {
+/// What the relay's writer drives: it creates and upgrades the store it opens.
+pub trait StoreWriter: Send {
     /// Inserts all rows of the batches in one transaction.
     fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError>;
+    /// The highest row id (SQL Server: the follow cursor), or `None` for an empty
+    /// store; the writer calls it to reach the store at start.
+    fn last_id(&mut self) -> Result<Option<i64>, StoreError>;
+}
+
+/// The writer's interface under its name from before writing and reading were split.
+pub use StoreWriter as Store;
+
+/// What `logq` uses: opening a reader never creates, migrates or alters a store.
+pub trait StoreReader: Send {
     /// Streams matching rows to `visit` (row id and record) until it returns `false`.
     fn query(&mut self, query: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError>;
-    /// The highest row id, or `None` for an empty store.
+    /// The follow cursor: the newest row's id, or `None` for an empty store.
     fn last_id(&mut self) -> Result<Option<i64>, StoreError>;
     /// Whether another connection may have committed since the last call; a cheap
     /// check that follow mode makes often. Backends that cannot tell say `true`.
@@ -129,24 +220,24 @@ pub fn schema_text(backend: &str) -> String {
     }
 }
 
-/// Whether opening may create the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenMode {
-    /// The relay: create the file and schema if needed.
-    Create,
-    /// Readers: the store must exist.
-    Existing,
+/// Opens the store for the relay's writer: creates it (a new SQLite file 0640 in a new
+/// directory 0750) or upgrades its schema, after checking that an existing file is a
+/// logrelay store.
+pub fn open_writer(url: &StoreUrl) -> Result<Box<dyn StoreWriter>, StoreError> {
+    match url {
+        StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteWriter::open(path)?)),
+        StoreUrl::Mssql(conn) => Ok(Box::new(mssql::MssqlStore::open_writer(conn)?)),
+    }
 }
 
-pub fn open(url: &StoreUrl, mode: OpenMode) -> Result<Box<dyn Store>, StoreError> {
+/// Opens an existing store to read; a SQLite file is opened read-only.
+pub fn open_reader(url: &StoreUrl) -> Result<Box<dyn StoreReader>, StoreError> {
     match url {
-        StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path, mode)?)),
+        StoreUrl::Sqlite(path) => Ok(Box::new(sqlite::SqliteReader::open(path)?)),
         StoreUrl::Mssql(conn) => {
-            let mut store = mssql::MssqlStore::open(conn)?;
-            if mode == OpenMode::Existing {
-                // Readers want an answer now: connect (within the timeout) or fail.
-                store.last_id()?;
-            }
+            let mut store = mssql::MssqlStore::open_reader(conn)?;
+            // Readers want an answer now: connect (within the timeout) or fail.
+            StoreReader::last_id(&mut store)?;
             Ok(Box::new(store))
         }
     }

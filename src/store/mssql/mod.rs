@@ -10,15 +10,18 @@
 
 pub mod connstr;
 pub mod pool;
+pub mod sql;
 
-use super::filter::{Dialect, Param};
-use super::{Batch, Query, RecordRef, Store, StoreError, Visit};
-use crate::message::{Facility, Level, Protocol};
+pub use sql::query_sql;
+
+use super::columns::{self, COLUMNS, Column, TsqlType, Value};
+use super::sql::Param;
+use super::{Batch, Query, RecordRef, StoreError, StoreReader, StoreWriter, Visit};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::TryStreamExt;
 use pool::Pool;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tiberius::{Client, ColumnData, ToSql, TokenRow};
 use tokio::net::TcpStream;
@@ -35,17 +38,13 @@ const MAX_ATTEMPTS: u32 = 4;
 
 type Conn = Client<Compat<TcpStream>>;
 
+/// The table, in every statement.
+pub const TABLE: &str = "dbo.Logs";
+
 pub struct MssqlStore {
     pool: Arc<Pool>,
     last_seen: Option<i64>,
 }
-
-/// Column widths of the schema, in UTF-16 code units; longer values are cut by us.
-const HOSTNAME_MAX: usize = 255;
-const SOURCE_MAX: usize = 255;
-const PROCID_MAX: usize = 128;
-const MSGID_MAX: usize = 32;
-const PEER_MAX: usize = 64;
 
 /// The longest prefix of `s` that fits in `max` UTF-16 code units (what nvarchar counts).
 pub fn truncate_utf16(s: &str, max: usize) -> &str {
@@ -114,53 +113,102 @@ fn naive(us: i64) -> NaiveDateTime {
         .naive_utc()
 }
 
-const INSERT_COLUMNS: [&str; 13] = [
-    "timestamp",
-    "LogLevel",
-    "message",
-    "source",
-    "received",
-    "severity",
-    "facility",
-    "hostname",
-    "procid",
-    "msgid",
-    "structured_data",
-    "protocol",
-    "peer",
-];
+/// The columns bulk load writes, from the column list.
+fn written() -> impl Iterator<Item = (&'static Column, columns::TsqlColumn)> {
+    COLUMNS
+        .iter()
+        .filter_map(|c| c.tsql.filter(|t| t.write).map(|t| (c, t)))
+}
 
-fn text(v: Option<&str>, max: usize) -> ColumnData<'_> {
-    ColumnData::String(v.map(|s| Cow::Borrowed(truncate_utf16(s, max))))
+/// Their names, for `bulk_insert_columns`.
+static INSERT_COLUMNS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| written().map(|(_, t)| t.name).collect());
+
+/// The columns queries read, after `id`, with their setters.
+fn read_columns() -> impl Iterator<Item = (&'static Column, Setter)> {
+    columns::readable(|c| c.tsql.is_some_and(|t| t.read.is_some()))
+}
+
+type Setter = for<'a> fn(&mut RecordRef<'a>, Value<'a>);
+
+/// `time_us, DATEDIFF_BIG(…received), severity, …`: the SELECT list after `id`.
+pub static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    read_columns()
+        .filter_map(|(c, _)| c.tsql?.read)
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// A record value as bulk load sends it for a column of that type; text is cut to the
+/// column's width.
+fn to_column(v: Value<'_>, ty: TsqlType) -> ColumnData<'_> {
+    use tiberius::IntoSql;
+    match (v, ty) {
+        (Value::Time(us), TsqlType::DateTime2) => naive(us).into_sql(),
+        (Value::Int(i), TsqlType::TinyInt) => ColumnData::U8(Some(i.clamp(0, 255) as u8)),
+        (Value::Null, TsqlType::TinyInt) => ColumnData::U8(None),
+        (Value::Int(i) | Value::Time(i), TsqlType::BigInt) => ColumnData::I64(Some(i)),
+        (Value::Null, TsqlType::BigInt) => ColumnData::I64(None),
+        (Value::Text(s), TsqlType::NVarChar(Some(n)) | TsqlType::VarChar(n)) => {
+            ColumnData::String(Some(Cow::Borrowed(truncate_utf16(s, n))))
+        }
+        (Value::Text(s), _) => ColumnData::String(Some(Cow::Borrowed(s))),
+        (Value::Null, TsqlType::DateTime2) => ColumnData::DateTime2(None),
+        (Value::Null, _) => ColumnData::String(None),
+        (Value::Int(i) | Value::Time(i), _) => ColumnData::String(Some(Cow::Owned(i.to_string()))),
+    }
 }
 
 fn token_row<'a>(r: &RecordRef<'a>) -> TokenRow<'a> {
-    use tiberius::IntoSql;
     let mut row = TokenRow::new();
-    row.push(naive(r.time_us).into_sql());
-    row.push(ColumnData::String(Some(Cow::Borrowed(
-        r.level.log_level_name(),
-    ))));
-    row.push(ColumnData::String(Some(Cow::Borrowed(r.message))));
-    row.push(text(r.source, SOURCE_MAX));
-    row.push(naive(r.received_us).into_sql());
-    row.push(ColumnData::U8(Some(r.level.code())));
-    row.push(ColumnData::U8(r.facility.map(Facility::code)));
-    row.push(text(r.hostname, HOSTNAME_MAX));
-    row.push(text(r.procid, PROCID_MAX));
-    row.push(text(r.msgid, MSGID_MAX));
-    row.push(ColumnData::String(r.structured_data.map(Cow::Borrowed)));
-    row.push(ColumnData::String(Some(Cow::Borrowed(r.protocol.name()))));
-    row.push(text(r.peer, PEER_MAX));
+    for (c, t) in written() {
+        row.push(to_column((c.get)(r), t.ty));
+    }
     row
+}
+
+/// A result cell as a column-list value: any integer width (an original table may
+/// have an `int` id), text, or NULL.
+fn cell_value<'a>(data: &'a ColumnData<'_>) -> Value<'a> {
+    match data {
+        ColumnData::U8(Some(v)) => Value::Int((*v).into()),
+        ColumnData::I16(Some(v)) => Value::Int((*v).into()),
+        ColumnData::I32(Some(v)) => Value::Int((*v).into()),
+        ColumnData::I64(Some(v)) => Value::Int(*v),
+        ColumnData::String(Some(s)) => Value::Text(s),
+        _ => Value::Null,
+    }
+}
+
+/// A result row of [`query_sql`]'s SELECT as a record.
+fn record(row: &tiberius::Row) -> (i64, RecordRef<'_>) {
+    let mut cells = row.cells().map(|(_, data)| cell_value(data));
+    let id = match cells.next() {
+        Some(Value::Int(id)) => id,
+        _ => 0,
+    };
+    let mut record = columns::EMPTY;
+    for ((_, set), v) in read_columns().zip(cells) {
+        set(&mut record, v);
+    }
+    (id, record)
 }
 
 impl MssqlStore {
     /// Parses the connection string; connections are made on first use, so a relay
-    /// starts (and keeps retrying) while the server is unreachable.
-    pub fn open(conn_str: &str) -> Result<MssqlStore, StoreError> {
+    /// starts (and keeps retrying) while the server is unreachable. Each new
+    /// connection brings the schema up to date.
+    pub fn open_writer(conn_str: &str) -> Result<MssqlStore, StoreError> {
         Ok(MssqlStore {
-            pool: Pool::shared(conn_str)?,
+            pool: Pool::shared(conn_str, true)?,
+            last_seen: None,
+        })
+    }
+
+    /// The same for a reader, whose connections never change the schema.
+    pub fn open_reader(conn_str: &str) -> Result<MssqlStore, StoreError> {
+        Ok(MssqlStore {
+            pool: Pool::shared(conn_str, false)?,
             last_seen: None,
         })
     }
@@ -243,65 +291,30 @@ pub(crate) async fn migrate(client: &mut Conn) -> Result<(), StoreError> {
     Ok(())
 }
 
-const SELECT: &str = "SELECT id, time_us, \
-    DATEDIFF_BIG(MICROSECOND, CONVERT(datetime2(6), '1970-01-01T00:00:00', 126), received), \
-    severity, facility, hostname, source, procid, msgid, structured_data, message, protocol, peer \
-    FROM dbo.Logs";
-
-/// A result row of [`SELECT`] as a record.
-fn record(row: &tiberius::Row) -> (i64, RecordRef<'_>) {
-    // An original table may have an `int` id: read either width.
-    let num = |i: usize| {
-        row.try_get::<i64, _>(i).ok().flatten().or_else(|| {
-            let narrow = row.try_get::<i32, _>(i).ok().flatten();
-            narrow.map(i64::from)
+impl MssqlStore {
+    /// The follow cursor: the newest rowversion below every open transaction's.
+    fn cursor(&mut self) -> Result<Option<i64>, StoreError> {
+        let limit = Some(self.pool.settings.command_timeout);
+        with_retry!(self, "cursor", limit, |conn| async {
+            let row = conn
+                .client()
+                .simple_query(CURSOR_SQL)
+                .await?
+                .into_row()
+                .await?;
+            Ok::<_, Attempt>(row.and_then(|r| r.try_get::<i64, _>(0).ok().flatten()))
         })
-    };
-    let small = |i: usize| row.try_get::<u8, _>(i).ok().flatten();
-    let s = |i: usize| row.try_get::<&str, _>(i).ok().flatten();
-    let record = RecordRef {
-        time_us: num(1).unwrap_or_default(),
-        received_us: num(2).unwrap_or_default(),
-        level: small(3).and_then(Level::from_code).unwrap_or(Level::Notice),
-        facility: small(4).and_then(Facility::from_code),
-        hostname: s(5),
-        source: s(6),
-        procid: s(7),
-        msgid: s(8),
-        structured_data: s(9),
-        message: s(10).unwrap_or_default(),
-        protocol: s(11).and_then(Protocol::from_name).unwrap_or(Protocol::Raw),
-        peer: s(12),
-    };
-    (num(0).unwrap_or_default(), record)
+    }
 }
 
-/// The SELECT text for a query (shared by the store and the golden-file tests).
-pub fn query_sql(q: &Query) -> (String, Vec<Param>) {
-    let sql = q.filter.to_sql(Dialect::Mssql);
-    let dir = if q.newest_first { "DESC" } else { "ASC" };
-    let order = if q.by_id {
-        format!("rv {dir}")
-    } else {
-        format!("time_us {dir}, id {dir}")
-    };
-    let limit = q.limit.map_or(String::new(), |n| {
-        format!(" OFFSET 0 ROWS FETCH NEXT {n} ROWS ONLY")
-    });
-    (
-        format!("{SELECT} {} ORDER BY {order}{limit}", sql.clause),
-        sql.params,
-    )
-}
-
-impl Store for MssqlStore {
+impl StoreWriter for MssqlStore {
     fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
         let n: usize = batches.iter().map(Batch::len).sum();
         let limit = Some(self.pool.settings.command_timeout);
         with_retry!(self, "bulk insert", limit, |conn| async {
             let mut req = conn
                 .client()
-                .bulk_insert_columns("dbo.Logs", &INSERT_COLUMNS)
+                .bulk_insert_columns(TABLE, &INSERT_COLUMNS)
                 .await?;
             for r in batches.iter().flat_map(Batch::iter) {
                 req.send(token_row(&r)).await?;
@@ -312,6 +325,12 @@ impl Store for MssqlStore {
         Ok(n)
     }
 
+    fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
+        self.cursor()
+    }
+}
+
+impl StoreReader for MssqlStore {
     /// Rows go to `visit` as they arrive. An error after the first row is not retried
     /// (the caller has seen rows). When `visit` stops early the connection is closed
     /// rather than reused: tiberius would read the rest of the result before the next
@@ -347,22 +366,12 @@ impl Store for MssqlStore {
         })
     }
 
-    /// The follow cursor: the newest rowversion below every open transaction's.
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
-        let limit = Some(self.pool.settings.command_timeout);
-        with_retry!(self, "cursor", limit, |conn| async {
-            let row = conn
-                .client()
-                .simple_query(CURSOR_SQL)
-                .await?
-                .into_row()
-                .await?;
-            Ok::<_, Attempt>(row.and_then(|r| r.try_get::<i64, _>(0).ok().flatten()))
-        })
+        self.cursor()
     }
 
     fn changed(&mut self) -> Result<bool, StoreError> {
-        let now = self.last_id()?;
+        let now = self.cursor()?;
         let changed = now != self.last_seen;
         self.last_seen = now;
         Ok(changed)
@@ -404,6 +413,25 @@ mod tests {
         assert!(!is_transient(&tiberius::error::Error::Conversion(
             "bad".into()
         )));
+    }
+
+    /// Every listed column is declared in the schema with the listed type, so bulk load
+    /// and the schema cannot drift apart.
+    #[test]
+    fn schema_declares_every_listed_column() {
+        for t in COLUMNS.iter().filter_map(|c| c.tsql) {
+            let ty = t.ty.ddl();
+            let declared = [
+                format!("{} {ty}", t.name),
+                format!("[{}] {ty}", t.name),
+                format!("ADD {} AS", t.name),
+            ];
+            assert!(
+                declared.iter().any(|d| SCHEMA.contains(d.as_str())),
+                "{} {ty} is not in fixtures/mssql-schema.sql",
+                t.name
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A small pool of SQL Server connections, our own because the bb8/deadpool adapters pin
 //! tiberius 0.12. Stores opened with the same connection string in one process share
 //! one pool: at most `Max Pool Size` connections (default 4), made on demand within the
-//! connect timeout (schema brought up to date on each new one), reused while healthy,
+//! connect timeout (a writer's brings the schema up to date), reused while healthy,
 //! closed after five idle minutes (firewalls and the server cut idle sessions), and
 //! never returned after an error, a timeout or a result left unread.
 //!
@@ -24,6 +24,8 @@ pub struct Pool {
     state: Mutex<State>,
     returned: Condvar,
     pub settings: Settings,
+    /// Whether each new connection brings the schema up to date (writers only).
+    migrates: bool,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -69,18 +71,21 @@ impl Drop for Pooled<'_> {
     }
 }
 
-/// Pools by connection string, alive while a store uses them.
-fn registry() -> &'static Mutex<HashMap<String, Weak<Pool>>> {
-    static POOLS: OnceLock<Mutex<HashMap<String, Weak<Pool>>>> = OnceLock::new();
+type Registry = Mutex<HashMap<(String, bool), Weak<Pool>>>;
+
+/// Pools by connection string and whether they migrate, alive while a store uses them.
+fn registry() -> &'static Registry {
+    static POOLS: OnceLock<Registry> = OnceLock::new();
     POOLS.get_or_init(Mutex::default)
 }
 
 impl Pool {
     /// The process's pool for this connection string, made if there is none.
-    pub fn shared(conn_str: &str) -> Result<Arc<Pool>, StoreError> {
+    pub fn shared(conn_str: &str, migrates: bool) -> Result<Arc<Pool>, StoreError> {
+        let key = (conn_str.to_string(), migrates);
         let mut pools = registry().lock().unwrap_or_else(PoisonError::into_inner);
         pools.retain(|_, p| p.strong_count() > 0);
-        if let Some(pool) = pools.get(conn_str).and_then(Weak::upgrade) {
+        if let Some(pool) = pools.get(&key).and_then(Weak::upgrade) {
             return Ok(pool);
         }
         let settings = connstr::parse(conn_str).map_err(|e| StoreError::Url(e.to_string()))?;
@@ -93,9 +98,10 @@ impl Pool {
             state: Mutex::default(),
             returned: Condvar::new(),
             settings,
+            migrates,
             runtime,
         });
-        pools.insert(conn_str.to_string(), Arc::downgrade(&pool));
+        pools.insert(key, Arc::downgrade(&pool));
         Ok(pool)
     }
 
@@ -155,7 +161,8 @@ impl Pool {
         }
     }
 
-    /// A new connection within the connect timeout, schema brought up to date.
+    /// A new connection within the connect timeout (for a writer, schema brought up to
+    /// date).
     fn connect(&self) -> Result<Conn, StoreError> {
         let settings = &self.settings;
         let connect = async {
@@ -168,7 +175,9 @@ impl Pool {
             let mut client = tiberius::Client::connect(config, tcp.compat_write())
                 .await
                 .map_err(|e| sql_error(&format!("login to {} failed", settings.display), e))?;
-            migrate(&mut client).await?;
+            if self.migrates {
+                migrate(&mut client).await?;
+            }
             Ok::<Conn, StoreError>(client)
         };
         // The timer must be made inside the runtime: hence the async block.

@@ -10,12 +10,16 @@
 
 mod blocks;
 mod checkpoint;
+mod file;
 mod query;
+pub mod sql;
 
-use super::{Batch, OpenMode, Query, Store, StoreError, Visit};
-use crate::message::Facility;
+use super::columns::{COLUMNS, SqliteColumn, SqliteType, Value};
+use super::{Batch, Query, StoreError, StoreReader, StoreWriter, Visit};
 use blocks::{Pending, RowFacts};
 use checkpoint::Checkpointer;
+use file::Found;
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, Transaction};
 use std::path::{Path, PathBuf};
 
@@ -103,10 +107,39 @@ pub fn schema_sql() -> String {
         .collect()
 }
 
-const INSERT: &str = "INSERT INTO Logs (time_us, received_us, severity, facility, hostname, \
-    source, procid, msgid, structured_data, message, protocol, peer, timestamp, LogLevel, \
-    host_id, source_id) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+/// The record columns the writer fills, from the column list.
+fn written_columns() -> impl Iterator<Item = (&'static super::columns::Column, SqliteColumn)> {
+    COLUMNS.iter().filter_map(|c| Some((c, c.sqlite?)))
+}
+
+/// `INSERT INTO Logs (…record columns…, host_id, source_id) VALUES (?1, …)`.
+fn insert_sql() -> String {
+    let names: Vec<&str> = written_columns()
+        .map(|(_, s)| s.name)
+        .chain(["host_id", "source_id"])
+        .collect();
+    let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO Logs ({}) VALUES ({})",
+        names.join(", "),
+        marks.join(", ")
+    )
+}
+
+/// A record value as SQLite stores it in a column of that type; a time in a TEXT
+/// column (the original `timestamp`) is written into `scratch` as ISO-8601.
+fn to_sqlite<'a>(v: Value<'a>, ty: SqliteType, scratch: &'a mut String) -> ToSqlOutput<'a> {
+    ToSqlOutput::Borrowed(match (v, ty) {
+        (Value::Null, _) => ValueRef::Null,
+        (Value::Int(i), _) | (Value::Time(i), SqliteType::Integer) => ValueRef::Integer(i),
+        (Value::Time(us), SqliteType::Text) => {
+            scratch.clear();
+            write_iso_millis(us, scratch);
+            ValueRef::Text(scratch.as_bytes())
+        }
+        (Value::Text(t), _) => ValueRef::Text(t.as_bytes()),
+    })
+}
 
 /// Dictionary ids of source and host names: block summaries hold these small integers,
 /// and filters compare them instead of strings.
@@ -155,14 +188,15 @@ impl NameIds {
     }
 }
 
-pub struct SqliteStore {
+/// The relay's side of a SQLite store: creates, upgrades and writes it.
+pub struct SqliteWriter {
     conn: Connection,
     path: PathBuf,
-    data_version: Option<i64>,
+    insert: String,
     /// Ids of source and host names already in `Sources` / `Hosts`.
     source_ids: NameIds,
     host_ids: NameIds,
-    /// The writer's background checkpointer (relay only).
+    /// The background checkpointer.
     checkpointer: Option<Checkpointer>,
 }
 
@@ -170,39 +204,28 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// WAL frames (8 KiB pages: 128 MiB) beyond which the writer makes the WAL start over.
 const WAL_RESTART_FRAMES: i64 = 16_384;
 
-impl SqliteStore {
+impl SqliteWriter {
     fn insert_rows(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
         let mut n = 0;
         let mut summaries = Pending::default();
         {
-            let mut stmt = tx.prepare_cached(INSERT)?;
+            let mut stmt = tx.prepare_cached(&self.insert)?;
             let mut time_text = String::with_capacity(32);
             for r in batches.iter().flat_map(Batch::iter) {
-                time_text.clear();
-                write_iso_millis(r.time_us, &mut time_text);
+                let mut i = 0;
+                for (c, sqlite) in written_columns() {
+                    i += 1;
+                    let value = to_sqlite((c.get)(&r), sqlite.ty, &mut time_text);
+                    stmt.raw_bind_parameter(i, value)?;
+                }
                 let host_id = self.host_ids.id(&tx, r.hostname)?;
                 let source_id = self.source_ids.id(&tx, r.source)?;
+                stmt.raw_bind_parameter(i + 1, host_id)?;
+                stmt.raw_bind_parameter(i + 2, source_id)?;
+                stmt.raw_execute()?;
                 let severity = r.level.code();
-                let facility = r.facility.map(Facility::code);
-                stmt.execute((
-                    r.time_us,
-                    r.received_us,
-                    severity,
-                    facility,
-                    r.hostname,
-                    r.source,
-                    r.procid,
-                    r.msgid,
-                    r.structured_data,
-                    r.message,
-                    r.protocol.name(),
-                    r.peer,
-                    time_text.as_str(),
-                    r.level.log_level_name(),
-                    host_id,
-                    source_id,
-                ))?;
+                let facility = r.facility.map(crate::message::Facility::code);
                 summaries.add(&RowFacts {
                     id: tx.last_insert_rowid(),
                     time_us: r.time_us,
@@ -245,20 +268,23 @@ impl SqliteStore {
         }
     }
 
-    pub fn open(path: &Path, mode: OpenMode) -> Result<SqliteStore, StoreError> {
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        match mode {
-            OpenMode::Create => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)?;
-                }
-                flags |= OpenFlags::SQLITE_OPEN_CREATE;
-            }
-            OpenMode::Existing if !path.exists() => {
-                return Err(StoreError::Missing(path.to_path_buf()));
-            }
-            OpenMode::Existing => {}
+    /// Opens the store to write, creating it if there is none. An existing file is
+    /// first looked at read-only: a file that is not empty and not a logrelay store is
+    /// refused before anything in it changes (no WAL switch, no DDL).
+    pub fn open(path: &Path) -> Result<SqliteWriter, StoreError> {
+        let exists = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+        if exists {
+            let found =
+                file::identify(&file::open_read_only(path)?.conn).map_err(|e| e.at(path))?;
+            check(path, found, true)?;
+        } else {
+            file::create_new(path)?;
         }
+        Self::open_checked(path).map_err(|e| e.at(path))
+    }
+
+    fn open_checked(path: &Path) -> Result<SqliteWriter, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // 8 KiB pages: fewer B-tree splits and WAL frames than 4 KiB on this
@@ -270,23 +296,21 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "cache_size", -65536)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        let mut store = SqliteStore {
+        let mut store = SqliteWriter {
             conn,
             path: path.to_path_buf(),
-            data_version: None,
+            insert: insert_sql(),
             source_ids: NameIds::new("Sources"),
             host_ids: NameIds::new("Hosts"),
             checkpointer: None,
         };
         store.migrate()?;
-        if mode == OpenMode::Create {
-            store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-            // After a checkpoint lets the WAL start over, cut the file back to 64 MiB.
-            store
-                .conn
-                .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
-            store.checkpointer = Some(Checkpointer::start(path)?);
-        }
+        store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After a checkpoint lets the WAL start over, cut the file back to 64 MiB.
+        store
+            .conn
+            .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+        store.checkpointer = Some(Checkpointer::start(path)?);
         Ok(store)
     }
 
@@ -325,7 +349,32 @@ fn write_iso_millis(us: i64, out: &mut String) {
     crate::timefmt::write_rfc3339_utc(us, 3, out);
 }
 
-impl Drop for SqliteStore {
+/// Whether a file may be used: `writing` accepts an empty file and an older schema
+/// (the writer upgrades it); readers need the current schema.
+fn check(path: &Path, found: Found, writing: bool) -> Result<(), StoreError> {
+    let known = MIGRATIONS.len() as i64;
+    match found {
+        Found::Foreign(reason) => Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+            reason,
+        }),
+        Found::Empty if writing => Ok(()),
+        Found::Empty => Err(StoreError::Missing(path.to_path_buf())),
+        Found::Logrelay(v) if v > known => Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: v,
+            known,
+        }),
+        Found::Logrelay(v) if v < known && !writing => Err(StoreError::TooOld {
+            path: path.to_path_buf(),
+            found: v,
+            known,
+        }),
+        Found::Logrelay(_) => Ok(()),
+    }
+}
+
+impl Drop for SqliteWriter {
     /// The writer leaves the database checkpointed and the WAL empty.
     fn drop(&mut self) {
         if self.checkpointer.take().is_some() {
@@ -336,7 +385,7 @@ impl Drop for SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl StoreWriter for SqliteWriter {
     fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
         let result = self.insert_rows(batches);
         if result.is_err() {
@@ -344,28 +393,74 @@ impl Store for SqliteStore {
             self.source_ids.ids.clear();
             self.host_ids.ids.clear();
         }
-        result
-    }
-
-    fn query(&mut self, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        query::run(&self.conn, q, visit)
-    }
-
-    /// `PRAGMA data_version` changes when another connection commits; reading it
-    /// touches only the WAL index in shared memory.
-    fn changed(&mut self) -> Result<bool, StoreError> {
-        let v: i64 = self
-            .conn
-            .pragma_query_value(None, "data_version", |r| r.get(0))?;
-        let changed = self.data_version != Some(v);
-        self.data_version = Some(v);
-        Ok(changed)
+        result.map_err(|e| e.at(&self.path))
     }
 
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
-        Ok(self
+        last_id(&self.conn).map_err(|e| e.at(&self.path))
+    }
+}
+
+fn last_id(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn.query_row("SELECT max(id) FROM Logs", [], |r| r.get(0))?)
+}
+
+/// `logq`'s side: the file opened read-only, never created, migrated or altered.
+pub struct SqliteReader {
+    conn: Connection,
+    path: PathBuf,
+    data_version: Option<i64>,
+    /// Read as a snapshot (a read-only directory without a running relay).
+    immutable: bool,
+}
+
+impl SqliteReader {
+    pub fn open(path: &Path) -> Result<SqliteReader, StoreError> {
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing(path.to_path_buf()));
+            }
+            Err(e) => return Err(StoreError::from(e).at(path)),
+            Ok(_) => {}
+        }
+        let file::ReadOnly { conn, immutable } = file::open_read_only(path)?;
+        let found = file::identify(&conn).map_err(|e| e.at(path))?;
+        check(path, found, false)?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| StoreError::from(e).at(path))?;
+        Ok(SqliteReader {
+            conn,
+            path: path.to_path_buf(),
+            data_version: None,
+            immutable,
+        })
+    }
+}
+
+impl StoreReader for SqliteReader {
+    fn query(&mut self, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        query::run(&self.conn, q, visit).map_err(|e| e.at(&self.path))
+    }
+
+    fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
+        last_id(&self.conn).map_err(|e| e.at(&self.path))
+    }
+
+    /// `PRAGMA data_version` changes when another connection commits; reading it
+    /// touches only the WAL index in shared memory. A snapshot never changes.
+    fn changed(&mut self) -> Result<bool, StoreError> {
+        if self.immutable {
+            let first = self.data_version.is_none();
+            self.data_version = Some(0);
+            return Ok(first);
+        }
+        let v: i64 = self
             .conn
-            .query_row("SELECT max(id) FROM Logs", [], |r| r.get(0))?)
+            .pragma_query_value(None, "data_version", |r| r.get(0))
+            .map_err(|e| StoreError::from(e).at(&self.path))?;
+        let changed = self.data_version != Some(v);
+        self.data_version = Some(v);
+        Ok(changed)
     }
 }
 
@@ -373,6 +468,32 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::store::Filter;
+    use crate::store::columns::SqliteType;
+
+    /// The column list and the migrated schema agree on every column's name, type and
+    /// NOT NULL: a field added to the list without its migration fails here.
+    #[test]
+    fn schema_has_every_listed_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let w = SqliteWriter::open(&path).unwrap();
+        for c in COLUMNS.iter().filter_map(|c| c.sqlite) {
+            let (ty, not_null): (String, bool) = w
+                .conn
+                .query_row(
+                    "SELECT type, \"notnull\" FROM pragma_table_info('Logs') WHERE name = ?1",
+                    [c.name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+            let want = match c.ty {
+                SqliteType::Integer => "INTEGER",
+                SqliteType::Text => "TEXT",
+            };
+            assert_eq!((ty.as_str(), not_null), (want, c.not_null), "{}", c.name);
+        }
+        assert!(insert_sql().contains("host_id, source_id) VALUES"));
+    }
 
     /// A store written by version 1 (per-row indexes, no summaries) is migrated: its
     /// rows are summarised and found by the filters that now rely on summaries.
@@ -387,7 +508,15 @@ mod tests {
             conn.execute_batch("INSERT INTO Sources (id, name) VALUES (1, 'web'), (2, 'db')")
                 .unwrap();
             let tx = conn.transaction().unwrap();
-            let mut stmt = tx.prepare(INSERT).unwrap();
+            // The INSERT as version 1 of logrelay wrote it.
+            let mut stmt = tx
+                .prepare(
+                    "INSERT INTO Logs (time_us, received_us, severity, facility, hostname, \
+                     source, procid, msgid, structured_data, message, protocol, peer, timestamp, \
+                     LogLevel, host_id, source_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                )
+                .unwrap();
             for i in 0..5_000i64 {
                 let (severity, source_id) = if i % 1000 == 999 { (3, 2) } else { (6, 1) };
                 stmt.execute(rusqlite::params![
@@ -413,7 +542,8 @@ mod tests {
             drop(stmt);
             tx.commit().unwrap();
         }
-        let mut store = SqliteStore::open(&path, OpenMode::Existing).unwrap();
+        drop(SqliteWriter::open(&path).unwrap());
+        let mut store = SqliteReader::open(&path).unwrap();
         let blocks: i64 = store
             .conn
             .query_row("SELECT count(*) FROM LogBlocks", [], |r| r.get(0))

@@ -6,8 +6,9 @@
 //! Filters without those fields use the plain SQL (time index, or the rowid).
 
 use super::blocks::{BLOCK_SHIFT, decode_names};
-use crate::message::{Facility, Level, Protocol};
-use crate::store::filter::{Dialect, Param, Sql, sqlite_name_match};
+use super::sql::{name_match, row_clause};
+use crate::store::columns::{self, Column, Value};
+use crate::store::sql::{Param, Sql};
 use crate::store::{Batch, Filter, Query, RecordRef, StoreError, Visit};
 use rusqlite::ToSql;
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -23,8 +24,20 @@ impl ToSql for Param {
     }
 }
 
-const COLUMNS: &str = "id, time_us, received_us, severity, facility, hostname, source, procid, \
-    msgid, structured_data, message, protocol, peer";
+type Setter = for<'a> fn(&mut RecordRef<'a>, Value<'a>);
+
+/// The columns queries read, after `id`, from the column list.
+fn read_columns() -> impl Iterator<Item = (&'static Column, Setter)> {
+    columns::readable(|c| c.sqlite.is_some_and(|s| s.read))
+}
+
+/// `id, time_us, …`: the SELECT list.
+fn select_list() -> String {
+    std::iter::once("id")
+        .chain(read_columns().filter_map(|(c, _)| Some(c.sqlite?.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
     // One read transaction: the summaries, names and rows all come from one snapshot,
@@ -35,21 +48,14 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     };
     // Sources and hosts are already resolved to dictionary ids: compare those (ids we
     // made, so literal) instead of a per-row subquery, which measured 6× slower.
-    let row_filter = Filter {
-        sources: Vec::new(),
-        hosts: Vec::new(),
-        ..q.filter.clone()
-    };
-    let mut sql = row_filter.to_sql(Dialect::Sqlite);
+    let mut sql = row_clause(&q.filter);
     for (column, ids) in [("source_id", &prune.sources), ("host_id", &prune.hosts)] {
         if let Some(ids) = ids {
             let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-            and(
-                &mut sql.clause,
-                &format!("{column} IN ({})", list.join(", ")),
-            );
+            sql.and(&format!("{column} IN ({})", list.join(", ")));
         }
     }
+    let columns = select_list();
     let dir = if q.newest_first { "DESC" } else { "ASC" };
     let order = if q.by_id {
         format!("id {dir}")
@@ -59,7 +65,7 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     if !prune.is_selective() {
         let limit = q.limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
         let text = format!(
-            "SELECT {COLUMNS} FROM Logs {} ORDER BY {order}{limit}",
+            "SELECT {columns} FROM Logs {} ORDER BY {order}{limit}",
             sql.clause
         );
         let mut stmt = conn.prepare_cached(&text)?;
@@ -76,12 +82,9 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     // Within a block: the rowid range, never the time index (a whole block is cheaper
     // to read and sort than the index walk the planner might otherwise pick).
     let n = sql.params.len();
-    and(
-        &mut sql.clause,
-        &format!("id BETWEEN ?{} AND ?{}", n + 1, n + 2),
-    );
+    sql.and(&format!("id BETWEEN ?{} AND ?{}", n + 1, n + 2));
     let text = format!(
-        "SELECT {COLUMNS} FROM Logs NOT INDEXED {} ORDER BY {order}",
+        "SELECT {columns} FROM Logs NOT INDEXED {} ORDER BY {order}",
         sql.clause
     );
     let mut stmt = conn.prepare_cached(&text)?;
@@ -91,12 +94,6 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     } else {
         in_time_order(&mut stmt, &sql.params, blocks, q.newest_first, left, visit)
     }
-}
-
-/// Adds a term to a `WHERE` clause (or makes one).
-fn and(clause: &mut String, term: &str) {
-    clause.push_str(if clause.is_empty() { "WHERE " } else { " AND " });
-    clause.push_str(term);
 }
 
 /// A candidate block: its id range (cut to the cursor) and time bounds.
@@ -227,7 +224,7 @@ fn ids(
     if patterns.is_empty() {
         return Ok(None);
     }
-    let Sql { clause, params } = sqlite_name_match(patterns);
+    let Sql { clause, params } = name_match(patterns);
     let mut stmt = conn.prepare_cached(&format!("SELECT id FROM {table} WHERE {clause}"))?;
     let ids = stmt
         .query_map(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?
@@ -391,36 +388,28 @@ fn in_time_order(
     Ok(())
 }
 
-/// A stored row as a record (borrowing the row's text).
+/// A stored row as a record (borrowing the row's text), column by column as the
+/// column list reads them.
 fn record<'r>(row: &'r Row<'_>) -> rusqlite::Result<(i64, RecordRef<'r>)> {
-    let severity: i64 = row.get(3)?;
-    let facility: Option<i64> = row.get(4)?;
-    let protocol = text(row, 11)?.and_then(Protocol::from_name);
-    let record = RecordRef {
-        time_us: row.get(1)?,
-        received_us: row.get(2)?,
-        level: Level::from_code(severity.clamp(0, 7) as u8).unwrap_or(Level::Debug),
-        facility: facility.and_then(|f| Facility::from_code(f.clamp(0, 255) as u8)),
-        hostname: text(row, 5)?,
-        source: text(row, 6)?,
-        procid: text(row, 7)?,
-        msgid: text(row, 8)?,
-        structured_data: text(row, 9)?,
-        message: text(row, 10)?.unwrap_or_default(),
-        protocol: protocol.unwrap_or(Protocol::Raw),
-        peer: text(row, 12)?,
-    };
+    let mut record = columns::EMPTY;
+    for (i, (_, set)) in read_columns().enumerate() {
+        set(&mut record, value(row, i + 1)?);
+    }
     Ok((row.get(0)?, record))
 }
 
-fn text<'a>(row: &'a Row<'_>, i: usize) -> rusqlite::Result<Option<&'a str>> {
-    match row.get_ref(i)? {
-        ValueRef::Null => Ok(None),
-        ValueRef::Text(t) => Ok(Some(std::str::from_utf8(t).unwrap_or("\u{FFFD}"))),
-        other => Err(rusqlite::Error::InvalidColumnType(
-            i,
-            "text".into(),
-            other.data_type(),
-        )),
-    }
+fn value<'a>(row: &'a Row<'_>, i: usize) -> rusqlite::Result<Value<'a>> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(n) => Value::Int(n),
+        ValueRef::Real(f) => Value::Int(f as i64),
+        ValueRef::Text(t) => Value::Text(std::str::from_utf8(t).unwrap_or("\u{FFFD}")),
+        other => {
+            return Err(rusqlite::Error::InvalidColumnType(
+                i,
+                "text".into(),
+                other.data_type(),
+            ));
+        }
+    })
 }

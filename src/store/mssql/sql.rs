@@ -1,0 +1,169 @@
+//! The filter as T-SQL for `dbo.Logs`: the SELECT `logq` runs (also checked against the
+//! golden files in `tests/golden/mssql`).
+
+use super::{SELECT_COLUMNS, TABLE};
+use crate::store::Query;
+use crate::store::filter::{Filter, Match};
+use crate::store::sql::{Param, Sql, field_column, field_param, json_path, negated};
+
+/// Placeholders `@P1`, `@P2`, … in binding order.
+fn bind(sql: &mut Sql, p: Param) -> String {
+    sql.params.push(p);
+    format!("@P{}", sql.params.len())
+}
+
+/// `col LIKE ? ESCAPE '\'`, or plain equality without wildcards (so the index on the
+/// column serves it).
+fn pattern(sql: &mut Sql, column: &str, pattern: &str) -> String {
+    if !pattern.contains(['*', '?']) {
+        let p = bind(sql, Param::Text(pattern.to_string()));
+        return format!("{column} = {p}");
+    }
+    let mut like = String::with_capacity(pattern.len() + 4);
+    for c in pattern.chars() {
+        match c {
+            '*' => like.push('%'),
+            '?' => like.push('_'),
+            '%' | '_' | '[' | '\\' => {
+                like.push('\\');
+                like.push(c);
+            }
+            c => like.push(c),
+        }
+    }
+    let p = bind(sql, Param::Text(like));
+    format!("{column} LIKE {p} ESCAPE '\\'")
+}
+
+/// Any of the patterns on an indexed name column.
+fn any_of(sql: &mut Sql, terms: &mut Vec<String>, column: &str, patterns: &[String]) {
+    if patterns.is_empty() {
+        return;
+    }
+    let alts: Vec<String> = patterns.iter().map(|p| pattern(sql, column, p)).collect();
+    terms.push(format!("({})", alts.join(" OR ")));
+}
+
+/// The `WHERE` clause. Severities are parameters so the plan cache serves all levels.
+/// The follow cursor is the rowversion, read only below every open transaction's so
+/// nothing that commits later with a smaller value is skipped.
+pub fn where_clause(f: &Filter) -> Sql {
+    let mut sql = Sql::default();
+    let mut terms = Vec::new();
+    if let Some((lo, hi)) = f.severity_codes() {
+        let mut code = |c: u8| bind(&mut sql, Param::Int(c.into()));
+        terms.push(if lo == hi {
+            format!("severity = {}", code(lo))
+        } else if lo == 0 {
+            format!("severity <= {}", code(hi))
+        } else {
+            let (l, h) = (code(lo), code(hi));
+            format!("severity BETWEEN {l} AND {h}")
+        });
+    }
+    if let Some(t) = f.since {
+        let p = bind(&mut sql, Param::Int(t.timestamp_micros()));
+        terms.push(format!("time_us >= {p}"));
+    }
+    if let Some(t) = f.until {
+        let p = bind(&mut sql, Param::Int(t.timestamp_micros()));
+        terms.push(format!("time_us <= {p}"));
+    }
+    any_of(&mut sql, &mut terms, "source", &f.sources);
+    any_of(&mut sql, &mut terms, "hostname", &f.hosts);
+    if !f.facilities.is_empty() {
+        let ps: Vec<String> = f
+            .facilities
+            .iter()
+            .map(|x| bind(&mut sql, Param::Int(x.code().into())))
+            .collect();
+        terms.push(format!("facility IN ({})", ps.join(", ")));
+    }
+    for m in &f.matches {
+        let (cond, negate) = match m {
+            Match::Field {
+                field,
+                value,
+                negate,
+            } => {
+                let p = bind(&mut sql, field_param(*field, value));
+                (format!("{} = {p}", field_column(*field)), *negate)
+            }
+            Match::Sd {
+                id,
+                param,
+                value,
+                negate,
+            } => {
+                let path = bind(&mut sql, Param::Text(json_path(id, param)));
+                let path2 = bind(&mut sql, Param::Text(json_path(id, param)));
+                let v = bind(&mut sql, Param::Text(value.clone()));
+                (
+                    format!(
+                        "(JSON_VALUE(structured_data, {path}) = {v} OR EXISTS (SELECT 1 FROM OPENJSON(structured_data, {path2}) WHERE [value] = {v}))"
+                    ),
+                    *negate,
+                )
+            }
+        };
+        terms.push(if negate { negated(&cond) } else { cond });
+    }
+    if let Some(id) = f.after_id {
+        let p = bind(&mut sql, Param::Int(id));
+        terms.push(format!("CAST(rv AS bigint) > {p}"));
+    }
+    if let Some(id) = f.upto_id {
+        let p = bind(&mut sql, Param::Int(id));
+        terms.push(format!("CAST(rv AS bigint) <= {p}"));
+    }
+    if f.after_id.is_some() || f.upto_id.is_some() {
+        terms.push("rv < MIN_ACTIVE_ROWVERSION()".into());
+    }
+    for t in terms {
+        sql.and(&t);
+    }
+    sql
+}
+
+/// The SELECT text for a query (shared by the store and the golden-file tests).
+pub fn query_sql(q: &Query) -> (String, Vec<Param>) {
+    let sql = where_clause(&q.filter);
+    let dir = if q.newest_first { "DESC" } else { "ASC" };
+    let order = if q.by_id {
+        format!("rv {dir}")
+    } else {
+        format!("time_us {dir}, id {dir}")
+    };
+    let limit = q.limit.map_or(String::new(), |n| {
+        format!(" OFFSET 0 ROWS FETCH NEXT {n} ROWS ONLY")
+    });
+    (
+        format!(
+            "SELECT id, {} FROM {TABLE} {} ORDER BY {order}{limit}",
+            SELECT_COLUMNS.as_str(),
+            sql.clause
+        ),
+        sql.params,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Level;
+
+    #[test]
+    fn mssql_uses_like_with_escapes() {
+        let f = Filter {
+            hosts: vec!["web_1*".into()],
+            levels: Some((Level::Warning, Level::Warning)),
+            ..Filter::default()
+        };
+        let sql = where_clause(&f);
+        assert_eq!(
+            sql.clause,
+            "WHERE severity = @P1 AND (hostname LIKE @P2 ESCAPE '\\')"
+        );
+        assert_eq!(sql.params[1], Param::Text("web\\_1%".into()));
+    }
+}
