@@ -8,7 +8,7 @@
 
 use chrono::{Duration, Utc};
 use logrelay::protocol::{Context, decode_frame};
-use logrelay::store::{Batch, OpenMode, Store, sqlite::SqliteStore};
+use logrelay::store::{Batch, StoreWriter, sqlite::SqliteWriter};
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -29,7 +29,7 @@ fn main() {
     let start = now - Duration::hours(span_hours);
     let step_us = span_hours * 3_600_000_000 / rows as i64;
     let peer = "127.0.0.1:50000";
-    let mut store = SqliteStore::open(Path::new(&args[2]), OpenMode::Create).expect("open store");
+    let mut store = SqliteWriter::open(Path::new(&args[2])).expect("open store");
     let begun = std::time::Instant::now();
     let mut batch = Batch::new();
     for i in 0..rows {

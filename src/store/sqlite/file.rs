@@ -39,6 +39,12 @@ pub fn open_read_only(path: &Path) -> Result<ReadOnly, StoreError> {
                 immutable: false,
             });
         }
+        Err(rusqlite::Error::SqliteFailure(f, _)) if f.code == ErrorCode::NotADatabase => {
+            return Err(StoreError::Foreign {
+                path: path.to_path_buf(),
+                reason: "it is not an SQLite database".into(),
+            });
+        }
         Err(e) if !cannot_init_wal(&e) || sidecar(path, "-wal").exists() => {
             return Err(StoreError::from(e).at(path));
         }
