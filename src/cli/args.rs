@@ -66,6 +66,9 @@ pub struct QueryArgs {
     /// Output format
     #[arg(short = 'o', long, value_enum, default_value = "short")]
     pub output: Output,
+    /// Print control characters in text output raw (default: escaped as \xNN)
+    #[arg(short = 'a', long)]
+    pub all: bool,
     /// Show times in UTC (default: the local zone)
     #[arg(long)]
     pub utc: bool,

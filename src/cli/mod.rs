@@ -2,6 +2,7 @@
 
 mod args;
 mod error;
+mod escape;
 mod levels;
 mod plan;
 mod query;

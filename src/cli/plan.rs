@@ -149,7 +149,7 @@ pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
         reverse: a.reverse,
         follow: a.follow,
         fail_if_empty: a.fail_if_empty || a.grep.is_some(),
-        renderer: Renderer::new(a.output, color, a.utc),
+        renderer: Renderer::new(a.output, color, a.utc).with_raw(a.all),
     })
 }
 

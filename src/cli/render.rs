@@ -1,6 +1,8 @@
 //! Printing rows: journalctl-like text (`short`, `short-iso`, `short-precise`, `cat`)
-//! and the contract's JSON, with colour by level only where asked for.
+//! and the contract's JSON, with colour by level only where asked for. Text modes escape
+//! control characters from senders (see `escape`) unless `-a`; JSON is always exact.
 
+use super::escape::{Shown, push_escaped};
 use crate::message::{Level, write_json_str};
 use crate::store::RecordRef;
 use crate::timefmt::write_rfc3339_utc;
@@ -54,6 +56,8 @@ pub struct Renderer {
     output: Output,
     color: bool,
     utc: bool,
+    /// `-a`: text modes print control characters raw.
+    raw: bool,
     /// The formatted time prefix of the last second printed (rows come in time order,
     /// so most rows reuse it instead of formatting again).
     cached_second: i64,
@@ -71,9 +75,25 @@ impl Renderer {
             output,
             color,
             utc,
+            raw: false,
             cached_second: i64::MIN,
             cached_prefix: String::new(),
             line: String::with_capacity(512),
+        }
+    }
+
+    /// `-a` / `--all`: print control characters in text modes raw instead of escaped.
+    pub fn with_raw(mut self, raw: bool) -> Self {
+        self.raw = raw;
+        self
+    }
+
+    /// Sender-controlled text in a text mode: escaped unless `-a`.
+    fn push_text(&mut self, s: &str) {
+        if self.raw {
+            self.line.push_str(s);
+        } else {
+            push_escaped(&mut self.line, s);
         }
     }
 
@@ -121,12 +141,12 @@ impl Renderer {
     fn short(&mut self, r: &RecordRef<'_>) {
         self.time_prefix(r.time_us);
         self.line.push(' ');
-        self.line.push_str(r.hostname.unwrap_or("-"));
+        self.push_text(r.hostname.unwrap_or("-"));
         self.line.push(' ');
-        self.line.push_str(r.source.unwrap_or("-"));
+        self.push_text(r.source.unwrap_or("-"));
         if let Some(pid) = r.procid {
             self.line.push('[');
-            self.line.push_str(pid);
+            self.push_text(pid);
             self.line.push(']');
         }
         self.line.push_str(": ");
@@ -154,10 +174,17 @@ impl Renderer {
                 Some(s) => {
                     let _ = std::fmt::Write::write_fmt(
                         &mut self.line,
-                        format_args!("{}", part.style(s)),
+                        format_args!(
+                            "{}",
+                            Shown {
+                                text: part,
+                                raw: self.raw
+                            }
+                            .style(s)
+                        ),
                     );
                 }
-                None => self.line.push_str(part),
+                None => self.push_text(part),
             }
         }
     }
