@@ -107,6 +107,7 @@ macro_rules! deserialize_from_str {
         }
     )*};
 }
+#[cfg_attr(not(feature = "relay"), allow(unused_imports))]
 pub(crate) use deserialize_from_str;
 
 deserialize_from_str!(Size, Span);

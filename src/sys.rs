@@ -14,6 +14,7 @@ pub fn hostname() -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
+#[cfg(feature = "relay")]
 /// Raises the soft limit on open files to the hard limit: a relay with 10,000
 /// connections needs more than the usual 1,024.
 pub fn raise_fd_limit() {

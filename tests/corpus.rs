@@ -1,4 +1,5 @@
-//! Runs every case of `../shared/corpus/` (cases from other parsers' test suites).
+//! Runs every case of `tests/corpus/` (cases from other parsers' test suites; each case's
+//! `source` names where it came from, see tests/corpus/README.md).
 //! Strict cases must pass unless listed in a `DIVERGENCES` table with the reason;
 //! lenient cases (where public parsers disagree) are scored and the score printed.
 
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 fn corpus(file: &str) -> Vec<Value> {
     let dir = std::env::var_os("LOGRELAY_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus"));
     let path = dir.join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("corpus file {} is required: {e}", path.display()));

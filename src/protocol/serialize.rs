@@ -132,7 +132,8 @@ pub fn to_json_line(m: &LogMessage<'_>, out: &mut String) {
 }
 
 /// The wire formats a client can send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
     /// Native NDJSON, one object per line
     Json,

@@ -85,10 +85,6 @@ impl Relay {
             .collect()
     }
 
-    pub fn stats(&self) -> Arc<Stats> {
-        self.shared.stats.clone()
-    }
-
     /// Serves until `shutdown` is cancelled, then drains every connection, commits
     /// and returns the final counters.
     pub async fn run(self, shutdown: CancellationToken) -> Snapshot {
