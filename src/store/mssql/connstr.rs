@@ -112,6 +112,8 @@ fn parse_url(s: &str) -> Result<Settings, Error> {
         None => 1433,
     };
     let mut config = Config::new();
+    // Our name unless the string gives one (`applicationName`).
+    config.application_name("logrelay");
     config.host(&host);
     config.port(port);
     config.encryption(EncryptionLevel::Required);
@@ -146,7 +148,6 @@ fn parse_url(s: &str) -> Result<Settings, Error> {
             _ => return Err(Error(format!("unknown option '{k}'"))),
         }
     }
-    config.application_name("logrelay");
     Ok(Settings {
         config,
         connect_timeout: timeout,
@@ -177,26 +178,59 @@ fn count(v: &str) -> Result<usize, Error> {
         })
 }
 
+/// The `key=value` parts of an ADO.NET string, split at `;` outside quotes (`'…'`,
+/// `"…"`, `{…}`), so a quoted password may hold `;`.
+fn ado_parts(s: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut quote: Option<char> = None;
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '{') => quote = Some('}'),
+            (Some(q), c) if c == q => quote = None,
+            (None, ';') => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts.retain(|p| !p.trim().is_empty());
+    parts
+}
+
 fn parse_ado(s: &str) -> Result<Settings, Error> {
-    let mut config = Config::from_ado_string(s).map_err(|e| Error(e.to_string()))?;
     let mut timeout = DEFAULT_CONNECT_TIMEOUT;
     let mut command_timeout = DEFAULT_COMMAND_TIMEOUT;
     let mut pool_size = DEFAULT_POOL_SIZE;
     let mut database = String::new();
-    for part in s.split(';') {
+    let mut encrypt = None;
+    // The keys we read are taken out before tiberius parses the rest: its parser
+    // rejects `Encrypt=Mandatory|Optional|Strict|off`, which ADO.NET accepts.
+    let mut rest = Vec::new();
+    for part in ado_parts(s) {
         let Some((k, v)) = part.split_once('=') else {
+            rest.push(part);
             continue;
         };
         let v = v.trim().trim_matches(['\'', '"']);
         match k.trim().to_ascii_lowercase().replace(' ', "").as_str() {
             "connecttimeout" | "connectiontimeout" | "timeout" => timeout = seconds(v)?,
             "commandtimeout" => command_timeout = seconds(v)?,
-            "database" | "initialcatalog" => database = v.to_string(),
             "maxpoolsize" => pool_size = count(v)?,
-            "encrypt" => config.encryption(encryption(v)?),
-            _ => {}
+            "encrypt" => encrypt = Some(encryption(v)?),
+            key => {
+                if matches!(key, "database" | "initialcatalog") {
+                    database = v.to_string();
+                }
+                rest.push(part);
+            }
         }
     }
+    let mut config = Config::from_ado_string(&rest.join(";")).map_err(|e| Error(e.to_string()))?;
+    config.encryption(encrypt.unwrap_or(EncryptionLevel::Required));
     let display = format!("{}/{database}", config.get_addr());
     Ok(Settings {
         config,
@@ -238,6 +272,37 @@ mod tests {
                 .pool_size,
             9
         );
+    }
+
+    /// ADO.NET's Encrypt values, which tiberius's own parser rejects, and a quoted `;`.
+    #[test]
+    fn ado_encrypt_values_and_quoted_separators() {
+        for (v, want) in [
+            ("Mandatory", EncryptionLevel::Required),
+            ("Optional", EncryptionLevel::Off),
+            ("Strict", EncryptionLevel::Strict),
+            ("off", EncryptionLevel::NotSupported),
+            ("True", EncryptionLevel::Required),
+            ("no", EncryptionLevel::Off),
+        ] {
+            let s = parse(&format!(
+                "Server=tcp:h,1433;Database=D;User Id=u;Encrypt={v};Password='x;Encrypt=off'"
+            ))
+            .unwrap_or_else(|e| panic!("{v}: {e}"));
+            let debug = format!("{:?}", s.config);
+            // A split inside the quoted password would have made the last Encrypt `off`.
+            assert!(debug.contains(&format!("encryption: {want:?}")), "{v}: {debug}");
+        }
+        let s = parse("Server=tcp:h,1433;Database=D").unwrap();
+        assert!(format!("{:?}", s.config).contains("encryption: Required"));
+    }
+
+    #[test]
+    fn an_application_name_given_is_kept() {
+        let s = parse("mssql://h/d?applicationName=billing").unwrap();
+        assert!(format!("{:?}", s.config).contains("\"billing\""));
+        let s = parse("mssql://h/d").unwrap();
+        assert!(format!("{:?}", s.config).contains("\"logrelay\""));
     }
 
     #[test]
