@@ -28,6 +28,15 @@ struct Args {
     print_schema: Option<String>,
     #[command(flatten)]
     settings: Layer,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Bring the store's schema up to date step by step, showing progress, and exit
+    /// (e.g. `logrelayd --db URL migrate`; for a populated SQL Server table, no time limit)
+    Migrate,
 }
 
 /// `logrelayd`'s command line, with each setting's `LOGRELAY_*` variable (also what the
@@ -71,6 +80,7 @@ pub fn main() -> ExitCode {
         },
         None => Layer::default(),
     };
+    let command = args.command;
     let mut flags = args.settings;
     if args.no_udp {
         flags.udp = Some(false);
@@ -79,6 +89,9 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    if let Some(Command::Migrate) = command {
+        return migrate(&config);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(config.log.0)
@@ -93,6 +106,17 @@ pub fn main() -> ExitCode {
         Err(e) => return fail(&format!("cannot start runtime: {e}")),
     };
     runtime.block_on(serve(config))
+}
+
+fn migrate(config: &Config) -> ExitCode {
+    let mut progress = |line: &str| eprintln!("logrelayd migrate: {line}");
+    match crate::store::migrate(&config.db, &mut progress) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logrelayd migrate: error: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn fail(msg: &str) -> ExitCode {

@@ -7,7 +7,7 @@
 //! rowversion ordering — those need LOGRELAY_TEST_MSSQL (store_conformance.rs).
 
 use logrelay::message::{Facility, Level};
-use logrelay::store::mssql::CURSOR_SQL;
+use logrelay::store::mssql::{CURSOR_SQL, schema};
 use logrelay::store::{self, Query, StoreUrl};
 use mssql_mock_tds::query_response::QueryRegistry;
 use mssql_mock_tds::{
@@ -174,8 +174,8 @@ fn a_timeout_drops_the_connection_and_a_later_call_reconnects() {
     mock.register(CURSOR_SQL, cursor(5));
     // The first schema statement hangs longer than the connect timeout.
     mock.register(
-        "BEGIN TRANSACTION",
-        QueryResponse::new(vec![], vec![]).with_delay(Duration::from_secs(20)),
+        &schema::check_sql(),
+        schema_state(150, None, &[]).with_delay(Duration::from_secs(20)),
     );
     let mut s = store::open_writer(&mock.url("encrypt=off&connectTimeout=1")).unwrap();
     let start = Instant::now();
@@ -186,8 +186,104 @@ fn a_timeout_drops_the_connection_and_a_later_call_reconnects() {
         "retries are bounded: {:?}",
         start.elapsed()
     );
-    mock.register("BEGIN TRANSACTION", QueryResponse::new(vec![], vec![]));
+    mock.register(&schema::check_sql(), schema_state(150, Some(0), &[]));
     assert_eq!(s.last_id().unwrap(), Some(5), "the same store reconnects");
+}
+
+/// The schema check's answer: compatibility level, rows in dbo.Logs (None: no table)
+/// and which steps are pending.
+fn schema_state(level: u8, rows: Option<i64>, pending: &[usize]) -> QueryResponse {
+    use SqlDataType as T;
+    let steps = schema::steps().len();
+    let mut columns = vec![
+        ColumnDefinition::new("level", T::TinyInt),
+        ColumnDefinition::new("rows", T::BigInt),
+    ];
+    let mut values = vec![
+        ColumnValue::TinyInt(level),
+        ColumnValue::BigInt(rows.unwrap_or(0)),
+    ];
+    for i in 0..steps {
+        columns.push(ColumnDefinition::new(format!("s{i}"), T::Int));
+        values.push(ColumnValue::Int(i32::from(pending.contains(&i))));
+    }
+    QueryResponse::new(columns, vec![Row::new(values)])
+}
+
+fn lock_code(code: i32) -> QueryResponse {
+    QueryResponse::new(
+        vec![ColumnDefinition::new("r", SqlDataType::Int)],
+        vec![Row::new(vec![ColumnValue::Int(code)])],
+    )
+}
+
+/// A populated table that needs steps: the relay refuses to run them inside its connect
+/// timeout and names `logrelayd migrate`; migrate runs each pending step, one
+/// transaction each, under the lock, and reports the compatibility level.
+#[test]
+fn a_populated_table_is_left_to_migrate_which_runs_each_step() {
+    let mock = Mock::start(false);
+    mock.register(CURSOR_SQL, cursor(5));
+    // Step 10 adds `rv`, 11 the persisted `time_us`.
+    mock.register(
+        &schema::check_sql(),
+        schema_state(120, Some(5_000_000), &[10, 11]),
+    );
+    let url = mock.url("encrypt=off&connectTimeout=5");
+    let mut w = store::open_writer(&url).unwrap();
+    let err = w.last_id().unwrap_err().to_string();
+    assert!(
+        err.contains("5000000 rows")
+            && err.contains("logrelayd migrate")
+            && err.contains("ADD rv rowversion"),
+        "{err}"
+    );
+    mock.register(
+        &schema::lock_sql(schema::MIGRATE_LOCK_TIMEOUT),
+        lock_code(0),
+    );
+    let mut lines = Vec::new();
+    store::migrate(&url, &mut |l| lines.push(l.to_string())).unwrap();
+    let text = lines.join("\n");
+    assert!(
+        text.contains("step 1/2: ALTER TABLE dbo.Logs ADD rv rowversion"),
+        "{text}"
+    );
+    assert!(
+        text.contains("step 2/2: ALTER TABLE dbo.Logs ADD time_us AS"),
+        "{text}"
+    );
+    assert!(text.contains("step 2/2 done in"), "{text}");
+    assert!(text.contains("compatibility level is 120"), "{text}");
+}
+
+/// An empty table is set up by the relay itself; a lock it cannot get fails the
+/// connection clearly instead of running the DDL unlocked.
+#[test]
+fn the_schema_lock_is_checked() {
+    let mock = Mock::start(false);
+    mock.register(CURSOR_SQL, cursor(5));
+    mock.register(&schema::check_sql(), schema_state(150, Some(0), &[11]));
+    let url = mock.url("encrypt=off&connectTimeout=4");
+    mock.register(&schema::lock_sql(Duration::from_secs(2)), lock_code(-1));
+    let mut w = store::open_writer(&url).unwrap();
+    let err = w.last_id().unwrap_err().to_string();
+    assert!(
+        err.contains("could not take the schema lock") && err.contains("longer than 2s"),
+        "{err}"
+    );
+    mock.register(&schema::lock_sql(Duration::from_secs(2)), lock_code(1));
+    assert_eq!(
+        w.last_id().unwrap(),
+        Some(5),
+        "granted after a wait: set up"
+    );
+    mock.register(
+        &schema::lock_sql(schema::MIGRATE_LOCK_TIMEOUT),
+        lock_code(-3),
+    );
+    let err = store::migrate(&url, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("deadlock victim"), "{err}");
 }
 
 #[test]

@@ -230,6 +230,15 @@ pub fn open_writer(url: &StoreUrl) -> Result<Box<dyn StoreWriter>, StoreError> {
     }
 }
 
+/// `logrelayd migrate`: brings the store's schema up to date, step by step, telling
+/// `progress` what it does. For SQL Server this is where a populated table is upgraded.
+pub fn migrate(url: &StoreUrl, progress: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
+    match url {
+        StoreUrl::Sqlite(path) => sqlite::SqliteWriter::migrate(path, progress),
+        StoreUrl::Mssql(conn) => mssql::MssqlStore::migrate(conn, progress),
+    }
+}
+
 /// Opens an existing store to read; a SQLite file is opened read-only.
 pub fn open_reader(url: &StoreUrl) -> Result<Box<dyn StoreReader>, StoreError> {
     match url {

@@ -291,7 +291,10 @@ mod tests {
             .unwrap_or_else(|e| panic!("{v}: {e}"));
             let debug = format!("{:?}", s.config);
             // A split inside the quoted password would have made the last Encrypt `off`.
-            assert!(debug.contains(&format!("encryption: {want:?}")), "{v}: {debug}");
+            assert!(
+                debug.contains(&format!("encryption: {want:?}")),
+                "{v}: {debug}"
+            );
         }
         let s = parse("Server=tcp:h,1433;Database=D").unwrap();
         assert!(format!("{:?}", s.config).contains("encryption: Required"));

@@ -10,6 +10,7 @@
 
 pub mod connstr;
 pub mod pool;
+pub mod schema;
 pub mod sql;
 
 pub use sql::query_sql;
@@ -169,7 +170,7 @@ fn token_row<'a>(r: &RecordRef<'a>) -> TokenRow<'a> {
 
 /// A result cell as a column-list value: any integer width (an original table may
 /// have an `int` id), text, or NULL.
-fn cell_value<'a>(data: &'a ColumnData<'_>) -> Value<'a> {
+pub(crate) fn cell_value<'a>(data: &'a ColumnData<'_>) -> Value<'a> {
     match data {
         ColumnData::U8(Some(v)) => Value::Int((*v).into()),
         ColumnData::I16(Some(v)) => Value::Int((*v).into()),
@@ -203,6 +204,11 @@ impl MssqlStore {
             pool: Pool::shared(conn_str, true)?,
             last_seen: None,
         })
+    }
+
+    /// Brings the schema up to date step by step (`logrelayd migrate`).
+    pub fn migrate(conn_str: &str, progress: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
+        Pool::shared(conn_str, false)?.migrate(progress)
     }
 
     /// The same for a reader, whose connections never change the schema.
@@ -269,26 +275,6 @@ macro_rules! with_retry {
             delay *= 2;
         }
     }};
-}
-
-/// Runs the schema batches in one transaction that holds the application lock, so two
-/// relays starting together take turns.
-pub(crate) async fn migrate(client: &mut Conn) -> Result<(), StoreError> {
-    const LOCK: &str = "EXEC sp_getapplock @Resource = N'logrelay-schema', @LockMode = N'Exclusive', \
-                        @LockOwner = N'Transaction', @LockTimeout = 60000";
-    let batches = SCHEMA
-        .split("\nGO\n")
-        .map(str::trim)
-        .filter(|b| !b.is_empty());
-    let script = ["BEGIN TRANSACTION", LOCK]
-        .into_iter()
-        .chain(batches)
-        .chain(["COMMIT"]);
-    for sql in script {
-        let run = async { client.simple_query(sql).await?.into_results().await };
-        run.await.map_err(|e| sql_error("schema migration", e))?;
-    }
-    Ok(())
 }
 
 impl MssqlStore {
@@ -432,19 +418,5 @@ mod tests {
                 t.name
             );
         }
-    }
-
-    #[test]
-    fn schema_batches_are_separate() {
-        let batches: Vec<&str> = SCHEMA
-            .split("\nGO\n")
-            .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .collect();
-        assert_eq!(batches.len(), 17);
-        assert!(
-            batches.iter().all(|b| b.contains("IF ")),
-            "every batch is idempotent"
-        );
     }
 }

@@ -9,7 +9,7 @@
 //! any thread may use any connection with `block_on`.
 
 use super::connstr::{self, Settings};
-use super::{Conn, migrate, sql_error};
+use super::{Conn, schema, sql_error};
 use crate::store::StoreError;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
@@ -161,22 +161,20 @@ impl Pool {
         }
     }
 
-    /// A new connection within the connect timeout (for a writer, schema brought up to
-    /// date).
+    /// A new connection within the connect timeout. A writer's first checks the schema:
+    /// a new or empty table is set up at once, a populated one that needs steps is an
+    /// error that names `logrelayd migrate`.
     fn connect(&self) -> Result<Conn, StoreError> {
         let settings = &self.settings;
         let connect = async {
-            let tcp = TcpStream::connect(settings.config.get_addr())
-                .await
-                .map_err(|e| sql_error(&format!("cannot connect to {}", settings.display), e))?;
-            tcp.set_nodelay(true)?;
-            let mut config = settings.config.clone();
-            config.command_timeout(Some(settings.command_timeout));
-            let mut client = tiberius::Client::connect(config, tcp.compat_write())
-                .await
-                .map_err(|e| sql_error(&format!("login to {} failed", settings.display), e))?;
+            let mut client = self.login(Some(settings.command_timeout)).await?;
             if self.migrates {
-                migrate(&mut client).await?;
+                // The lock wait must end well inside the connect timeout.
+                let warning = schema::ensure(&mut client, settings.connect_timeout / 2).await?;
+                if let Some(w) = warning {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| tracing::warn!("{w}"));
+                }
             }
             Ok::<Conn, StoreError>(client)
         };
@@ -191,5 +189,39 @@ impl Pool {
                     "timed out",
                 )
             })?
+    }
+
+    /// TCP and login; `command_timeout` bounds each later wait for the server.
+    async fn login(&self, command_timeout: Option<Duration>) -> Result<Conn, StoreError> {
+        let settings = &self.settings;
+        let tcp = TcpStream::connect(settings.config.get_addr())
+            .await
+            .map_err(|e| sql_error(&format!("cannot connect to {}", settings.display), e))?;
+        tcp.set_nodelay(true)?;
+        let mut config = settings.config.clone();
+        config.command_timeout(command_timeout);
+        tiberius::Client::connect(config, tcp.compat_write())
+            .await
+            .map_err(|e| sql_error(&format!("login to {} failed", settings.display), e))
+    }
+
+    /// `logrelayd migrate`: a connection made within the connect timeout, then every
+    /// pending schema step with no time limit.
+    pub fn migrate(&self, progress: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
+        let settings = &self.settings;
+        let mut client = self
+            .block_on(async {
+                tokio::time::timeout(settings.connect_timeout, self.login(None)).await
+            })
+            .map_err(|_| {
+                sql_error(
+                    &format!(
+                        "no connection to {} within {:?}",
+                        settings.display, settings.connect_timeout
+                    ),
+                    "timed out",
+                )
+            })??;
+        self.block_on(schema::migrate_all(&mut client, progress))
     }
 }

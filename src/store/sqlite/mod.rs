@@ -283,6 +283,39 @@ impl SqliteWriter {
         Self::open_checked(path).map_err(|e| e.at(path))
     }
 
+    /// `logrelayd migrate`: opens (creating or upgrading) the store and says what it did.
+    pub fn migrate(path: &Path, progress: &mut dyn FnMut(&str)) -> Result<(), StoreError> {
+        let known = MIGRATIONS.len() as i64;
+        let before = if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            match file::identify(&file::open_read_only(path)?.conn).map_err(|e| e.at(path))? {
+                Found::Logrelay(v) => Some(v),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        match before {
+            Some(v) if v == known => progress(&format!(
+                "{}: schema version {v}, up to date",
+                path.display()
+            )),
+            Some(v) => progress(&format!(
+                "{}: upgrading schema version {v} to {known} …",
+                path.display()
+            )),
+            None => progress(&format!(
+                "{}: creating the store (schema version {known}) …",
+                path.display()
+            )),
+        }
+        let started = std::time::Instant::now();
+        drop(SqliteWriter::open(path)?);
+        if before != Some(known) {
+            progress(&format!("done in {:.1} s", started.elapsed().as_secs_f64()));
+        }
+        Ok(())
+    }
+
     fn open_checked(path: &Path) -> Result<SqliteWriter, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
@@ -304,7 +337,7 @@ impl SqliteWriter {
             host_ids: NameIds::new("Hosts"),
             checkpointer: None,
         };
-        store.migrate()?;
+        store.upgrade()?;
         store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // After a checkpoint lets the WAL start over, cut the file back to 64 MiB.
         store
@@ -316,7 +349,7 @@ impl SqliteWriter {
 
     /// Brings the schema to the newest version, each step in its own transaction.
     /// An IMMEDIATE transaction makes two processes migrating at once take turns.
-    fn migrate(&mut self) -> Result<(), StoreError> {
+    fn upgrade(&mut self) -> Result<(), StoreError> {
         let known = MIGRATIONS.len() as i64;
         loop {
             let tx = self
