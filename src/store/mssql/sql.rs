@@ -46,7 +46,9 @@ fn any_of(sql: &mut Sql, terms: &mut Vec<String>, column: &str, patterns: &[Stri
 
 /// The `WHERE` clause. Severities are parameters so the plan cache serves all levels.
 /// The follow cursor is the rowversion, read only below every open transaction's so
-/// nothing that commits later with a smaller value is skipped.
+/// nothing that commits later with a smaller value is skipped. Its bounds convert the
+/// parameter, not the column (`rv > CONVERT(binary(8), @P)`), so the index on `rv` can
+/// seek; `CAST(rv AS bigint) > @P` would scan the table on every poll.
 pub fn where_clause(f: &Filter) -> Sql {
     let mut sql = Sql::default();
     let mut terms = Vec::new();
@@ -110,11 +112,11 @@ pub fn where_clause(f: &Filter) -> Sql {
     }
     if let Some(id) = f.after_id {
         let p = bind(&mut sql, Param::Int(id));
-        terms.push(format!("CAST(rv AS bigint) > {p}"));
+        terms.push(format!("rv > CONVERT(binary(8), {p})"));
     }
     if let Some(id) = f.upto_id {
         let p = bind(&mut sql, Param::Int(id));
-        terms.push(format!("CAST(rv AS bigint) <= {p}"));
+        terms.push(format!("rv <= CONVERT(binary(8), {p})"));
     }
     if f.after_id.is_some() || f.upto_id.is_some() {
         terms.push("rv < MIN_ACTIVE_ROWVERSION()".into());
@@ -151,6 +153,23 @@ pub fn query_sql(q: &Query) -> (String, Vec<Param>) {
 mod tests {
     use super::*;
     use crate::message::Level;
+
+    /// The cursor column stays bare (sargable); only the parameter is converted.
+    #[test]
+    fn cursor_bounds_can_seek_the_rowversion_index() {
+        let f = Filter {
+            after_id: Some(41),
+            upto_id: Some(99),
+            ..Filter::default()
+        };
+        let sql = where_clause(&f).clause;
+        assert_eq!(
+            sql,
+            "WHERE rv > CONVERT(binary(8), @P1) AND rv <= CONVERT(binary(8), @P2) \
+             AND rv < MIN_ACTIVE_ROWVERSION()"
+        );
+        assert!(!sql.contains("CAST(rv"));
+    }
 
     #[test]
     fn mssql_uses_like_with_escapes() {
