@@ -28,6 +28,15 @@ struct Mock {
 
 impl Mock {
     fn start(tls: bool) -> Mock {
+        Mock::start_with(tls, None)
+    }
+
+    /// A server that answers every login by routing the client to `to`.
+    fn redirecting_to(to: SocketAddr) -> Mock {
+        Mock::start_with(false, Some(to))
+    }
+
+    fn start_with(tls: bool, redirect: Option<SocketAddr>) -> Mock {
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -35,7 +44,15 @@ impl Mock {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let server = if tls {
+                let server = if let Some(to) = redirect {
+                    MockTdsServer::new_with_redirection(
+                        "127.0.0.1:0",
+                        to.ip().to_string(),
+                        to.port(),
+                    )
+                    .await
+                    .unwrap()
+                } else if tls {
                     let (cert, key) = self_signed_pem();
                     let identity = mssql_mock_tds::create_test_identity(&cert, &key).unwrap();
                     MockTdsServer::new_with_strict_tls("127.0.0.1:0", identity)
@@ -284,6 +301,23 @@ fn the_schema_lock_is_checked() {
     );
     let err = store::migrate(&url, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("deadlock victim"), "{err}");
+}
+
+/// Azure SQL's gateway answers a login with a routing token naming the database's
+/// node: the store logs in there instead of failing.
+#[test]
+fn a_login_routed_elsewhere_is_followed() {
+    let target = Mock::start(false);
+    target.register(CURSOR_SQL, cursor(77));
+    let gateway = Mock::redirecting_to(target.addr);
+    let mut s = store::open_reader(&gateway.url("encrypt=off&connectTimeout=5"))
+        .expect("the routed login succeeds");
+    assert_eq!(
+        s.last_id().unwrap(),
+        Some(77),
+        "statements go to the routed server"
+    );
+    assert_eq!(target.logins(), 1);
 }
 
 #[test]

@@ -421,8 +421,16 @@ fn conformance(b: Backend) {
         let newest = s.last_id().unwrap();
         let mut again = open(&b);
         assert_eq!(again.last_id().unwrap(), newest, "{name}");
-        assert_ne!(newest, Some(cursor), "{name}: the late row moved the cursor");
-        assert_eq!(ids(&mut again, by_cursor(Some(cursor), None)), [99], "{name}");
+        assert_ne!(
+            newest,
+            Some(cursor),
+            "{name}: the late row moved the cursor"
+        );
+        assert_eq!(
+            ids(&mut again, by_cursor(Some(cursor), None)),
+            [99],
+            "{name}"
+        );
     }
 }
 

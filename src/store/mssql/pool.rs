@@ -191,18 +191,36 @@ impl Pool {
             })?
     }
 
-    /// TCP and login; `command_timeout` bounds each later wait for the server.
+    /// TCP and login; `command_timeout` bounds each later wait for the server. A server
+    /// that redirects the login (Azure SQL's gateway, a read-only replica) is followed
+    /// to the address it names, once.
     async fn login(&self, command_timeout: Option<Duration>) -> Result<Conn, StoreError> {
         let settings = &self.settings;
-        let tcp = TcpStream::connect(settings.config.get_addr())
-            .await
-            .map_err(|e| sql_error(&format!("cannot connect to {}", settings.display), e))?;
-        tcp.set_nodelay(true)?;
         let mut config = settings.config.clone();
         config.command_timeout(command_timeout);
-        tiberius::Client::connect(config, tcp.compat_write())
-            .await
-            .map_err(|e| sql_error(&format!("login to {} failed", settings.display), e))
+        let mut redirected = false;
+        loop {
+            let addr = config.get_addr();
+            let tcp = TcpStream::connect(&addr)
+                .await
+                .map_err(|e| sql_error(&format!("cannot connect to {addr}"), e))?;
+            tcp.set_nodelay(true)?;
+            match tiberius::Client::connect(config.clone(), tcp.compat_write()).await {
+                Ok(client) => return Ok(client),
+                Err(tiberius::error::Error::Routing { host, port }) if !redirected => {
+                    tracing::debug!(%host, port, "login redirected");
+                    config.host(&host);
+                    config.port(port);
+                    redirected = true;
+                }
+                Err(e) => {
+                    return Err(sql_error(
+                        &format!("login to {} failed", settings.display),
+                        e,
+                    ));
+                }
+            }
+        }
     }
 
     /// `logrelayd migrate`: a connection made within the connect timeout, then every
