@@ -8,6 +8,7 @@
 //! Follow mode goes by `rowversion`, read only below `MIN_ACTIVE_ROWVERSION()`, so rows
 //! that commit out of id order under several relays are never skipped.
 
+pub mod catalog;
 pub mod connstr;
 pub mod pool;
 pub mod schema;
@@ -18,6 +19,7 @@ pub use sql::query_sql;
 use super::columns::{self, COLUMNS, Column, TsqlType, Value};
 use super::sql::Param;
 use super::{Batch, Query, RecordRef, StoreError, StoreReader, StoreWriter, Visit};
+use catalog::{Actual, Catalog, FitValue};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures_util::TryStreamExt;
 use pool::Pool;
@@ -45,6 +47,8 @@ pub const TABLE: &str = "dbo.Logs";
 pub struct MssqlStore {
     pool: Arc<Pool>,
     last_seen: Option<i64>,
+    /// Whether the last failed call failed for a reason worth retrying.
+    last_transient: bool,
 }
 
 /// The longest prefix of `s` that fits in `max` UTF-16 code units (what nvarchar counts).
@@ -140,30 +144,36 @@ pub static SELECT_COLUMNS: LazyLock<String> = LazyLock::new(|| {
         .join(", ")
 });
 
-/// A record value as bulk load sends it for a column of that type; text is cut to the
-/// column's width.
-fn to_column(v: Value<'_>, ty: TsqlType) -> ColumnData<'_> {
-    use tiberius::IntoSql;
-    match (v, ty) {
-        (Value::Time(us), TsqlType::DateTime2) => naive(us).into_sql(),
-        (Value::Int(i), TsqlType::TinyInt) => ColumnData::U8(Some(i.clamp(0, 255) as u8)),
-        (Value::Null, TsqlType::TinyInt) => ColumnData::U8(None),
-        (Value::Int(i) | Value::Time(i), TsqlType::BigInt) => ColumnData::I64(Some(i)),
-        (Value::Null, TsqlType::BigInt) => ColumnData::I64(None),
-        (Value::Text(s), TsqlType::NVarChar(Some(n)) | TsqlType::VarChar(n)) => {
-            ColumnData::String(Some(Cow::Borrowed(truncate_utf16(s, n))))
-        }
-        (Value::Text(s), _) => ColumnData::String(Some(Cow::Borrowed(s))),
-        (Value::Null, TsqlType::DateTime2) => ColumnData::DateTime2(None),
-        (Value::Null, _) => ColumnData::String(None),
-        (Value::Int(i) | Value::Time(i), _) => ColumnData::String(Some(Cow::Owned(i.to_string()))),
+/// What the schema declares for a listed type, when the catalog is not known.
+fn listed(ty: TsqlType) -> Actual {
+    match ty {
+        TsqlType::NVarChar(n) => Actual::Unicode(n),
+        TsqlType::VarChar(n) => Actual::Unicode(Some(n)),
+        _ => Actual::Other,
     }
 }
 
-fn token_row<'a>(r: &RecordRef<'a>) -> TokenRow<'a> {
+/// A record value as bulk load sends it for a column, cut and converted to the
+/// column's real type (`actual`, from the catalog) or else to the listed one.
+fn to_column(v: Value<'_>, ty: TsqlType, actual: Option<Actual>) -> ColumnData<'_> {
+    use tiberius::IntoSql;
+    match (actual.unwrap_or(listed(ty)).fit(v), ty) {
+        (FitValue::Time(us), _) => naive(us).into_sql(),
+        (FitValue::Int(i), TsqlType::TinyInt) => ColumnData::U8(Some(i.clamp(0, 255) as u8)),
+        (FitValue::Int(i), TsqlType::BigInt) => ColumnData::I64(Some(i)),
+        (FitValue::Int(i), _) => ColumnData::String(Some(Cow::Owned(i.to_string()))),
+        (FitValue::Text(s), _) => ColumnData::String(Some(s)),
+        (FitValue::Null, TsqlType::TinyInt) => ColumnData::U8(None),
+        (FitValue::Null, TsqlType::BigInt) => ColumnData::I64(None),
+        (FitValue::Null, TsqlType::DateTime2) => ColumnData::DateTime2(None),
+        (FitValue::Null, _) => ColumnData::String(None),
+    }
+}
+
+fn token_row<'a>(r: &RecordRef<'a>, catalog: &Catalog) -> TokenRow<'a> {
     let mut row = TokenRow::new();
     for (c, t) in written() {
-        row.push(to_column((c.get)(r), t.ty));
+        row.push(to_column((c.get)(r), t.ty, catalog.get(t.name)));
     }
     row
 }
@@ -203,6 +213,7 @@ impl MssqlStore {
         Ok(MssqlStore {
             pool: Pool::shared(conn_str, true)?,
             last_seen: None,
+            last_transient: false,
         })
     }
 
@@ -216,6 +227,7 @@ impl MssqlStore {
         Ok(MssqlStore {
             pool: Pool::shared(conn_str, false)?,
             last_seen: None,
+            last_transient: false,
         })
     }
 }
@@ -268,6 +280,7 @@ macro_rules! with_retry {
                 Err(e) => (true, e),
             };
             if !transient || attempt == MAX_ATTEMPTS {
+                $self.last_transient = transient;
                 break Err(e);
             }
             tracing::warn!(error = %e, attempt, "retrying in {delay:?}");
@@ -293,22 +306,116 @@ impl MssqlStore {
     }
 }
 
-impl StoreWriter for MssqlStore {
-    fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
-        let n: usize = batches.iter().map(Batch::len).sum();
+impl MssqlStore {
+    /// One bulk load of `rows`, retried on transient failures.
+    fn bulk(&mut self, rows: &[RecordRef<'_>]) -> Result<(), StoreError> {
         let limit = Some(self.pool.settings.command_timeout);
+        let catalog = self.pool.catalog();
         with_retry!(self, "bulk insert", limit, |conn| async {
             let mut req = conn
                 .client()
                 .bulk_insert_columns(TABLE, &INSERT_COLUMNS)
                 .await?;
-            for r in batches.iter().flat_map(Batch::iter) {
-                req.send(token_row(&r)).await?;
+            for r in rows {
+                req.send(token_row(r, &catalog)).await?;
             }
             req.finalize().await?;
             Ok::<_, Attempt>(())
-        })?;
-        Ok(n)
+        })
+    }
+}
+
+/// Something that bulk-loads rows: what [`load_splitting`] drives.
+pub(crate) trait Loader<R> {
+    /// Loads all rows or none; the error says whether a retry may succeed.
+    fn load(&mut self, rows: &[R]) -> Result<(), (bool, StoreError)>;
+    /// A row that failed alone for good: stored another way, or dropped and logged.
+    /// Returns how many rows that stored (0 or 1).
+    fn set_aside(&mut self, row: &R, why: StoreError) -> usize;
+}
+
+/// Loads `rows`; when a load fails for good (a value the server will never take),
+/// halves the rows until the failing ones stand alone and sets those aside, so one
+/// bad row never blocks the rest. A transient failure is returned as it is.
+pub(crate) fn load_splitting<R>(l: &mut impl Loader<R>, rows: &[R]) -> Result<usize, StoreError> {
+    match l.load(rows) {
+        Ok(()) => Ok(rows.len()),
+        Err((true, e)) => Err(e),
+        Err((false, e)) => split(l, rows, e),
+    }
+}
+
+fn split<R>(l: &mut impl Loader<R>, rows: &[R], why: StoreError) -> Result<usize, StoreError> {
+    if let [row] = rows {
+        return Ok(l.set_aside(row, why));
+    }
+    let (a, b) = rows.split_at(rows.len() / 2);
+    let mut n = 0;
+    for part in [a, b] {
+        n += match l.load(part) {
+            Ok(()) => part.len(),
+            Err((true, e)) => return Err(e),
+            Err((false, e)) => split(l, part, e)?,
+        };
+    }
+    Ok(n)
+}
+
+static SET_ASIDE: crate::log_limit::Limiter =
+    crate::log_limit::Limiter::new("rows SQL Server refused stored as raw text");
+static DROPPED: crate::log_limit::Limiter =
+    crate::log_limit::Limiter::new("rows SQL Server refused even as raw text (lost)");
+
+/// A record reduced to what any table takes: the message with every non-ASCII
+/// character escaped (`\u{e9}`), no header fields, protocol `raw`.
+fn as_raw_text(r: &RecordRef<'_>) -> String {
+    let mut out = String::with_capacity(r.message.len() + 16);
+    for c in r.message.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    out
+}
+
+impl<'a> Loader<RecordRef<'a>> for MssqlStore {
+    fn load(&mut self, rows: &[RecordRef<'a>]) -> Result<(), (bool, StoreError)> {
+        self.bulk(rows).map_err(|e| (self.last_transient, e))
+    }
+
+    fn set_aside(&mut self, row: &RecordRef<'a>, why: StoreError) -> usize {
+        let message = as_raw_text(row);
+        let raw = RecordRef {
+            message: &message,
+            hostname: None,
+            source: None,
+            procid: None,
+            msgid: None,
+            structured_data: None,
+            protocol: crate::message::Protocol::Raw,
+            ..*row
+        };
+        match self.bulk(std::slice::from_ref(&raw)) {
+            Ok(()) => {
+                crate::error_limited!(SET_ASIDE, error = %why, "SQL Server refused a row; stored it as raw text");
+                1
+            }
+            Err(e) => {
+                crate::error_limited!(DROPPED, error = %e, first_error = %why, "SQL Server refused a row even as raw text; it is lost");
+                0
+            }
+        }
+    }
+}
+
+impl StoreWriter for MssqlStore {
+    /// One bulk load per call; a batch the server refuses for good is split so only
+    /// the rows it cannot take are set aside (see [`load_splitting`]).
+    fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
+        let rows: Vec<RecordRef<'_>> = batches.iter().flat_map(Batch::iter).collect();
+        load_splitting(self, &rows)
     }
 
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
@@ -378,6 +485,82 @@ mod tests {
         );
         assert_eq!(truncate_utf16("ab😀cd", 4), "ab😀");
         assert_eq!(truncate_utf16("short", 255), "short");
+    }
+
+    /// A fake loader that refuses any part holding a bad row (and, as raw text, the
+    /// worst one): the good rows are all stored, each bad row set aside alone.
+    struct Fake {
+        loads: Vec<Vec<u32>>,
+        stored: Vec<u32>,
+        aside: Vec<u32>,
+        transient_after: Option<usize>,
+    }
+
+    impl Loader<u32> for Fake {
+        fn load(&mut self, rows: &[u32]) -> Result<(), (bool, StoreError)> {
+            self.loads.push(rows.to_vec());
+            if self.transient_after.is_some_and(|n| self.loads.len() > n) {
+                return Err((true, StoreError::Server("deadlock".into())));
+            }
+            if rows.iter().any(|r| r % 100 == 0) {
+                return Err((false, StoreError::Server("conversion".into())));
+            }
+            self.stored.extend_from_slice(rows);
+            Ok(())
+        }
+        fn set_aside(&mut self, row: &u32, _why: StoreError) -> usize {
+            self.aside.push(*row);
+            usize::from(*row != 200)
+        }
+    }
+
+    #[test]
+    fn a_batch_refused_for_good_is_split_around_its_bad_rows() {
+        let rows: Vec<u32> = (1..=1000).collect();
+        let mut f = Fake {
+            loads: vec![],
+            stored: vec![],
+            aside: vec![],
+            transient_after: None,
+        };
+        let n = load_splitting(&mut f, &rows[..250]).unwrap();
+        assert_eq!(f.aside, [100, 200]);
+        assert_eq!(n, 249, "248 good rows and one set aside as raw; 200 lost");
+        let mut stored = f.stored.clone();
+        stored.sort();
+        assert_eq!(stored.len(), 248);
+        assert!(stored.iter().all(|r| r % 100 != 0));
+        assert!(
+            f.loads.len() < 40,
+            "halving, not row by row: {}",
+            f.loads.len()
+        );
+        // A good batch is one load.
+        let mut f = Fake {
+            loads: vec![],
+            stored: vec![],
+            aside: vec![],
+            transient_after: None,
+        };
+        assert_eq!(load_splitting(&mut f, &rows[..99]).unwrap(), 99);
+        assert_eq!(f.loads.len(), 1);
+        // A transient failure while splitting is returned, for the writer to retry.
+        let mut f = Fake {
+            loads: vec![],
+            stored: vec![],
+            aside: vec![],
+            transient_after: Some(2),
+        };
+        assert!(load_splitting(&mut f, &rows[..250]).is_err());
+    }
+
+    #[test]
+    fn raw_text_is_ascii() {
+        let r = RecordRef {
+            message: "naïve ✓",
+            ..columns::EMPTY
+        };
+        assert_eq!(as_raw_text(&r), "na\\u{ef}ve \\u{2713}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! The pool owns a one-worker tokio runtime that drives every connection's socket, so
 //! any thread may use any connection with `block_on`.
 
+use super::catalog::{self, Catalog};
 use super::connstr::{self, Settings};
 use super::{Conn, schema, sql_error};
 use crate::store::StoreError;
@@ -26,6 +27,8 @@ pub struct Pool {
     pub settings: Settings,
     /// Whether each new connection brings the schema up to date (writers only).
     migrates: bool,
+    /// The table's real column types, read by each writer connection.
+    catalog: Mutex<Arc<Catalog>>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -99,6 +102,7 @@ impl Pool {
             returned: Condvar::new(),
             settings,
             migrates,
+            catalog: Mutex::default(),
             runtime,
         });
         pools.insert(key, Arc::downgrade(&pool));
@@ -107,6 +111,15 @@ impl Pool {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The real column types as the last writer connection read them (empty until
+    /// then: values are fitted to the listed types).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -175,6 +188,8 @@ impl Pool {
                     static SAID: std::sync::Once = std::sync::Once::new();
                     SAID.call_once(|| tracing::warn!("{w}"));
                 }
+                let columns = catalog::read(&mut client).await?;
+                *self.catalog.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(columns);
             }
             Ok::<Conn, StoreError>(client)
         };
