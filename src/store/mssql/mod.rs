@@ -14,7 +14,7 @@ pub mod pool;
 pub mod schema;
 pub mod sql;
 
-pub use sql::query_sql;
+pub use sql::{query_sql, query_sql_for};
 
 use super::columns::{self, COLUMNS, Column, TsqlType, Value};
 use super::sql::Param;
@@ -429,7 +429,7 @@ impl StoreReader for MssqlStore {
     /// rather than reused: tiberius would read the rest of the result before the next
     /// statement, and for a dump piped into `head` a new login is cheaper.
     fn query(&mut self, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        let (sql, params) = query_sql(q);
+        let (sql, params) = query_sql_for(q, &self.pool.catalog());
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
         let mut seen = 0u64;
         // No limit on the whole: a dump may take long, at the reader's pace. Each wait

@@ -27,7 +27,7 @@ pub struct Pool {
     pub settings: Settings,
     /// Whether each new connection brings the schema up to date (writers only).
     migrates: bool,
-    /// The table's real column types, read by each writer connection.
+    /// The table's real column types, read by each new connection.
     catalog: Mutex<Arc<Catalog>>,
     runtime: tokio::runtime::Runtime,
 }
@@ -113,8 +113,8 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The real column types as the last writer connection read them (empty until
-    /// then: values are fitted to the listed types).
+    /// The real column types as the last new connection read them (empty until then,
+    /// or without a table: the listed types apply).
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog
             .lock()
@@ -188,9 +188,18 @@ impl Pool {
                     static SAID: std::sync::Once = std::sync::Once::new();
                     SAID.call_once(|| tracing::warn!("{w}"));
                 }
-                let columns = catalog::read(&mut client).await?;
-                *self.catalog.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(columns);
             }
+            // Both sides: writers fit values to the columns, readers bind parameters
+            // of the columns' types.
+            let columns = match catalog::read(&mut client).await {
+                Ok(c) => c,
+                Err(e) if !self.migrates => {
+                    tracing::debug!(error = %e, "column catalog not readable; using the schema's types");
+                    Catalog::default()
+                }
+                Err(e) => return Err(e),
+            };
+            *self.catalog.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(columns);
             Ok::<Conn, StoreError>(client)
         };
         // The timer must be made inside the runtime: hence the async block.

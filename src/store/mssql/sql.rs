@@ -1,6 +1,7 @@
 //! The filter as T-SQL for `dbo.Logs`: the SELECT `logq` runs (also checked against the
 //! golden files in `tests/golden/mssql`).
 
+use super::catalog::{Actual, Catalog};
 use super::{SELECT_COLUMNS, TABLE};
 use crate::store::Query;
 use crate::store::filter::{Filter, Match};
@@ -12,11 +13,23 @@ fn bind(sql: &mut Sql, p: Param) -> String {
     format!("@P{}", sql.params.len())
 }
 
+/// A text parameter compared with `column`. tiberius sends text as nvarchar; against a
+/// `varchar` column (an original table's `source`) that would convert the column on
+/// every row and scan, so the parameter is converted instead and the index seeks.
+fn text_param(sql: &mut Sql, cat: &Catalog, column: &str, value: String) -> String {
+    let p = bind(sql, Param::Text(value));
+    match cat.get(column) {
+        Some(Actual::Bytes(Some(n), _)) => format!("CONVERT(varchar({n}), {p})"),
+        Some(Actual::Bytes(None, _)) => format!("CONVERT(varchar(max), {p})"),
+        _ => p,
+    }
+}
+
 /// `col LIKE ? ESCAPE '\'`, or plain equality without wildcards (so the index on the
 /// column serves it).
-fn pattern(sql: &mut Sql, column: &str, pattern: &str) -> String {
+fn pattern(sql: &mut Sql, cat: &Catalog, column: &str, pattern: &str) -> String {
     if !pattern.contains(['*', '?']) {
-        let p = bind(sql, Param::Text(pattern.to_string()));
+        let p = text_param(sql, cat, column, pattern.to_string());
         return format!("{column} = {p}");
     }
     let mut like = String::with_capacity(pattern.len() + 4);
@@ -31,16 +44,25 @@ fn pattern(sql: &mut Sql, column: &str, pattern: &str) -> String {
             c => like.push(c),
         }
     }
-    let p = bind(sql, Param::Text(like));
+    let p = text_param(sql, cat, column, like);
     format!("{column} LIKE {p} ESCAPE '\\'")
 }
 
 /// Any of the patterns on an indexed name column.
-fn any_of(sql: &mut Sql, terms: &mut Vec<String>, column: &str, patterns: &[String]) {
+fn any_of(
+    sql: &mut Sql,
+    cat: &Catalog,
+    terms: &mut Vec<String>,
+    column: &str,
+    patterns: &[String],
+) {
     if patterns.is_empty() {
         return;
     }
-    let alts: Vec<String> = patterns.iter().map(|p| pattern(sql, column, p)).collect();
+    let alts: Vec<String> = patterns
+        .iter()
+        .map(|p| pattern(sql, cat, column, p))
+        .collect();
     terms.push(format!("({})", alts.join(" OR ")));
 }
 
@@ -49,7 +71,7 @@ fn any_of(sql: &mut Sql, terms: &mut Vec<String>, column: &str, patterns: &[Stri
 /// nothing that commits later with a smaller value is skipped. Its bounds convert the
 /// parameter, not the column (`rv > CONVERT(binary(8), @P)`), so the index on `rv` can
 /// seek; `CAST(rv AS bigint) > @P` would scan the table on every poll.
-pub fn where_clause(f: &Filter) -> Sql {
+pub fn where_clause(f: &Filter, cat: &Catalog) -> Sql {
     let mut sql = Sql::default();
     let mut terms = Vec::new();
     if let Some((lo, hi)) = f.severity_codes() {
@@ -71,8 +93,8 @@ pub fn where_clause(f: &Filter) -> Sql {
         let p = bind(&mut sql, Param::Int(t.timestamp_micros()));
         terms.push(format!("time_us <= {p}"));
     }
-    any_of(&mut sql, &mut terms, "source", &f.sources);
-    any_of(&mut sql, &mut terms, "hostname", &f.hosts);
+    any_of(&mut sql, cat, &mut terms, "source", &f.sources);
+    any_of(&mut sql, cat, &mut terms, "hostname", &f.hosts);
     if !f.facilities.is_empty() {
         let ps: Vec<String> = f
             .facilities
@@ -88,8 +110,12 @@ pub fn where_clause(f: &Filter) -> Sql {
                 value,
                 negate,
             } => {
-                let p = bind(&mut sql, field_param(*field, value));
-                (format!("{} = {p}", field_column(*field)), *negate)
+                let column = field_column(*field);
+                let p = match field_param(*field, value) {
+                    Param::Text(t) => text_param(&mut sql, cat, column, t),
+                    int => bind(&mut sql, int),
+                };
+                (format!("{column} = {p}"), *negate)
             }
             Match::Sd {
                 id,
@@ -127,9 +153,14 @@ pub fn where_clause(f: &Filter) -> Sql {
     sql
 }
 
-/// The SELECT text for a query (shared by the store and the golden-file tests).
+/// The SELECT text for a query on the schema's own column types (the golden files).
 pub fn query_sql(q: &Query) -> (String, Vec<Param>) {
-    let sql = where_clause(&q.filter);
+    query_sql_for(q, &Catalog::default())
+}
+
+/// The SELECT text for a query on a table whose real column types are `cat`.
+pub fn query_sql_for(q: &Query, cat: &Catalog) -> (String, Vec<Param>) {
+    let sql = where_clause(&q.filter, cat);
     let dir = if q.newest_first { "DESC" } else { "ASC" };
     let order = if q.by_id {
         format!("rv {dir}")
@@ -162,7 +193,7 @@ mod tests {
             upto_id: Some(99),
             ..Filter::default()
         };
-        let sql = where_clause(&f).clause;
+        let sql = where_clause(&f, &Catalog::default()).clause;
         assert_eq!(
             sql,
             "WHERE rv > CONVERT(binary(8), @P1) AND rv <= CONVERT(binary(8), @P2) \
@@ -178,11 +209,36 @@ mod tests {
             levels: Some((Level::Warning, Level::Warning)),
             ..Filter::default()
         };
-        let sql = where_clause(&f);
+        let sql = where_clause(&f, &Catalog::default());
         assert_eq!(
             sql.clause,
             "WHERE severity = @P1 AND (hostname LIKE @P2 ESCAPE '\\')"
         );
         assert_eq!(sql.params[1], Param::Text("web\\_1%".into()));
+    }
+
+    /// On an original table's `varchar(50)` source the parameter is converted, never
+    /// the column; nvarchar columns compare as they are.
+    #[test]
+    fn varchar_columns_get_varchar_parameters() {
+        let cat = Catalog::from_rows([
+            ("source", "varchar", 50, Some(1252)),
+            ("hostname", "nvarchar", 510, None),
+        ]);
+        let f = Filter {
+            sources: vec!["web*".into(), "db".into()],
+            hosts: vec!["h1".into()],
+            matches: vec![crate::store::Match::Field {
+                field: crate::store::Field::Source,
+                value: "cron".into(),
+                negate: false,
+            }],
+            ..Filter::default()
+        };
+        assert_eq!(
+            where_clause(&f, &cat).clause,
+            "WHERE (source LIKE CONVERT(varchar(50), @P1) ESCAPE '\\' OR source = CONVERT(varchar(50), @P2)) \
+             AND (hostname = @P3) AND source = CONVERT(varchar(50), @P4)"
+        );
     }
 }
