@@ -38,6 +38,10 @@ pub enum StoreError {
     /// A database server's error (SQL Server), already worded for the user.
     #[error("{0}")]
     Server(String),
+    /// The server said it is briefly unavailable (failover, throttling): worth retrying
+    /// for longer than other errors.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(
         "the store at {path} has schema version {found}, newer than this program knows ({known}); upgrade logrelay"
     )]

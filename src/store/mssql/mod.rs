@@ -37,7 +37,12 @@ pub const SCHEMA: &str = include_str!("../../../fixtures/mssql-schema.sql");
 pub const CURSOR_SQL: &str =
     "SELECT CAST(MAX(rv) AS bigint) FROM dbo.Logs WHERE rv < MIN_ACTIVE_ROWVERSION()";
 
+/// Attempts at most for errors worth retrying: network failures and timeouts (about
+/// 0.7 s of backoff in all), and a server that is failing over or throttling, which takes
+/// seconds to a minute (about 45 s of backoff, 8 s apart at most).
 const MAX_ATTEMPTS: u32 = 4;
+const FAILOVER_ATTEMPTS: u32 = 11;
+const MAX_DELAY: Duration = Duration::from_secs(8);
 
 type Conn = Client<Compat<TcpStream>>;
 
@@ -86,6 +91,28 @@ pub fn is_transient_code(code: u32) -> bool {
             | 10060
             | 11001
     )
+}
+
+/// Server codes that mean "unavailable for now": a failover or reconfiguration
+/// (40613, 40197, 4060, 49918–49920) or throttling (40501, 10928, 10929).
+pub fn is_failover_code(code: u32) -> bool {
+    matches!(
+        code,
+        4060 | 40197 | 40501 | 40613 | 49918 | 49919 | 49920 | 10928 | 10929
+    )
+}
+
+fn is_failover(e: &tiberius::error::Error) -> bool {
+    matches!(e, tiberius::error::Error::Server(s) if is_failover_code(s.code()))
+}
+
+/// A failed statement's error, marked when the server is failing over.
+fn statement_error(what: &str, e: tiberius::error::Error) -> StoreError {
+    if is_failover(&e) {
+        StoreError::Unavailable(format!("SQL Server {what}: {e}"))
+    } else {
+        sql_error(what, e)
+    }
 }
 
 /// Whether a failed statement is worth a retry on a new connection (I/O and TLS
@@ -257,7 +284,7 @@ macro_rules! with_retry {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (transient, e) = match pool.get() {
+            let (transient, e): (bool, StoreError) = match pool.get() {
                 Ok(mut pooled) => {
                     let $conn = &mut pooled;
                     let fut = $body;
@@ -270,7 +297,7 @@ macro_rules! with_retry {
                     });
                     let failure = match result {
                         Ok(Ok(v)) => break Ok(v),
-                        Ok(Err(Attempt::Retryable(e))) => (is_transient(&e), sql_error($what, e)),
+                        Ok(Err(Attempt::Retryable(e))) => (is_transient(&e), statement_error($what, e)),
                         Ok(Err(Attempt::Final(e))) => (false, sql_error($what, e)),
                         Err(_) => (true, sql_error($what, "timed out")),
                     };
@@ -279,13 +306,18 @@ macro_rules! with_retry {
                 }
                 Err(e) => (true, e),
             };
-            if !transient || attempt == MAX_ATTEMPTS {
+            let most = if matches!(e, StoreError::Unavailable(_)) {
+                FAILOVER_ATTEMPTS
+            } else {
+                MAX_ATTEMPTS
+            };
+            if !transient || attempt >= most {
                 $self.last_transient = transient;
                 break Err(e);
             }
             tracing::warn!(error = %e, attempt, "retrying in {delay:?}");
             std::thread::sleep(delay);
-            delay *= 2;
+            delay = (delay * 2).min(MAX_DELAY);
         }
     }};
 }
@@ -561,6 +593,28 @@ mod tests {
             ..columns::EMPTY
         };
         assert_eq!(as_raw_text(&r), "na\\u{ef}ve \\u{2713}");
+    }
+
+    #[test]
+    fn failovers_get_the_long_retry_budget() {
+        for code in [40613, 40197, 40501, 4060, 49918] {
+            assert!(is_failover_code(code) && is_transient_code(code), "{code}");
+        }
+        assert!(
+            !is_failover_code(1205),
+            "a deadlock is retried at once, briefly"
+        );
+        // 100 ms doubling, 8 s apart at most: about 45 s in all.
+        let mut delay = Duration::from_millis(100);
+        let mut total = Duration::ZERO;
+        for _ in 1..FAILOVER_ATTEMPTS {
+            total += delay;
+            delay = (delay * 2).min(MAX_DELAY);
+        }
+        assert!(
+            total > Duration::from_secs(30) && total < Duration::from_secs(60),
+            "{total:?}"
+        );
     }
 
     #[test]

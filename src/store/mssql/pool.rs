@@ -2,7 +2,7 @@
 //! tiberius 0.12. Stores opened with the same connection string in one process share
 //! one pool: at most `Max Pool Size` connections (default 4), made on demand within the
 //! connect timeout (a writer's brings the schema up to date), reused while healthy,
-//! closed after five idle minutes (firewalls and the server cut idle sessions), and
+//! closed after 200 idle seconds (before Azure cuts them) (firewalls and the server cut idle sessions), and
 //! never returned after an error, a timeout or a result left unread.
 //!
 //! The pool owns a one-worker tokio runtime that drives every connection's socket, so
@@ -18,7 +18,12 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio_util::compat::TokioAsyncWriteCompatExt;
 
-const IDLE_LIFETIME: Duration = Duration::from_secs(300);
+/// Idle connections are closed before Azure SQL's gateway cuts them (about 4 min).
+const IDLE_LIFETIME: Duration = Duration::from_secs(200);
+/// TCP keepalive: first probe after a minute of silence, so a connection a firewall
+/// dropped is noticed within about two minutes instead of the kernel's two hours.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Fields drop in order: idle connections before the runtime that drives them.
 pub struct Pool {
@@ -229,6 +234,10 @@ impl Pool {
                 .await
                 .map_err(|e| sql_error(&format!("cannot connect to {addr}"), e))?;
             tcp.set_nodelay(true)?;
+            let keepalive = socket2::TcpKeepalive::new()
+                .with_time(KEEPALIVE_IDLE)
+                .with_interval(KEEPALIVE_INTERVAL);
+            socket2::SockRef::from(&tcp).set_tcp_keepalive(&keepalive)?;
             match tiberius::Client::connect(config.clone(), tcp.compat_write()).await {
                 Ok(client) => return Ok(client),
                 Err(tiberius::error::Error::Routing { host, port }) if !redirected => {
