@@ -17,13 +17,18 @@ use crate::message::{Level, LogMessage, SdElement};
 use crate::protocol::serialize::to_json_line;
 use chrono::Utc;
 use std::borrow::Cow;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+mod link;
+mod unacked;
+
+use link::Link;
+use std::io::{self, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use unacked::Unacked;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -35,6 +40,12 @@ pub struct Config {
     /// Messages held while the relay is slow or away; beyond this they are dropped.
     pub queue_capacity: usize,
     pub connect_timeout: Duration,
+    /// Ask the relay to acknowledge what it stored, and keep every message until it
+    /// did: a relay that restarts or is killed loses nothing (docs/PROTOCOL.md).
+    pub acks: bool,
+    /// Most messages written and not yet acknowledged; beyond this, new messages wait
+    /// in the queue.
+    pub max_unacked: usize,
 }
 
 impl Config {
@@ -45,7 +56,16 @@ impl Config {
             hostname: crate::sys::hostname(),
             queue_capacity: 100_000,
             connect_timeout: Duration::from_secs(3),
+            acks: true,
+            max_unacked: 100_000,
         }
+    }
+
+    /// With `false`, plain JSON lines as the original client sent them: written is
+    /// as far as the logger knows.
+    pub fn acks(mut self, on: bool) -> Config {
+        self.acks = on;
+        self
     }
 
     pub fn server(mut self, server: impl Into<String>) -> Config {
@@ -100,6 +120,7 @@ struct Counters {
     accepted: AtomicU64,
     dropped: AtomicU64,
     sent: AtomicU64,
+    acknowledged: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +165,8 @@ impl Logger {
             connect_timeout: config.connect_timeout,
             reported_drops: 0,
             source: config.source.clone(),
+            client: config.acks.then(|| client_name(&config)),
+            max_unacked: config.max_unacked.max(1) as u64,
         };
         let handle = std::thread::Builder::new()
             .name("logrelay-client".into())
@@ -180,7 +203,8 @@ impl Logger {
         }
     }
 
-    /// Waits until everything queued so far has been written to the relay.
+    /// Waits until everything queued so far has been acknowledged by the relay (with
+    /// acks; without, written to it).
     pub fn flush(&self, timeout: Duration) -> Result<(), ClientError> {
         let (ack_tx, ack_rx) = sync_channel(1);
         let deadline = Instant::now() + timeout;
@@ -212,9 +236,14 @@ impl Logger {
         self.counters.dropped.load(Ordering::Relaxed)
     }
 
-    /// Messages written to the relay.
+    /// Messages written to the relay (once each, however often they were resent).
     pub fn sent(&self) -> u64 {
         self.counters.sent.load(Ordering::Relaxed)
+    }
+
+    /// Messages the relay acknowledged as stored (or spooled); 0 without acks.
+    pub fn acknowledged(&self) -> u64 {
+        self.counters.acknowledged.load(Ordering::Relaxed)
     }
 
     pub fn source(&self) -> &str {
@@ -260,6 +289,22 @@ impl log::Log for Logger {
     }
 }
 
+/// The name under which the relay remembers this logger's sequence numbers: unique per
+/// logger instance, since each one numbers its messages from 1.
+fn client_name(config: &Config) -> String {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    static INSTANCE: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}/{}/{}-{started}-{}",
+        config.hostname.as_deref().unwrap_or("-"),
+        config.source,
+        std::process::id(),
+        INSTANCE.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 static GLOBAL: OnceLock<Logger> = OnceLock::new();
 
 /// Flushes the global logger when dropped: keep it alive in `main`.
@@ -299,31 +344,60 @@ struct Worker {
     /// Drops already reported to the relay.
     reported_drops: u64,
     source: String,
+    /// With acknowledgements: the name the relay knows this logger by.
+    client: Option<String>,
+    /// Most lines written and not yet acknowledged.
+    max_unacked: u64,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const WRITE_CHUNK: usize = 64 * 1024;
+/// While something waits for an acknowledgement, how often the worker looks.
+const ACK_POLL: Duration = Duration::from_millis(2);
 
 impl Worker {
     fn run(mut self) {
-        let mut conn: Option<TcpStream> = None;
+        let mut link: Option<Link> = None;
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
-        let mut pending: u64 = 0; // messages in `buf`
-        let mut waiting: Vec<SyncSender<()>> = Vec::new();
+        let mut pending: u64 = 0; // the application's messages in `buf`
+        // Every line gets the next sequence number, numbered or not on the wire, so
+        // that flushes and the unacknowledged chunks are tracked one way.
+        let mut next_seq: u64 = 1;
+        let mut buf_first = next_seq; // sequence number of `buf`'s first line
+        let mut unacked = Unacked::default();
+        // Flush requests, each with the sequence number it waits for.
+        let mut waiting: Vec<(SyncSender<()>, u64)> = Vec::new();
         let mut scratch = String::new();
         let mut backoff = Duration::from_millis(50);
         let mut stopping = false;
         loop {
+            if let Some(l) = link.as_ref().filter(|l| l.acknowledging()) {
+                let freed = unacked.ack(l.acked());
+                self.counters
+                    .acknowledged
+                    .fetch_add(freed, Ordering::Relaxed);
+            }
             // Gather what is queued (wait a little when nothing is). While the buffer
-            // is full, messages wait in the bounded queue, which is what overflows.
+            // is full, or too much waits for acknowledgement, messages wait in the
+            // bounded queue, which is what overflows.
+            let in_buf = next_seq - buf_first;
+            let room = unacked.held() + in_buf < self.max_unacked;
+            let outstanding = !waiting.is_empty() || !unacked.is_empty() || stopping;
             let first = if buf.len() >= WRITE_CHUNK {
                 None
-            } else if buf.is_empty() && waiting.is_empty() && !stopping {
+            } else if !room {
+                std::thread::sleep(ACK_POLL);
+                None
+            } else if buf.is_empty() && !outstanding {
                 match self.rx.recv_timeout(Duration::from_millis(500)) {
                     Ok(i) => Some(i),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
+            } else if buf.is_empty() && unacked.is_empty() {
+                self.rx.try_recv().ok()
+            } else if buf.is_empty() {
+                self.rx.recv_timeout(ACK_POLL).ok()
             } else {
                 self.rx.try_recv().ok()
             };
@@ -331,70 +405,113 @@ impl Worker {
             while let Some(item) = next {
                 match item {
                     Item::Message(m) => {
-                        scratch.clear();
-                        to_json_line(&m, &mut scratch);
-                        buf.extend_from_slice(scratch.as_bytes());
-                        buf.push(b'\n');
+                        self.push_line(&m, next_seq, &mut buf, &mut scratch);
+                        next_seq += 1;
                         pending += 1;
                     }
-                    Item::Flush(ack) => waiting.push(ack),
+                    Item::Flush(ack) => waiting.push((ack, next_seq - 1)),
                     Item::Stop => stopping = true,
                 }
-                if buf.len() >= WRITE_CHUNK {
+                if buf.len() >= WRITE_CHUNK
+                    || unacked.held() + (next_seq - buf_first) >= self.max_unacked
+                {
                     break;
                 }
                 next = self.rx.try_recv().ok();
             }
-            self.report_drops(&mut buf, &mut scratch);
-            if buf.is_empty() {
-                for ack in waiting.drain(..) {
+            if self.report_drops(next_seq, &mut buf, &mut scratch) {
+                next_seq += 1;
+            }
+            // A flush is answered once every line before it is acknowledged (or, on a
+            // connection without acknowledgements, written).
+            waiting.retain(|(ack, upto)| {
+                let done = *upto < buf_first && unacked.acked() >= *upto;
+                if done {
                     let _ = ack.send(());
                 }
-                if stopping {
+                !done
+            });
+            if buf.is_empty() && unacked.is_empty() {
+                if stopping && waiting.is_empty() {
                     return;
                 }
                 continue;
             }
-            // Deliver the buffer, reconnecting as needed. It stays ours until written.
-            if conn.as_ref().is_none_or(peer_closed) {
-                conn = self.connect();
-                if conn.is_none() {
+            // Deliver, reconnecting as needed; what is not acknowledged stays ours.
+            if link.as_ref().is_none_or(Link::closed) {
+                link = Link::open(&self.addrs, self.connect_timeout, self.client.as_deref());
+                let Some(l) = link.as_mut() else {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     if stopping {
                         return; // Drop already waited for delivery as long as it may
                     }
                     continue;
-                }
+                };
                 backoff = Duration::from_millis(50);
+                // Written before but not acknowledged: again, in order (the relay
+                // drops what it already stored).
+                let mut resent = true;
+                for chunk in unacked.chunks() {
+                    if l.write_all(chunk).is_err() {
+                        resent = false;
+                        break;
+                    }
+                }
+                if !resent {
+                    link = None;
+                    continue;
+                }
+                if !l.acknowledging() {
+                    // An older relay: written is as far as anyone can tell.
+                    unacked.ack(buf_first - 1);
+                }
             }
-            if let Some(c) = conn.as_mut() {
-                match c.write_all(&buf) {
+            if buf.is_empty() {
+                continue;
+            }
+            if let Some(l) = link.as_mut() {
+                match l.write_all(&buf) {
                     Ok(()) => {
                         self.counters.sent.fetch_add(pending, Ordering::Relaxed);
-                        buf.clear();
+                        let last = next_seq - 1;
+                        if l.acknowledging() {
+                            let chunk =
+                                std::mem::replace(&mut buf, Vec::with_capacity(WRITE_CHUNK));
+                            unacked.push(buf_first, last, pending, chunk);
+                        } else {
+                            buf.clear();
+                            unacked.ack(last);
+                        }
+                        buf_first = next_seq;
                         pending = 0;
                     }
-                    Err(_) => conn = None, // resent on the next connection
+                    Err(_) => link = None, // resent on the next connection
                 }
             }
         }
     }
 
-    fn connect(&self) -> Option<TcpStream> {
-        self.addrs.iter().find_map(|a| {
-            let s = TcpStream::connect_timeout(a, self.connect_timeout).ok()?;
-            let _ = s.set_nodelay(true);
-            let _ = s.set_write_timeout(Some(Duration::from_secs(10)));
-            Some(s)
-        })
+    /// Appends one message as a JSON line, numbered when acknowledgements are asked for.
+    fn push_line(&self, m: &LogMessage<'_>, seq: u64, buf: &mut Vec<u8>, scratch: &mut String) {
+        scratch.clear();
+        to_json_line(m, scratch);
+        match (&self.client, scratch.strip_prefix('{')) {
+            (Some(_), Some(rest)) => {
+                let _ = write!(buf, "{{\"seq\":{seq},");
+                buf.extend_from_slice(rest.as_bytes());
+            }
+            _ => buf.extend_from_slice(scratch.as_bytes()),
+        }
+        buf.push(b'\n');
     }
 
-    /// Tells the relay how many messages were dropped since the last report.
-    fn report_drops(&mut self, buf: &mut Vec<u8>, scratch: &mut String) {
+    /// Tells the relay how many messages were dropped since the last report; whether
+    /// a line was added (it takes sequence number `seq`).
+    fn report_drops(&mut self, seq: u64, buf: &mut Vec<u8>, scratch: &mut String) -> bool {
         let dropped = self.counters.dropped.load(Ordering::Relaxed);
         if dropped == self.reported_drops {
-            return;
+            return false;
         }
         let n = dropped - self.reported_drops;
         self.reported_drops = dropped;
@@ -406,25 +523,7 @@ impl Worker {
             Utc::now(),
         );
         m.source = Some(Cow::Borrowed(&self.source));
-        scratch.clear();
-        to_json_line(&m, scratch);
-        buf.extend_from_slice(scratch.as_bytes());
-        buf.push(b'\n');
+        self.push_line(&m, seq, buf, scratch);
+        true
     }
-}
-
-/// Whether the relay closed the connection (EOF or error seen without blocking), so
-/// nothing is written into a socket that is already gone.
-fn peer_closed(s: &TcpStream) -> bool {
-    let mut probe = [0u8; 1];
-    if s.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let closed = match (&*s).read(&mut probe) {
-        Ok(0) => true,
-        Ok(_) => false, // the relay never sends; ignore
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-    };
-    let _ = s.set_nonblocking(false);
-    closed
 }

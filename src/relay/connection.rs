@@ -7,7 +7,9 @@ use super::stats::Stats;
 use crate::protocol::framing::{Decoder, Event, Mode};
 use crate::protocol::{Context, decode_frame};
 use crate::store::Batch;
+use crate::store::batch::AckPoint;
 use chrono::Utc;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,10 +98,16 @@ impl Framer {
                     break;
                 }
             };
-            if let Some(m) = decode_frame(frame, ctx) {
+            if let Some(mut m) = decode_frame(frame, ctx) {
                 frames += 1;
                 raw += u64::from(m.protocol == crate::message::Protocol::Raw);
-                batch.push(&m);
+                if batch.delivery().is_some() {
+                    let seq = super::hello::take_seq(&mut m);
+                    batch.push(&m);
+                    batch.push_seq(seq);
+                } else {
+                    batch.push(&m);
+                }
             }
         }
         Stats::add(&stats.received, frames);
@@ -107,6 +115,28 @@ impl Framer {
         Stats::add(&stats.truncated, truncated);
         pos
     }
+}
+
+/// Sends `{"ack":N}` when the writer moved the connection's durable point past what
+/// was last acknowledged. Returns false when the client is gone or stuck.
+async fn send_ack(
+    stream: &mut TcpStream,
+    point: &AckPoint,
+    acked: &mut u64,
+    line: &mut String,
+    idle: Duration,
+) -> bool {
+    let durable = point.durable.load(std::sync::atomic::Ordering::Acquire);
+    if durable <= *acked {
+        return true;
+    }
+    *acked = durable;
+    line.clear();
+    let _ = writeln!(line, "{{\"ack\":{durable}}}");
+    matches!(
+        tokio::time::timeout(idle, stream.write_all(line.as_bytes())).await,
+        Ok(Ok(()))
+    )
 }
 
 pub async fn handle(
@@ -117,17 +147,43 @@ pub async fn handle(
 ) {
     let peer_text = peer.to_string();
     let mut framer = Framer::new(shared.config.max_frame);
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
     let idle = shared.config.idle_timeout.0;
+    let (hello, mut buf) = super::hello::negotiate(&mut stream, idle, &shutdown).await;
+    buf.reserve(READ_SIZE * 2);
+    // Acknowledged delivery: batches carry the sequence numbers and this point, which
+    // the writer moves after each commit; the loop below sends `{"ack":N}` lines.
+    let (acks, client) = match hello {
+        Some(h) if h.acks => (
+            Some(Arc::new(AckPoint::default())),
+            h.client.map(Arc::<str>::from),
+        ),
+        _ => (None, None),
+    };
+    let mut acked = 0u64;
+    let mut ack_line = String::new();
     let mut drain = Drain::Live;
+    // Data that came with the hello is parsed before the first read.
+    let mut primed = !buf.is_empty();
     loop {
         buf.reserve(READ_SIZE);
         let now = Instant::now();
         let read = match drain {
+            _ if primed => {
+                primed = false;
+                Ok(buf.len()).map(|n| n.max(1))
+            }
             Drain::Live => tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
                     drain = Drain::Reading { until: now + DRAIN_DEADLINE };
+                    continue;
+                }
+                _ = async { acks.as_ref()?.notify.notified().await; Some(()) }, if acks.is_some() => {
+                    if let Some(a) = &acks
+                        && !send_ack(&mut stream, a, &mut acked, &mut ack_line, idle).await
+                    {
+                        break;
+                    }
                     continue;
                 }
                 r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r.unwrap_or_else(|_| {
@@ -179,6 +235,9 @@ pub async fn handle(
             zone: shared.config.zone.offset_at(received),
         };
         let mut batch = Batch::with_capacity(256, buf.len() + buf.len() / 4);
+        if let Some(a) = &acks {
+            batch.set_delivery(client.clone(), a.clone());
+        }
         let used = framer.parse(&buf, false, &ctx, &mut batch, &shared.stats);
         buf.drain(..used);
         if eof && !buf.is_empty() {

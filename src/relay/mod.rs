@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod hello;
 pub mod stats;
 pub mod udp;
 pub mod writer;

@@ -16,6 +16,8 @@ pub struct Stats {
     pub connections_total: AtomicU64,
     pub connections_rejected: AtomicU64,
     pub store_errors: AtomicU64,
+    /// Rows resent by an acknowledged client that the store already had (dropped).
+    pub duplicates: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -30,6 +32,7 @@ pub struct Snapshot {
     pub connections_total: u64,
     pub connections_rejected: u64,
     pub store_errors: u64,
+    pub duplicates: u64,
 }
 
 impl Stats {
@@ -48,6 +51,7 @@ impl Stats {
             connections_total: self.connections_total.load(Relaxed),
             connections_rejected: self.connections_rejected.load(Relaxed),
             store_errors: self.store_errors.load(Relaxed),
+            duplicates: self.duplicates.load(Relaxed),
         }
     }
 }
@@ -57,7 +61,7 @@ impl std::fmt::Display for Snapshot {
         write!(
             f,
             "received={} stored={} raw={} truncated={} udp_dropped={} connections_open={} \
-             connections_total={} connections_rejected={} store_errors={}",
+             connections_total={} connections_rejected={} store_errors={} duplicates={}",
             self.received,
             self.stored,
             self.raw,
@@ -66,7 +70,8 @@ impl std::fmt::Display for Snapshot {
             self.connections_open,
             self.connections_total,
             self.connections_rejected,
-            self.store_errors
+            self.store_errors,
+            self.duplicates
         )
     }
 }

@@ -48,6 +48,11 @@ pub fn run(
             match store.insert(&pending) {
                 Ok(n) => {
                     Stats::add(&stats.stored, n as u64);
+                    // Rows a client resent that the store already had (acknowledged
+                    // delivery) were dropped, not stored.
+                    Stats::add(&stats.duplicates, rows.saturating_sub(n) as u64);
+                    // Committed: senders that asked for acknowledgements learn it now.
+                    pending.iter().for_each(Batch::acknowledge);
                     if let Some(since) = failing.take() {
                         tracing::info!(
                             "store recovered after {} s; {} rows waited",

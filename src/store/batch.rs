@@ -54,6 +54,40 @@ pub struct RecordRef<'a> {
 pub struct Batch {
     text: String,
     rows: Vec<Row>,
+    /// Set for batches from a sender that asked for acknowledgements.
+    delivery: Option<Box<Delivery>>,
+}
+
+/// Acknowledged delivery (docs/PROTOCOL.md): the sender's sequence number of each row,
+/// the name under which the store remembers the last one (to drop resent rows), and
+/// the point the writer moves once the batch is durable.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The hello's `client`; `None`: acknowledged but not deduplicated.
+    pub client: Option<std::sync::Arc<str>>,
+    /// One per row, increasing; 0 for a row that came without one (always stored).
+    pub seqs: Vec<u64>,
+    /// The highest of `seqs`.
+    pub max_seq: u64,
+    pub ack: std::sync::Arc<AckPoint>,
+}
+
+/// Where a connection learns what is durable: the writer raises `durable` to the
+/// highest sequence number of each batch it committed (or spooled) and wakes the
+/// connection, which sends `{"ack":N}`.
+#[derive(Debug, Default)]
+pub struct AckPoint {
+    pub durable: std::sync::atomic::AtomicU64,
+    pub notify: tokio::sync::Notify,
+}
+
+impl AckPoint {
+    /// Everything up to `seq` is durable (calls may come in any order).
+    pub fn advance(&self, seq: u64) {
+        self.durable
+            .fetch_max(seq, std::sync::atomic::Ordering::Release);
+        self.notify.notify_one();
+    }
 }
 
 pub fn micros(t: DateTime<Utc>) -> i64 {
@@ -69,6 +103,7 @@ impl Batch {
         Batch {
             text: String::with_capacity(text),
             rows: Vec::with_capacity(rows),
+            delivery: None,
         }
     }
 
@@ -83,6 +118,56 @@ impl Batch {
     pub fn clear(&mut self) {
         self.text.clear();
         self.rows.clear();
+        self.delivery = None;
+    }
+
+    /// Makes this a batch of acknowledged delivery (rows pushed after this call are
+    /// numbered with [`Batch::push_seq`]).
+    pub fn set_delivery(
+        &mut self,
+        client: Option<std::sync::Arc<str>>,
+        ack: std::sync::Arc<AckPoint>,
+    ) {
+        self.delivery = Some(Box::new(Delivery {
+            client,
+            seqs: Vec::with_capacity(self.rows.capacity()),
+            max_seq: 0,
+            ack,
+        }));
+    }
+
+    pub fn delivery(&self) -> Option<&Delivery> {
+        self.delivery.as_deref()
+    }
+
+    /// Records the sequence number of the row pushed last (acknowledged batches only).
+    pub fn push_seq(&mut self, seq: Option<u64>) {
+        if let Some(d) = self.delivery.as_mut() {
+            let seq = seq.unwrap_or(0);
+            d.seqs.push(seq);
+            d.max_seq = d.max_seq.max(seq);
+        }
+    }
+
+    /// Tells the sender that this batch is durable (the writer calls it after the
+    /// commit or the spool write); nothing for unacknowledged batches.
+    pub fn acknowledge(&self) {
+        if let Some(d) = self.delivery.as_ref().filter(|d| d.max_seq > 0) {
+            d.ack.advance(d.max_seq);
+        }
+    }
+
+    /// The records whose sequence number is above `after` (all when `after` is `None`
+    /// or the batch has no sequence numbers).
+    pub fn iter_after(&self, after: Option<u64>) -> impl Iterator<Item = RecordRef<'_>> {
+        let seqs = after.and_then(|a| Some((self.delivery.as_ref()?.seqs.as_slice(), a)));
+        self.rows
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| {
+                seqs.is_none_or(|(s, a)| s.get(*i).is_none_or(|&q| q == 0 || q > a))
+            })
+            .map(|(_, r)| self.record(r))
     }
 
     fn put(&mut self, s: Option<&str>) -> Span {

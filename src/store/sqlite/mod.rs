@@ -39,6 +39,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: MIGRATION_2,
         fill: Some(blocks::backfill),
     },
+    Migration {
+        sql: MIGRATION_3,
+        fill: None,
+    },
 ];
 
 const MIGRATION_1: &str =
@@ -85,6 +89,14 @@ const MIGRATION_2: &str =
         facilities INTEGER NOT NULL,  -- bit n: a row of facility n; bit 24: none
         sources BLOB,                 -- (Sources.id delta as LEB128, severity bits) pairs
         hosts BLOB                    -- the same for Hosts.id; NULL: unknown, any
+    );";
+
+const MIGRATION_3: &str =
+    // 3: acknowledged delivery: the last sequence number stored per sending client,
+    // written in the transaction that stores its rows, so a resent row is dropped.
+    "CREATE TABLE ClientSeq (
+        client TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL
     );";
 
 /// Every migration, in order, as one SQL script.
@@ -188,6 +200,57 @@ impl NameIds {
     }
 }
 
+/// The last sequence number per client within one transaction: read from `ClientSeq`
+/// at a client's first batch, written back before the commit. A transaction holds few
+/// clients, so a list is enough.
+#[derive(Default)]
+struct ClientSeqs {
+    last: Vec<(std::sync::Arc<str>, Option<u64>)>,
+}
+
+impl ClientSeqs {
+    /// The sequence number this batch's rows must exceed to be stored (`None`: all,
+    /// not a client's batch), and the batch's last one remembered as the new mark.
+    fn before(&mut self, tx: &Transaction<'_>, b: &Batch) -> rusqlite::Result<Option<u64>> {
+        let Some(d) = b.delivery() else {
+            return Ok(None);
+        };
+        let (Some(client), newest @ 1..) = (&d.client, d.max_seq) else {
+            return Ok(None);
+        };
+        let i = match self.last.iter().position(|(c, _)| c == client) {
+            Some(i) => i,
+            None => {
+                let stored: Option<i64> = tx
+                    .prepare_cached("SELECT last_seq FROM ClientSeq WHERE client = ?1")?
+                    .query_row([client.as_ref()], |r| r.get(0))
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })?;
+                self.last.push((client.clone(), stored.map(|v| v as u64)));
+                self.last.len() - 1
+            }
+        };
+        let after = self.last[i].1;
+        self.last[i].1 = Some(after.map_or(newest, |a| a.max(newest)));
+        Ok(after)
+    }
+
+    fn write(&self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        for (client, last) in &self.last {
+            let Some(last) = last else { continue };
+            tx.prepare_cached(
+                "INSERT INTO ClientSeq (client, last_seq) VALUES (?1, ?2) \
+                 ON CONFLICT (client) DO UPDATE SET last_seq = excluded.last_seq",
+            )?
+            .execute(rusqlite::params![client.as_ref(), *last as i64])?;
+        }
+        Ok(())
+    }
+}
+
 /// The relay's side of a SQLite store: creates, upgrades and writes it.
 pub struct SqliteWriter {
     conn: Connection,
@@ -209,10 +272,15 @@ impl SqliteWriter {
         let tx = self.conn.transaction()?;
         let mut n = 0;
         let mut summaries = Pending::default();
+        let mut seqs = ClientSeqs::default();
         {
             let mut stmt = tx.prepare_cached(&self.insert)?;
             let mut time_text = String::with_capacity(32);
-            for r in batches.iter().flat_map(Batch::iter) {
+            let rows = batches.iter().map(|b| {
+                let after = seqs.before(&tx, b)?;
+                Ok::<_, rusqlite::Error>(b.iter_after(after))
+            });
+            for r in rows.collect::<Result<Vec<_>, _>>()?.into_iter().flatten() {
                 let mut i = 0;
                 for (c, sqlite) in written_columns() {
                     i += 1;
@@ -238,6 +306,7 @@ impl SqliteWriter {
             }
         }
         summaries.write(&tx)?;
+        seqs.write(&tx)?;
         tx.commit()?;
         self.restart_wal_if_large();
         Ok(n)

@@ -1,0 +1,148 @@
+//! The native protocol's optional hello line (docs/PROTOCOL.md): a first line
+//! `{"hello":1,"client":"NAME","acks":true}` (a `hello` key and no `message` key) is
+//! answered `{"hello":1,"acks":true|false}`. What a connection sent first that is not a
+//! hello is handed back untouched, so clients that never heard of hellos (the original
+//! Python client, syslog senders) work exactly as before.
+
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// The longest first line looked at as a possible hello.
+const MAX_HELLO: usize = 8 * 1024;
+/// The longest client name kept (it is a key in the store).
+const MAX_CLIENT: usize = 256;
+
+/// What a client said in its hello.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Hello {
+    /// The name under which the relay remembers the client's last sequence number.
+    pub client: Option<String>,
+    pub acks: bool,
+}
+
+/// Reads what is needed to tell whether the connection starts with a hello and answers
+/// it. Returns the hello (if there was one) and the bytes read that belong to the data.
+pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    idle: Duration,
+    shutdown: &CancellationToken,
+) -> (Option<Hello>, Vec<u8>) {
+    let mut first = Vec::new();
+    let line_end = loop {
+        // Syslog and anything else that is not JSON is data from its first byte.
+        if first.first().is_some_and(|&b| b != b'{') {
+            break None;
+        }
+        if let Some(i) = memchr::memchr(b'\n', &first) {
+            break Some(i);
+        }
+        if first.len() >= MAX_HELLO {
+            break None;
+        }
+        let mut chunk = [0u8; 4096];
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, stream.read(&mut chunk)) => r,
+            _ = shutdown.cancelled() => break None,
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => first.extend_from_slice(&chunk[..n]),
+            _ => break None, // EOF, error or idle: whatever came is handled as data
+        }
+    };
+    let Some((hello, end)) = line_end.and_then(|i| Some((parse_hello(&first[..i])?, i))) else {
+        return (None, first);
+    };
+    let answer: &[u8] = if hello.acks {
+        b"{\"hello\":1,\"acks\":true}\n"
+    } else {
+        b"{\"hello\":1,\"acks\":false}\n"
+    };
+    if let Err(e) = stream.write_all(answer).await {
+        tracing::debug!(error = %e, "cannot answer hello");
+    }
+    first.drain(..=end);
+    (Some(hello), first)
+}
+
+/// A hello is a JSON object with a `hello` key and no `message` key.
+pub fn parse_hello(line: &[u8]) -> Option<Hello> {
+    let v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let obj = v.as_object()?;
+    if !obj.contains_key("hello") || obj.contains_key("message") {
+        return None;
+    }
+    let client = obj
+        .get("client")
+        .and_then(|c| c.as_str())
+        .filter(|c| !c.is_empty())
+        .map(|c| truncate(c, MAX_CLIENT).to_string());
+    Some(Hello {
+        client,
+        acks: obj.get("acks").and_then(|a| a.as_bool()).unwrap_or(false),
+    })
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Takes the sequence number out of a native message on an acknowledged connection:
+/// the JSON parser keeps unknown keys such as `seq` as parameters of the SD element
+/// `fields`; this one is the protocol's, not the sender's data, so it is removed.
+pub fn take_seq(m: &mut crate::message::LogMessage<'_>) -> Option<u64> {
+    let ei = m
+        .structured_data
+        .iter()
+        .position(|e| e.id == crate::protocol::json::EXTRA_FIELDS_ID)?;
+    let element = &mut m.structured_data[ei];
+    let pi = element.params.iter().position(|(k, _)| k == "seq")?;
+    let seq = element.params[pi].1.parse().ok()?;
+    element.params.remove(pi);
+    if element.params.is_empty() {
+        m.structured_data.remove(ei);
+    }
+    Some(seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_is_a_hello_key_without_message() {
+        assert_eq!(
+            parse_hello(br#"{"hello":1,"client":"x","acks":true,"token":"s"}"#),
+            Some(Hello {
+                client: Some("x".into()),
+                acks: true
+            })
+        );
+        assert_eq!(parse_hello(br#"{"hello":1}"#), Some(Hello::default()));
+        assert!(parse_hello(br#"{"hello":1,"message":"hi"}"#).is_none());
+        assert!(parse_hello(br#"{"level":"INFO","message":"hi"}"#).is_none());
+        assert!(parse_hello(b"{not json").is_none());
+        assert!(parse_hello(b"<13>Jan  1 00:00:00 h x: y").is_none());
+    }
+
+    #[test]
+    fn seq_is_taken_out_of_the_extras() {
+        let now = chrono::Utc::now();
+        let mut m =
+            crate::protocol::json::parse(br#"{"seq":42,"message":"m","user":"bob"}"#, now).unwrap();
+        assert_eq!(take_seq(&mut m), Some(42));
+        assert_eq!(
+            m.structured_data_json().as_deref(),
+            Some(r#"{"fields":{"user":"bob"}}"#)
+        );
+        let mut m = crate::protocol::json::parse(br#"{"seq":7,"message":"m"}"#, now).unwrap();
+        assert_eq!(take_seq(&mut m), Some(7));
+        assert!(m.structured_data.is_empty());
+        let mut m = crate::protocol::json::parse(br#"{"message":"m"}"#, now).unwrap();
+        assert_eq!(take_seq(&mut m), None);
+    }
+}
