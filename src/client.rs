@@ -203,6 +203,39 @@ impl Logger {
         }
     }
 
+    /// Queues a full record, waiting up to `timeout` for room in the queue instead of
+    /// dropping it (for senders that would rather slow down, such as `logq send`).
+    /// Gives the message back if the queue stayed full.
+    pub fn submit_wait(
+        &self,
+        mut m: LogMessage<'static>,
+        timeout: Duration,
+    ) -> Result<(), LogMessage<'static>> {
+        if m.hostname.is_none() {
+            m.hostname = self.config.hostname.clone().map(Cow::Owned);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut item = Item::Message(m);
+        loop {
+            match self.tx.try_send(item) {
+                Ok(()) => {
+                    self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    item = back;
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
+                    return match back {
+                        Item::Message(m) => Err(m),
+                        _ => unreachable!("only a message was sent"),
+                    };
+                }
+            }
+        }
+    }
+
     /// Waits until everything queued so far has been acknowledged by the relay (with
     /// acks; without, written to it).
     pub fn flush(&self, timeout: Duration) -> Result<(), ClientError> {

@@ -144,7 +144,8 @@ fn logger_loses_and_doubles_nothing_across_two_kill9() {
             kills += 1;
         }
     }
-    l.flush(Duration::from_secs(60)).expect("everything acknowledged");
+    l.flush(Duration::from_secs(60))
+        .expect("everything acknowledged");
     assert_eq!(kills, 2);
     assert_eq!((l.accepted(), l.dropped()), (N, 0));
     assert_eq!(l.acknowledged(), N);

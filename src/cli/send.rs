@@ -35,6 +35,18 @@ pub struct SendArgs {
     /// The relay, HOST:PORT
     #[arg(long, env = "LOGRELAY_SERVER", default_value = crate::settings::DEFAULT_LISTEN)]
     pub server: String,
+    /// Ask the relay to acknowledge what it stored (native protocol, JSON only); report
+    /// sent / acknowledged and fail when something was never acknowledged
+    #[arg(long)]
+    pub acks: bool,
+    /// With --acks: how long to wait for the last acknowledgement
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        requires = "acks"
+    )]
+    pub ack_timeout: crate::settings::Span,
     /// The message; without it, every line of standard input is one message
     #[arg(value_name = "MESSAGE")]
     pub message: Vec<String>,
@@ -61,6 +73,75 @@ fn connect(server: &str) -> Result<TcpStream, CliError> {
     Err(unreachable(last))
 }
 
+/// Every line of standard input (or the one message) as one message.
+fn for_each_message(
+    a: &SendArgs,
+    mut each: impl FnMut(&str, bool) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    if !a.message.is_empty() {
+        return each(&a.message.join(" "), true);
+    }
+    let stdin = io::stdin();
+    let mut lines = io::BufReader::new(stdin.lock());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = lines
+            .read_line(&mut line)
+            .map_err(|e| CliError::Runtime(format!("cannot read standard input: {e}")))?;
+        if n == 0 {
+            return Ok(());
+        }
+        let text = line.trim_end_matches(['\n', '\r']);
+        if !text.is_empty() {
+            each(text, lines.buffer().is_empty())?;
+        }
+    }
+}
+
+/// `--acks`: through the `Logger`, which numbers the messages, keeps them until the
+/// relay acknowledged them and resends them after a reconnect.
+fn send_acknowledged(
+    a: &SendArgs,
+    level: crate::message::Level,
+    facility: Facility,
+    hostname: Option<String>,
+) -> Result<std::process::ExitCode, CliError> {
+    if a.format != Format::Json {
+        return Err(CliError::usage(
+            "--acks needs the native protocol",
+            Some("--format json (the default)".into()),
+        ));
+    }
+    connect(&a.server)?; // fail fast and clearly when the relay is not there
+    let mut config = crate::client::Config::new(a.source.clone()).server(a.server.clone());
+    config.hostname = hostname;
+    let logger =
+        crate::client::Logger::new(config).map_err(|e| CliError::Runtime(e.to_string()))?;
+    let pid = std::process::id().to_string();
+    for_each_message(a, |text, _| {
+        let mut m = LogMessage::new(text.to_string(), level, Utc::now());
+        m.facility = Some(facility);
+        m.source = Some(Cow::Owned(a.source.clone()));
+        m.procid = Some(Cow::Owned(pid.clone()));
+        logger
+            .submit_wait(m, a.ack_timeout.0)
+            .map_err(|_| CliError::Runtime(format!("the relay at {} takes nothing", a.server)))
+    })?;
+    let flushed = logger.flush(a.ack_timeout.0);
+    let (sent, acked) = (logger.accepted(), logger.acknowledged());
+    eprintln!("sent {sent}, acknowledged {acked}");
+    if flushed.is_err() || acked < sent {
+        eprintln!(
+            "logq: {} messages were not acknowledged within {} (they may or may not be stored)",
+            sent - acked.min(sent),
+            a.ack_timeout
+        );
+        return Ok(std::process::ExitCode::from(3));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
 pub fn run(a: SendArgs) -> Result<std::process::ExitCode, CliError> {
     let level = super::levels::priority(&a.priority)?.1;
     let facility: Facility = a
@@ -68,6 +149,9 @@ pub fn run(a: SendArgs) -> Result<std::process::ExitCode, CliError> {
         .parse()
         .map_err(|e: crate::message::UnknownFacility| CliError::usage(e.to_string(), None))?;
     let hostname = a.host.clone().or_else(crate::sys::hostname);
+    if a.acks {
+        return send_acknowledged(&a, level, facility, hostname);
+    }
     let mut stream = connect(&a.server)?;
     let mut out = Vec::with_capacity(4096);
     let mut scratch = String::new();

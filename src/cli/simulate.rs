@@ -48,6 +48,18 @@ pub struct SimulateArgs {
     /// Seed for the random choices (runs with the same seed send the same messages)
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Every service sends through the `Logger` with acknowledgements (native
+    /// protocol); report sent / acknowledged, fail when something was never acknowledged
+    #[arg(long)]
+    pub acks: bool,
+    /// With --acks: how long to wait for the last acknowledgement
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        requires = "acks"
+    )]
+    pub ack_timeout: crate::settings::Span,
 }
 
 /// A small, fast, seedable generator (xorshift64*): no need for a crate here.
@@ -276,7 +288,21 @@ fn generic(level: Level) -> &'static str {
 struct Shared {
     sent: AtomicU64,
     failed: AtomicU64,
+    acknowledged: AtomicU64,
     stop: AtomicBool,
+}
+
+/// Where a worker's messages go: its own connections, or (with --acks) a `Logger` per
+/// service.
+enum Outlet {
+    Plain {
+        conns: Vec<Option<TcpStream>>,
+        bufs: Vec<(Vec<u8>, u64)>,
+    },
+    Acked {
+        loggers: Vec<crate::client::Logger>,
+        wait: Duration,
+    },
 }
 
 struct Plan {
@@ -293,16 +319,32 @@ fn worker(
     plan: Plan,
     seed: u64,
     shared: Arc<Shared>,
+    acks: Option<Duration>,
 ) {
     let hostname = crate::sys::hostname().unwrap_or_else(|| "localhost".into());
-    let mut conns: Vec<Option<TcpStream>> = services
-        .iter()
-        .map(|_| TcpStream::connect(&server).ok())
-        .collect();
-    let mut bufs: Vec<(Vec<u8>, u64)> = services
-        .iter()
-        .map(|_| (Vec::with_capacity(1 << 16), 0))
-        .collect();
+    let mut outlet = match acks {
+        None => Outlet::Plain {
+            conns: services
+                .iter()
+                .map(|_| TcpStream::connect(&server).ok())
+                .collect(),
+            bufs: services
+                .iter()
+                .map(|_| (Vec::with_capacity(1 << 16), 0))
+                .collect(),
+        },
+        Some(wait) => Outlet::Acked {
+            loggers: services
+                .iter()
+                .filter_map(|(i, _)| {
+                    let name = SERVICES[i % SERVICES.len()].name;
+                    let config = crate::client::Config::new(name).server(server.clone());
+                    crate::client::Logger::new(config).ok()
+                })
+                .collect(),
+            wait,
+        },
+    };
     let mut rng = Rng::new(seed);
     let mut text = String::new();
     let mut scratch = String::new();
@@ -349,11 +391,22 @@ fn worker(
                 params: vec![(Cow::Borrowed("service"), Cow::Borrowed(svc.name))],
             }];
         }
-        encode_framed(format, &m, &mut scratch, &mut bufs[slot].0);
-        bufs[slot].1 += 1;
         made += 1;
-        if bufs[slot].0.len() >= 1 << 16 || plan.rate.is_some() {
-            flush(slot, &mut conns, &mut bufs);
+        match &mut outlet {
+            Outlet::Plain { conns, bufs } => {
+                encode_framed(format, &m, &mut scratch, &mut bufs[slot].0);
+                bufs[slot].1 += 1;
+                if bufs[slot].0.len() >= 1 << 16 || plan.rate.is_some() {
+                    flush(slot, conns, bufs);
+                }
+            }
+            Outlet::Acked { loggers, wait } => {
+                let sent = loggers
+                    .get(slot)
+                    .is_some_and(|l| l.submit_wait(m.into_owned(), *wait).is_ok());
+                let counter = if sent { &shared.sent } else { &shared.failed };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if let Some(rate) = plan.rate {
             let due = start + Duration::from_secs_f64(made as f64 / rate);
@@ -363,14 +416,30 @@ fn worker(
             }
         }
     }
-    for i in 0..services.len() {
-        flush(i, &mut conns, &mut bufs);
-    }
-    // Half-close and wait until the relay has read everything.
-    for c in conns.iter_mut().flatten() {
-        let _ = c.shutdown(std::net::Shutdown::Write);
-        let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
-        let _ = std::io::Read::read(c, &mut [0u8; 1]);
+    match outlet {
+        Outlet::Plain {
+            mut conns,
+            mut bufs,
+        } => {
+            for i in 0..services.len() {
+                flush(i, &mut conns, &mut bufs);
+            }
+            // Half-close and wait until the relay has read everything.
+            for c in conns.iter_mut().flatten() {
+                let _ = c.shutdown(std::net::Shutdown::Write);
+                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = std::io::Read::read(c, &mut [0u8; 1]);
+            }
+        }
+        Outlet::Acked { loggers, wait } => {
+            let deadline = Instant::now() + wait;
+            for l in loggers {
+                let _ = l.flush(deadline.saturating_duration_since(Instant::now()));
+                shared
+                    .acknowledged
+                    .fetch_add(l.acknowledged(), Ordering::Relaxed);
+            }
+        }
     }
 }
 
@@ -406,6 +475,7 @@ pub fn run(a: SimulateArgs) -> Result<std::process::ExitCode, CliError> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let threads = a.services.min(cores).max(1);
     let formats = |i: usize| match a.protocol {
+        _ if a.acks => Format::Json,
         Protocols::Mixed if i.is_multiple_of(2) => Format::Json,
         Protocols::Mixed => Format::Rfc5424,
         Protocols::Json => Format::Json,
@@ -415,6 +485,7 @@ pub fn run(a: SimulateArgs) -> Result<std::process::ExitCode, CliError> {
     let shared = Arc::new(Shared {
         sent: AtomicU64::new(0),
         failed: AtomicU64::new(0),
+        acknowledged: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
     let start = Instant::now();
@@ -436,7 +507,8 @@ pub fn run(a: SimulateArgs) -> Result<std::process::ExitCode, CliError> {
             let server = a.server.clone();
             let shared = shared.clone();
             let seed = a.seed.wrapping_add(t as u64);
-            std::thread::spawn(move || worker(services, server, plan, seed, shared))
+            let acks = a.acks.then_some(a.ack_timeout.0);
+            std::thread::spawn(move || worker(services, server, plan, seed, shared, acks))
         })
         .collect();
     let bar = progress_bar(&a);
@@ -457,12 +529,25 @@ pub fn run(a: SimulateArgs) -> Result<std::process::ExitCode, CliError> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let acknowledged = shared.acknowledged.load(Ordering::Relaxed);
+    let acked_text = if a.acks {
+        format!(", acknowledged {acknowledged}")
+    } else {
+        String::new()
+    };
     println!(
-        "sent {sent}, failed {failed}, {:.0} msg/s over {secs:.2} s ({} services, {threads} threads)",
+        "sent {sent}{acked_text}, failed {failed}, {:.0} msg/s over {secs:.2} s ({} services, {threads} threads)",
         sent as f64 / secs.max(1e-9),
         a.services
     );
-    Ok(if failed > 0 {
+    if a.acks && acknowledged < sent {
+        eprintln!(
+            "logq: {} messages were not acknowledged within {}",
+            sent - acknowledged,
+            a.ack_timeout
+        );
+    }
+    Ok(if failed > 0 || (a.acks && acknowledged < sent) {
         std::process::ExitCode::from(3)
     } else {
         std::process::ExitCode::SUCCESS
