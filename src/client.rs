@@ -131,6 +131,8 @@ pub enum ClientError {
     Thread(io::Error),
     #[error("not everything was delivered within {0:?} (is the relay reachable?)")]
     FlushTimeout(Duration),
+    #[error("the queue stayed full for {0:?} (is the relay reachable?)")]
+    QueueFull(Duration),
     #[error("a global logger is already installed")]
     AlreadyInstalled,
 }
@@ -205,12 +207,12 @@ impl Logger {
 
     /// Queues a full record, waiting up to `timeout` for room in the queue instead of
     /// dropping it (for senders that would rather slow down, such as `logq send`).
-    /// Gives the message back if the queue stayed full.
+    /// Fails (the message is not queued, nor counted as dropped) if the queue stayed full.
     pub fn submit_wait(
         &self,
         mut m: LogMessage<'static>,
         timeout: Duration,
-    ) -> Result<(), LogMessage<'static>> {
+    ) -> Result<(), ClientError> {
         if m.hostname.is_none() {
             m.hostname = self.config.hostname.clone().map(Cow::Owned);
         }
@@ -226,12 +228,7 @@ impl Logger {
                     item = back;
                     std::thread::sleep(Duration::from_micros(200));
                 }
-                Err(TrySendError::Full(back) | TrySendError::Disconnected(back)) => {
-                    return match back {
-                        Item::Message(m) => Err(m),
-                        _ => unreachable!("only a message was sent"),
-                    };
-                }
+                Err(_) => return Err(ClientError::QueueFull(timeout)),
             }
         }
     }
