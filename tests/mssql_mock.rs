@@ -7,7 +7,7 @@
 //! rowversion ordering — those need LOGRELAY_TEST_MSSQL (store_conformance.rs).
 
 use logrelay::message::{Facility, Level};
-use logrelay::store::mssql::{CURSOR_SQL, schema};
+use logrelay::store::mssql::{COMMITTED_SQL, CURSOR_SQL, schema};
 use logrelay::store::{self, Query, StoreUrl};
 use mssql_mock_tds::query_response::QueryRegistry;
 use mssql_mock_tds::{
@@ -517,6 +517,49 @@ fn the_command_timeout_bounds_waits_for_the_server_not_the_reader() {
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "four bounded attempts: {:?}",
+        started.elapsed()
+    );
+}
+
+/// A bulk load that times out may still commit on the server. Before trying it again the
+/// store asks whether its last row is there, and does not load the rows twice.
+#[test]
+fn a_timed_out_bulk_load_is_checked_before_it_is_retried() {
+    use logrelay::message::LogMessage;
+    use logrelay::store::Batch;
+    let mock = Mock::start(false);
+    mock.register(&schema::check_sql(), schema_state(150, Some(0), &[]));
+    // The load's first statement (tiberius asks for the columns' metadata) hangs past
+    // the command timeout; the fake cannot do a bulk load, so a retried load would fail.
+    let metadata = format!(
+        "SELECT TOP 0 {} FROM dbo.Logs",
+        logrelay::store::mssql::insert_columns().join(", ")
+    );
+    mock.register(
+        &metadata,
+        QueryResponse::new(vec![], vec![]).with_delay(Duration::from_secs(20)),
+    );
+    mock.register(
+        "SELECT COUNT_BIG(*) FROM",
+        QueryResponse::new(
+            vec![ColumnDefinition::new("n", SqlDataType::BigInt)],
+            vec![Row::new(vec![ColumnValue::BigInt(1)])],
+        ),
+    );
+    assert!(COMMITTED_SQL.starts_with("SELECT COUNT_BIG(*) FROM dbo.Logs"));
+    let mut w =
+        store::open_writer(&mock.url("encrypt=off&connectTimeout=5&commandTimeout=1")).unwrap();
+    let mut batch = Batch::new();
+    batch.push(&LogMessage::new("once", Level::Info, chrono::Utc::now()));
+    let started = Instant::now();
+    assert_eq!(
+        w.insert(&[batch]).unwrap(),
+        1,
+        "the second attempt finds the rows committed"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
         started.elapsed()
     );
 }

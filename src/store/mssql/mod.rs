@@ -54,6 +54,36 @@ pub struct MssqlStore {
     last_seen: Option<i64>,
     /// Whether the last failed call failed for a reason worth retrying.
     last_transient: bool,
+    /// The last row of a bulk load whose outcome is unknown (it timed out or the
+    /// connection broke: it may have committed), as `(time_us, received_us)`.
+    unsure: Option<(i64, i64)>,
+}
+
+/// Whether a bulk load whose outcome is unknown committed: its last row is there (a
+/// bulk load commits all its rows or none). `time_us` within 4 ms: an original
+/// table's `datetime` rounds to 3.33 ms; `received` is ours, `datetime2(6)`, exact.
+pub const COMMITTED_SQL: &str = "SELECT COUNT_BIG(*) FROM dbo.Logs \
+    WHERE time_us BETWEEN @P1 AND @P2 AND received = @P3";
+
+fn row_key(r: &RecordRef<'_>) -> (i64, i64) {
+    (r.time_us, r.received_us)
+}
+
+async fn committed(
+    client: &mut Conn,
+    (time_us, received_us): (i64, i64),
+) -> tiberius::Result<bool> {
+    let (lo, hi) = (time_us.saturating_sub(4_000), time_us.saturating_add(4_000));
+    let received = naive(received_us);
+    let row = client
+        .query(COMMITTED_SQL, &[&lo, &hi, &received])
+        .await?
+        .into_row()
+        .await?;
+    Ok(row
+        .and_then(|r| r.try_get::<i64, _>(0).ok().flatten())
+        .unwrap_or(0)
+        > 0)
 }
 
 /// The longest prefix of `s` that fits in `max` UTF-16 code units (what nvarchar counts).
@@ -156,6 +186,11 @@ fn written() -> impl Iterator<Item = (&'static Column, columns::TsqlColumn)> {
 static INSERT_COLUMNS: LazyLock<Vec<&'static str>> =
     LazyLock::new(|| written().map(|(_, t)| t.name).collect());
 
+/// The columns bulk load writes, in order (what tiberius asks the server about).
+pub fn insert_columns() -> &'static [&'static str] {
+    &INSERT_COLUMNS
+}
+
 /// The columns queries read, after `id`, with their setters.
 fn read_columns() -> impl Iterator<Item = (&'static Column, Setter)> {
     columns::readable(|c| c.tsql.is_some_and(|t| t.read.is_some()))
@@ -241,6 +276,7 @@ impl MssqlStore {
             pool: Pool::shared(conn_str, true)?,
             last_seen: None,
             last_transient: false,
+            unsure: None,
         })
     }
 
@@ -255,6 +291,7 @@ impl MssqlStore {
             pool: Pool::shared(conn_str, false)?,
             last_seen: None,
             last_transient: false,
+            unsure: None,
         })
     }
 }
@@ -339,11 +376,21 @@ impl MssqlStore {
 }
 
 impl MssqlStore {
-    /// One bulk load of `rows`, retried on transient failures.
+    /// One bulk load of `rows`, retried on transient failures. A load that timed out or
+    /// lost its connection may still have committed: before it is tried again (here, or
+    /// when the writer retries the same rows) the table is asked whether its last row
+    /// is there, so a retry never stores the rows twice.
     fn bulk(&mut self, rows: &[RecordRef<'_>]) -> Result<(), StoreError> {
         let limit = Some(self.pool.settings.command_timeout);
         let catalog = self.pool.catalog();
-        with_retry!(self, "bulk insert", limit, |conn| async {
+        let last = rows.last().map(row_key);
+        let check_first = std::cell::Cell::new(last.is_some() && self.unsure == last);
+        let result = with_retry!(self, "bulk insert", limit, |conn| async {
+            if let Some(key) = last.filter(|_| check_first.replace(true))
+                && committed(conn.client(), key).await?
+            {
+                return Ok::<_, Attempt>(());
+            }
             let mut req = conn
                 .client()
                 .bulk_insert_columns(TABLE, &INSERT_COLUMNS)
@@ -353,7 +400,12 @@ impl MssqlStore {
             }
             req.finalize().await?;
             Ok::<_, Attempt>(())
-        })
+        });
+        self.unsure = match &result {
+            Err(_) if self.last_transient => last,
+            _ => None,
+        };
+        result
     }
 }
 
