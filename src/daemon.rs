@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 )]
 struct Args {
     /// TOML configuration file (see fixtures/logrelayd.toml)
-    #[arg(long, env = "LOGRELAY_CONFIG", value_name = "FILE")]
+    #[arg(long, env = "LOGRELAY_CONFIG", value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Do not receive UDP datagrams (the same as --udp false)
     #[arg(long)]
@@ -37,6 +37,17 @@ enum Command {
     /// Bring the store's schema up to date step by step, showing progress, and exit
     /// (e.g. `logrelayd --db URL migrate`; for a populated SQL Server table, no time limit)
     Migrate,
+    /// Inspect the disk spool (read-only; the daemon may be running)
+    #[command(subcommand)]
+    Spool(SpoolCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum SpoolCommand {
+    /// Segments, bytes and rows waiting to be stored
+    Status,
+    /// Check every record's checksum; exit 1 if a record is torn or damaged
+    Verify,
 }
 
 /// `logrelayd`'s command line, with each setting's `LOGRELAY_*` variable (also what the
@@ -89,8 +100,10 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    if let Some(Command::Migrate) = command {
-        return migrate(&config);
+    match &command {
+        Some(Command::Migrate) => return migrate(&config),
+        Some(Command::Spool(cmd)) => return spool_command(cmd, &config),
+        None => {}
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -115,6 +128,33 @@ fn migrate(config: &Config) -> ExitCode {
         Err(e) => {
             eprintln!("logrelayd migrate: error: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `logrelayd spool status|verify`: read-only, safe beside a running daemon.
+fn spool_command(cmd: &SpoolCommand, config: &Config) -> ExitCode {
+    use crate::relay::spool;
+    let dir = config.spool_dir();
+    let result = match cmd {
+        SpoolCommand::Status => spool::status(&dir).map(|r| (r, true)),
+        SpoolCommand::Verify => spool::verify(&dir),
+    };
+    match result {
+        Ok((report, sound)) => {
+            print!("{report}");
+            if sound {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "logrelayd: error: cannot read spool {}: {e} (hint: give the daemon's --db or --spool-dir)",
+                dir.display()
+            );
+            ExitCode::from(3)
         }
     }
 }

@@ -6,12 +6,12 @@
 //! README's synopsis (a test checks both).
 
 use crate::protocol::framing::DEFAULT_MAX_FRAME;
-use crate::settings::{DEFAULT_LISTEN, Span, deserialize_from_str};
+use crate::settings::{DEFAULT_LISTEN, Size, Span, deserialize_from_str};
 use crate::store::StoreUrl;
 use chrono::{DateTime, FixedOffset, Local, Offset, Utc};
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -64,7 +64,7 @@ settings! {
 
     /// The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET)
     /// [default: sqlite:~/.local/share/logrelay/logs.db]
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     db: StoreUrl = StoreUrl::default_sqlite();
 
     /// Longest frame in bytes; longer frames are truncated and counted [default: 65536]
@@ -96,6 +96,56 @@ settings! {
     /// Level of the relay's own log: error, warn, info, debug or trace [default: info]
     #[arg(long, value_name = "LEVEL")]
     log: LogLevel = LogLevel(tracing::Level::INFO);
+
+    /// Bytes read but not yet committed or spooled, all connections together [default: 64MiB]
+    #[arg(long, value_name = "SIZE")]
+    memory_budget: Size = Size::mib(64);
+
+    /// Disk spool for when the store fails [default: beside the store, logs.db.spool]
+    #[arg(long, value_name = "DIR", global = true)]
+    spool_dir: SpoolDir = SpoolDir::default();
+
+    /// Most bytes the spool may take; when full, senders are held back [default: 1GiB]
+    #[arg(long, value_name = "SIZE")]
+    spool_max_size: Size = Size::mib(1024);
+
+    /// UDP socket receive buffer asked of the kernel [default: 8MiB]
+    #[arg(long, value_name = "SIZE")]
+    udp_recv_buffer: Size = Size::mib(8);
+}
+
+/// `spool-dir`: a directory, or (empty, the default) beside the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpoolDir(pub Option<PathBuf>);
+
+impl FromStr for SpoolDir {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SpoolDir, String> {
+        if s.trim().is_empty() {
+            return Ok(SpoolDir(None));
+        }
+        crate::settings::expand_path(s.trim()).map(|p| SpoolDir(Some(p)))
+    }
+}
+
+impl Config {
+    /// The spool directory: `spool-dir`, else beside a SQLite store (`logs.db` →
+    /// `logs.db.spool/`), else `spool/` in the user's data directory.
+    pub fn spool_dir(&self) -> PathBuf {
+        if let Some(d) = &self.spool_dir.0 {
+            return d.clone();
+        }
+        match &self.db {
+            StoreUrl::Sqlite(p) => {
+                let mut name = p.file_name().unwrap_or_default().to_os_string();
+                name.push(".spool");
+                p.with_file_name(name)
+            }
+            StoreUrl::Mssql(_) => dirs::data_dir()
+                .map(|d| d.join("logrelay").join("spool"))
+                .unwrap_or_else(|| PathBuf::from("logrelay.spool")),
+        }
+    }
 }
 
 fn listen_addr(s: &str) -> Result<SocketAddr, String> {
@@ -177,6 +227,16 @@ impl Config {
         {
             return Err("idle-timeout and stats-interval must be at least 1s".into());
         }
+        // A read (64 KiB) and its parsed batch must fit, or nothing could be read.
+        if c.memory_budget < Size::mib(1) || c.memory_budget.bytes() > u32::MAX as u64 {
+            return Err(format!(
+                "memory-budget {} out of range (1MiB to 4GiB)",
+                c.memory_budget
+            ));
+        }
+        if c.udp_recv_buffer.bytes() > i32::MAX as u64 {
+            return Err(format!("udp-recv-buffer {} too large", c.udp_recv_buffer));
+        }
         Ok(c)
     }
 }
@@ -240,7 +300,7 @@ impl FromStr for StoreUrl {
     }
 }
 
-deserialize_from_str!(Zone, LogLevel, StoreUrl);
+deserialize_from_str!(Zone, LogLevel, StoreUrl, SpoolDir);
 
 #[cfg(test)]
 mod tests {
@@ -285,6 +345,24 @@ mod tests {
         assert!(err("idle-timeout = \"soon\"").contains("30d"));
         assert!(err("log = \"loud\"").contains("log level"));
         assert!(err("colour = 1").contains("unknown field"));
+        assert!(err("memory-budget = \"64 parsecs\"").contains("size"));
+        assert!(err("memory-budget = \"1KiB\"").contains("memory-budget"));
+    }
+
+    #[test]
+    fn spool_lives_beside_a_sqlite_store() {
+        let c = Config {
+            db: StoreUrl::Sqlite("/var/lib/logrelay/logs.db".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.spool_dir(),
+            PathBuf::from("/var/lib/logrelay/logs.db.spool")
+        );
+        let file: Layer = toml::from_str("spool-dir = \"/tmp/sp\"\nspool-max-size = \"2GiB\"").unwrap();
+        let c = Config::resolve(file).unwrap();
+        assert_eq!(c.spool_dir(), PathBuf::from("/tmp/sp"));
+        assert_eq!(c.spool_max_size, Size::mib(2048));
     }
 
     /// The example file and the README name every setting, and the file holds nothing

@@ -1,15 +1,20 @@
 //! One TCP connection: read, cut frames, parse each into a record, hand the records of
-//! each read to the writer as one batch. The channel is bounded, so when the store is
-//! slow `send` waits, this task stops reading and TCP pushes back on the sender.
+//! each read to the writer as one batch. Every read is first reserved from the memory
+//! budget (see [`super::budget`]), so when the store is slow the budget runs out, this
+//! task stops reading and TCP pushes back on the sender.
 
 use super::Shared;
+use super::budget::Held;
 use super::stats::Stats;
+use super::writer::Inbound;
+use crate::log_limit::Limiter;
 use crate::protocol::framing::{Decoder, Event, Mode};
 use crate::protocol::{Context, decode_frame};
 use crate::store::Batch;
 use crate::store::batch::AckPoint;
 use chrono::Utc;
 use std::fmt::Write as _;
+use futures_util::FutureExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +24,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const READ_SIZE: usize = 64 * 1024;
+/// A connection waits for data in a read this small, holding no budget; only then does
+/// it reserve [`READ_SIZE`] and read the rest that is ready.
+const PROBE_SIZE: usize = 2048;
+/// See [`reserve`].
+const OVERDRAFT_AFTER: Duration = Duration::from_secs(2);
 /// At shutdown, a connection is read until it has been quiet this long…
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// …or for this long at most, however fast its sender keeps sending…
@@ -147,9 +157,13 @@ pub async fn handle(
 ) {
     let peer_text = peer.to_string();
     let mut framer = Framer::new(shared.config.max_frame);
+    // `buf`: bytes read and not yet parsed (an incomplete frame between reads), covered
+    // by `held`. Empty and unallocated while the connection waits, so an idle
+    // connection costs no budget; it waits in a small probe read instead.
+    let mut held = Held::default();
+    let mut probe = [0u8; PROBE_SIZE];
     let idle = shared.config.idle_timeout.0;
     let (hello, mut buf) = super::hello::negotiate(&mut stream, idle, &shutdown).await;
-    buf.reserve(READ_SIZE * 2);
     // Acknowledged delivery: batches carry the sequence numbers and this point, which
     // the writer moves after each commit; the loop below sends `{"ack":N}` lines.
     let (acks, client) = match hello {
@@ -165,8 +179,9 @@ pub async fn handle(
     // Data that came with the hello is parsed before the first read.
     let mut primed = !buf.is_empty();
     loop {
-        buf.reserve(READ_SIZE);
         let now = Instant::now();
+        // Whether this round's bytes are already in `buf` (they came with the hello).
+        let from_hello = primed;
         let read = match drain {
             _ if primed => {
                 primed = false;
@@ -175,7 +190,10 @@ pub async fn handle(
             Drain::Live => tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
-                    drain = Drain::Reading { until: now + DRAIN_DEADLINE };
+                    // Counted from the shutdown, not from when this task noticed it
+                    // (it may have waited for budget): shutdown stays bounded.
+                    let since = shared.shutdown_at.get().copied().unwrap_or(now);
+                    drain = Drain::Reading { until: (now + DRAIN_DEADLINE).min(since + DRAIN_DEADLINE) };
                     continue;
                 }
                 _ = async { acks.as_ref()?.notify.notified().await; Some(()) }, if acks.is_some() => {
@@ -186,14 +204,14 @@ pub async fn handle(
                     }
                     continue;
                 }
-                r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r.unwrap_or_else(|_| {
+                r = tokio::time::timeout(idle, stream.read(&mut probe)) => r.unwrap_or_else(|_| {
                     tracing::info!(peer = %peer, "idle for {idle:?}, closing");
                     Ok(0)
                 }),
             },
             Drain::Reading { until } => {
                 let quiet = if now < until {
-                    tokio::time::timeout(DRAIN_QUIET, stream.read_buf(&mut buf))
+                    tokio::time::timeout(DRAIN_QUIET, stream.read(&mut probe))
                         .await
                         .ok()
                 } else {
@@ -205,8 +223,9 @@ pub async fn handle(
                         // Nothing more for now (or time is up): tell the sender with a
                         // FIN, and keep reading a little for what is already on its way.
                         let _ = stream.shutdown().await;
+                        let since = shared.shutdown_at.get().copied().unwrap_or(now);
                         drain = Drain::Closing {
-                            until: now + FIN_GRACE,
+                            until: (now + FIN_GRACE).min(since + DRAIN_DEADLINE + FIN_GRACE),
                         };
                         continue;
                     }
@@ -214,11 +233,9 @@ pub async fn handle(
             }
             // (A zero timeout would still return data that is ready: check the time.)
             Drain::Closing { until } if now >= until => Ok(0),
-            Drain::Closing { until } => {
-                tokio::time::timeout(until - now, stream.read_buf(&mut buf))
-                    .await
-                    .unwrap_or(Ok(0))
-            }
+            Drain::Closing { until } => tokio::time::timeout(until - now, stream.read(&mut probe))
+                .await
+                .unwrap_or(Ok(0)),
         };
         let n = match read {
             Ok(n) => n,
@@ -228,6 +245,35 @@ pub async fn handle(
             }
         };
         let eof = n == 0;
+        if !eof {
+            // Data is here: reserve room for a full read (reading and parsing it),
+            // waiting while the budget is spent; then take what the socket has.
+            if !from_hello {
+                buf.extend_from_slice(&probe[..n]);
+            }
+            // While draining, reads stay probe-sized (2 KiB), and budget is waited for
+            // only until the drain deadline: with thousands of connections and a slow
+            // store, shutdown stays bounded by the deadline, not by what senders queued.
+            match drain {
+                Drain::Live => {
+                    // Shutdown while waiting for budget: keep the probe's bytes only.
+                    let reserved = tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => false,
+                        _ = reserve(&shared, &mut held, buf.len() + READ_SIZE) => true,
+                    };
+                    if reserved {
+                        buf.reserve(READ_SIZE);
+                        // (An error or EOF here shows again at the next read.)
+                        let _ = stream.read_buf(&mut buf).now_or_never();
+                    }
+                }
+                Drain::Reading { until } | Drain::Closing { until } => {
+                    let _ = tokio::time::timeout_at(until, reserve(&shared, &mut held, buf.len()))
+                        .await;
+                }
+            }
+        }
         let received = Utc::now();
         let ctx = Context {
             received,
@@ -245,15 +291,33 @@ pub async fn handle(
                 // Cut off by shutdown, not ended by the sender: the last frame is
                 // probably incomplete. Keep it, but count and say so.
                 Stats::add(&shared.stats.truncated, 1);
-                tracing::warn!(peer = %peer, bytes = buf.len(), "incomplete frame at shutdown kept");
+                static CUT: Limiter = Limiter::new("incomplete frames kept at shutdown");
+                crate::warn_limited!(CUT, peer = %peer, bytes = buf.len(), "incomplete frame at shutdown kept");
             }
             framer.parse(&buf, true, &ctx, &mut batch, &shared.stats);
             buf.clear();
         }
-        if !batch.is_empty() && shared.tx.send(batch).await.is_err() {
-            tracing::error!(peer = %peer, "writer has stopped; closing connection");
-            break;
+        if buf.is_empty() {
+            buf = Vec::new(); // nothing to keep: no memory held while waiting
         }
+        if !batch.is_empty() {
+            // The batch takes its share of the reservation (more if it came out
+            // larger, which many tiny frames can do); the connection keeps what
+            // covers its incomplete frame.
+            let cost = batch.heap_bytes();
+            let mut share = held.split(cost);
+            if share.bytes() < cost
+                && let Some(extra) = shared.budget.try_acquire(cost - share.bytes())
+            {
+                share.merge(extra);
+            }
+            let inbound = Inbound { batch, held: share };
+            if shared.tx.send(inbound).await.is_err() {
+                tracing::error!(peer = %peer, "writer has stopped; closing connection");
+                break;
+            }
+        }
+        held.shrink_to(buf.len());
         // A read of 64 KiB is a lot of parsing: let other connections (and the
         // signal handler) run between reads even when this socket is always ready.
         tokio::task::yield_now().await;
@@ -261,4 +325,27 @@ pub async fn handle(
             break;
         }
     }
+}
+
+/// Tops `held` up to `want` bytes. A connection that already holds bytes (an
+/// incomplete frame) waits only so long: if incomplete frames alone had spent the
+/// budget, nobody could finish one, so after [`OVERDRAFT_AFTER`] it reads anyway and
+/// the overdraft is counted.
+async fn reserve(shared: &Shared, held: &mut Held, want: usize) {
+    if held.bytes() >= want {
+        return;
+    }
+    let need = want - held.bytes();
+    let more = if held.bytes() == 0 {
+        shared.budget.acquire(need).await
+    } else {
+        match tokio::time::timeout(OVERDRAFT_AFTER, shared.budget.acquire(need)).await {
+            Ok(h) => h,
+            Err(_) => {
+                Stats::add(&shared.stats.budget_overdrafts, 1);
+                return;
+            }
+        }
+    };
+    held.merge(more);
 }

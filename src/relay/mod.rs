@@ -2,13 +2,19 @@
 //!
 //! ```text
 //! TCP accept ─▶ connection task (read ▸ frame ▸ parse ▸ Batch) ─┐
-//! UDP socket ─▶ datagram task (parse ▸ Batch) ──────────────────┼─▶ bounded channel ─▶ writer thread ─▶ Store
+//! UDP socket ─▶ datagram task (parse ▸ Batch) ──────────────────┼─▶ bounded channel ─▶ writer thread ─▶ sinks (Store)
+//!                                                                                          └─ store failing ─▶ disk spool ─▶ replay
 //! ```
 //! Parsing runs on the tokio workers, the store on its own thread: two cores busy.
+//! Everything read and not yet committed or spooled is counted against one memory
+//! budget ([`budget`]); when it is spent, connections stop reading.
 
+pub mod budget;
 pub mod config;
 pub mod connection;
 pub mod hello;
+pub mod spool;
+pub mod spool_format;
 pub mod stats;
 pub mod udp;
 pub mod writer;
@@ -17,13 +23,16 @@ pub use config::Config;
 use stats::{Snapshot, Stats};
 
 use crate::log_limit::{self, Limiter};
-use crate::store::{self, Batch};
+use crate::store;
+use budget::Budget;
+use spool::Spool;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use writer::{Inbound, StoreSink, Writer};
 
 /// Batches in flight between the connections and the writer.
 const CHANNEL_BATCHES: usize = 256;
@@ -32,7 +41,10 @@ const CHANNEL_BATCHES: usize = 256;
 pub struct Shared {
     pub config: Config,
     pub stats: Arc<Stats>,
-    pub tx: mpsc::Sender<Batch>,
+    pub tx: mpsc::Sender<Inbound>,
+    pub budget: Budget,
+    /// When shutdown began: connections' drain deadlines count from it.
+    pub shutdown_at: std::sync::OnceLock<tokio::time::Instant>,
 }
 
 /// A bound relay, not yet serving: its addresses are known (port 0 resolved).
@@ -40,7 +52,8 @@ pub struct Relay {
     shared: Arc<Shared>,
     tcp: Vec<TcpListener>,
     udp: Vec<UdpSocket>,
-    writer: std::thread::JoinHandle<()>,
+    writer: std::thread::JoinHandle<writer::Outcome>,
+    stopping: Arc<std::sync::OnceLock<std::time::Instant>>,
 }
 
 impl Relay {
@@ -48,6 +61,8 @@ impl Relay {
     pub async fn bind(config: Config) -> Result<Relay, String> {
         let store = store::open_writer(&config.db)
             .map_err(|e| format!("cannot open store {}: {e}", config.db))?;
+        let spool_dir = config.spool_dir();
+        let spool = Spool::open(&spool_dir, config.spool_max_size.bytes()).map_err(|e| e.to_string())?;
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
         for addr in &config.listen {
@@ -59,23 +74,40 @@ impl Relay {
                 let u = UdpSocket::bind(bound)
                     .await
                     .map_err(|e| format!("cannot listen on udp {bound}: {e}"))?;
+                udp::tune(&u, config.udp_recv_buffer.bytes() as usize);
                 udp.push(u);
             }
             tcp.push(l);
         }
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
-        let writer_stats = stats.clone();
-        let batch_rows = config.batch_rows;
+        let stopping = Arc::new(std::sync::OnceLock::new());
+        let w = Writer {
+            sinks: vec![Box::new(StoreSink(store))],
+            spool: Some(spool),
+            jobs: Vec::new(),
+            batch_rows: config.batch_rows,
+            stats: stats.clone(),
+            stopping: stopping.clone(),
+        };
+        let rt = tokio::runtime::Handle::current();
         let writer = std::thread::Builder::new()
             .name("logrelay-writer".into())
-            .spawn(move || writer::run(store, rx, batch_rows, writer_stats))
+            .spawn(move || w.run(rx, rt))
             .map_err(|e| format!("cannot start writer thread: {e}"))?;
+        let budget = Budget::new(config.memory_budget.bytes() as usize);
         Ok(Relay {
-            shared: Arc::new(Shared { config, stats, tx }),
+            shared: Arc::new(Shared {
+                config,
+                stats,
+                tx,
+                budget,
+                shutdown_at: std::sync::OnceLock::new(),
+            }),
             tcp,
             udp,
             writer,
+            stopping,
         })
     }
 
@@ -94,6 +126,7 @@ impl Relay {
             tcp,
             udp,
             writer,
+            stopping,
         } = self;
         let tasks = TaskTracker::new();
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
@@ -111,6 +144,9 @@ impl Relay {
         }
         let ticker = tokio::spawn(report_periodically(shared.clone(), shutdown.clone()));
         shutdown.cancelled().await;
+        // From now on a failing store is not waited for: what it cannot take is spooled.
+        let _ = stopping.set(std::time::Instant::now());
+        let _ = shared.shutdown_at.set(tokio::time::Instant::now());
         tracing::info!("shutting down: draining connections");
         tasks.close();
         tasks.wait().await;
@@ -119,12 +155,25 @@ impl Relay {
         let stats = shared.stats.clone();
         drop(shared); // the last sender: the writer sees the channel close
         let joined = tokio::task::spawn_blocking(move || writer.join()).await;
-        if !matches!(joined, Ok(Ok(()))) {
-            tracing::error!("writer thread failed");
-        }
+        let outcome = match joined {
+            Ok(Ok(o)) => o,
+            _ => {
+                tracing::error!("writer thread failed");
+                writer::Outcome::default()
+            }
+        };
         log_limit::flush_all(true);
         let snap = stats.snapshot();
-        tracing::info!("stopped: {snap}");
+        let lost = if outcome.lost > 0 {
+            format!(", {} rows LOST", log_limit::thousands(outcome.lost))
+        } else {
+            String::new()
+        };
+        tracing::info!(
+            "stopped: {} rows stored, {} rows left in the spool (stored at the next start){lost}; {snap}",
+            log_limit::thousands(snap.stored),
+            log_limit::thousands(outcome.spooled_left),
+        );
         snap
     }
 }

@@ -18,6 +18,16 @@ pub struct Stats {
     pub store_errors: AtomicU64,
     /// Rows resent by an acknowledged client that the store already had (dropped).
     pub duplicates: AtomicU64,
+    /// Rows written to the disk spool because the store failed.
+    pub spooled: AtomicU64,
+    /// Rows replayed from the spool into the store (also counted in `stored`).
+    pub replayed: AtomicU64,
+    /// Torn or damaged spool records skipped.
+    pub spool_torn: AtomicU64,
+    /// Datagrams the kernel dropped because the socket buffer was full (SO_RXQ_OVFL).
+    pub udp_kernel_dropped: AtomicU64,
+    /// Reads made past a spent memory budget so an incomplete frame could finish.
+    pub budget_overdrafts: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -33,6 +43,11 @@ pub struct Snapshot {
     pub connections_rejected: u64,
     pub store_errors: u64,
     pub duplicates: u64,
+    pub spooled: u64,
+    pub replayed: u64,
+    pub spool_torn: u64,
+    pub udp_kernel_dropped: u64,
+    pub budget_overdrafts: u64,
 }
 
 impl Stats {
@@ -52,6 +67,11 @@ impl Stats {
             connections_rejected: self.connections_rejected.load(Relaxed),
             store_errors: self.store_errors.load(Relaxed),
             duplicates: self.duplicates.load(Relaxed),
+            spooled: self.spooled.load(Relaxed),
+            replayed: self.replayed.load(Relaxed),
+            spool_torn: self.spool_torn.load(Relaxed),
+            udp_kernel_dropped: self.udp_kernel_dropped.load(Relaxed),
+            budget_overdrafts: self.budget_overdrafts.load(Relaxed),
         }
     }
 }
@@ -61,7 +81,8 @@ impl std::fmt::Display for Snapshot {
         write!(
             f,
             "received={} stored={} raw={} truncated={} udp_dropped={} connections_open={} \
-             connections_total={} connections_rejected={} store_errors={} duplicates={}",
+             connections_total={} connections_rejected={} store_errors={} duplicates={} \
+             spooled={} replayed={} spool_torn={} udp_kernel_dropped={} budget_overdrafts={}",
             self.received,
             self.stored,
             self.raw,
@@ -71,7 +92,12 @@ impl std::fmt::Display for Snapshot {
             self.connections_total,
             self.connections_rejected,
             self.store_errors,
-            self.duplicates
+            self.duplicates,
+            self.spooled,
+            self.replayed,
+            self.spool_torn,
+            self.udp_kernel_dropped,
+            self.budget_overdrafts
         )
     }
 }

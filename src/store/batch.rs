@@ -115,6 +115,11 @@ impl Batch {
         self.rows.is_empty()
     }
 
+    /// Heap bytes this batch holds (what the relay's memory budget counts).
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.rows.capacity() * std::mem::size_of::<Row>()
+    }
+
     pub fn clear(&mut self) {
         self.text.clear();
         self.rows.clear();

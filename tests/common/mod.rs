@@ -126,6 +126,14 @@ impl Daemon {
         }
     }
 
+    /// A new relay on the same store (and spool) once this one has exited.
+    pub fn start_again(mut self, extra: &[&str]) -> Daemon {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let db = self.db.clone();
+        drop(self);
+        Daemon::start_with_db(dir, db, "127.0.0.1:0", extra)
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }
