@@ -32,6 +32,9 @@ impl Drop for Lock {
 /// `senders` connections each sending `per` LF-framed lines tagged `tag`; returns how
 /// many lines were sent.
 fn push(addr: std::net::SocketAddr, tag: &str, senders: usize, per: usize) -> usize {
+    // Every line unique across calls, so a duplicate in the store is visible.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let threads: Vec<_> = (0..senders)
         .map(|s| {
             let tag = tag.to_string();
@@ -39,7 +42,7 @@ fn push(addr: std::net::SocketAddr, tag: &str, senders: usize, per: usize) -> us
                 let mut c = std::net::TcpStream::connect(addr).expect("connect");
                 let mut text = String::new();
                 for i in 0..per {
-                    text.push_str(&format!("<14>1 - h app - - - {tag} {s} {i}\n"));
+                    text.push_str(&format!("<14>1 - h app - - - {tag} {call}-{s}-{i}\n"));
                 }
                 c.write_all(text.as_bytes()).expect("send");
             })
