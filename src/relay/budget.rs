@@ -31,11 +31,8 @@ impl Budget {
         }
     }
 
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
     /// Bytes not reserved right now.
+    #[cfg(test)]
     pub fn available(&self) -> usize {
         self.sem.available_permits()
     }

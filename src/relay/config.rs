@@ -359,7 +359,8 @@ mod tests {
             c.spool_dir(),
             PathBuf::from("/var/lib/logrelay/logs.db.spool")
         );
-        let file: Layer = toml::from_str("spool-dir = \"/tmp/sp\"\nspool-max-size = \"2GiB\"").unwrap();
+        let file: Layer =
+            toml::from_str("spool-dir = \"/tmp/sp\"\nspool-max-size = \"2GiB\"").unwrap();
         let c = Config::resolve(file).unwrap();
         assert_eq!(c.spool_dir(), PathBuf::from("/tmp/sp"));
         assert_eq!(c.spool_max_size, Size::mib(2048));

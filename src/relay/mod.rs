@@ -62,7 +62,8 @@ impl Relay {
         let store = store::open_writer(&config.db)
             .map_err(|e| format!("cannot open store {}: {e}", config.db))?;
         let spool_dir = config.spool_dir();
-        let spool = Spool::open(&spool_dir, config.spool_max_size.bytes()).map_err(|e| e.to_string())?;
+        let spool =
+            Spool::open(&spool_dir, config.spool_max_size.bytes()).map_err(|e| e.to_string())?;
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
         for addr in &config.listen {

@@ -493,7 +493,7 @@ mod tests {
         let now = chrono::Utc::now();
         let mut b = Batch::new();
         for i in 0..n {
-            b.push(&LogMessage::new(&format!("{tag}-{i}"), Level::Info, now));
+            b.push(&LogMessage::new(format!("{tag}-{i}"), Level::Info, now));
         }
         b
     }

@@ -46,7 +46,8 @@ pub enum Durable {
 
 impl Inbound {
     fn done(self, _at: Durable) {
-        // Dropping `held` gives the bytes back to the budget.
+        // Giving the bytes back to the budget lets connections read on.
+        drop(self.held);
     }
 }
 
@@ -203,6 +204,7 @@ impl Writer {
             self.replay(&mut health);
             for (job, last) in self.jobs.iter_mut().zip(&mut last_run) {
                 if last.elapsed() >= job.every() {
+                    tracing::debug!(job = job.name(), "running");
                     job.run(&mut self.sinks);
                     *last = Instant::now();
                 }
@@ -225,8 +227,10 @@ impl Writer {
         Outcome { spooled_left, lost }
     }
 
-    fn probe(&mut self) -> Result<(), StoreError> {
-        self.sinks.iter_mut().try_for_each(|s| s.probe())
+    fn probe(&mut self) -> Result<(), String> {
+        self.sinks
+            .iter_mut()
+            .try_for_each(|s| s.probe().map_err(|e| format!("{}: {e}", s.name())))
     }
 
     fn write_sinks(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
