@@ -37,7 +37,7 @@ pub struct Inbound {
 }
 
 /// The point at which a batch is safe: the writer reports it per batch (releasing its
-/// budget here; acknowledged delivery can answer the sender at the same point).
+/// budget and acknowledging it to a sender that asked for acknowledgements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durable {
     Committed,
@@ -46,6 +46,9 @@ pub enum Durable {
 
 impl Inbound {
     fn done(self, _at: Durable) {
+        // Committed or spooled: a sender that asked for acknowledgements learns it now
+        // (docs/PROTOCOL.md: "committed or spooled").
+        self.batch.acknowledge();
         // Giving the bytes back to the budget lets connections read on.
         drop(self.held);
     }
