@@ -315,3 +315,64 @@ fn udp_beyond_the_socket_buffer_counts_what_the_kernel_dropped() {
     assert!(kernel > 0, "a 4 KiB buffer overflows: {err}");
     assert_eq!(stored + kernel + relay, n, "stored + counted drops = sent");
 }
+
+/// A small tmpfs mounted for one test (root only), unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
+        std::fs::create_dir_all(at).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallDisk(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_under_the_store_recovers_by_itself() {
+    let base = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&base.path().join("small"), "3m") else {
+        eprintln!("SKIPPED: mounting a small tmpfs needs root");
+        return;
+    };
+    let db = disk.0.join("logs.db");
+    let spool = base.path().join("spool");
+    let mut d = Daemon::start_with_db(
+        tempfile::tempdir().unwrap(),
+        db.clone(),
+        "127.0.0.1:0",
+        &["--spool-dir", spool.to_str().unwrap()],
+    );
+    // Fill the disk to the last byte.
+    let filler = disk.0.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let block = vec![7u8; 16 * 1024];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.write_all(&block[..1]);
+    drop(f);
+    let sent = push(d.addr, "full", 2, 5_000);
+    assert!(
+        d.wait_stderr("store write failed; spooling"),
+        "{}",
+        d.stderr()
+    );
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(wait_count(&db, "full", sent, common::WAIT), sent);
+    assert!(d.wait_stderr("store recovered after"), "{}", d.stderr());
+    let (status, err) = d.terminate();
+    assert!(status.success());
+    assert!(final_stat(&err, "spooled") > 0, "{err}");
+    drop(disk);
+}
