@@ -40,6 +40,12 @@ enum Command {
     /// Inspect the disk spool (read-only; the daemon may be running)
     #[command(subcommand)]
     Spool(SpoolCommand),
+    /// Check a configuration file (and the flags and variables given with it), then exit:
+    /// 0 when the relay would start with it, 2 with the reason when not
+    CheckConfig {
+        /// The file to check [default: --config, or none]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -78,39 +84,49 @@ fn parse_args() -> Args {
 }
 
 pub fn main() -> ExitCode {
-    let args = parse_args();
+    let mut args = parse_args();
     if let Some(backend) = &args.print_schema {
         print!("{}", crate::store::schema_text(backend));
         return ExitCode::SUCCESS;
     }
-    crate::sys::raise_fd_limit();
-    let file = match &args.config {
-        Some(p) => match Layer::load(p) {
-            Ok(f) => f,
-            Err(e) => return fail(&e),
-        },
-        None => Layer::default(),
-    };
-    let command = args.command;
+    if let Some(Command::CheckConfig { file: Some(file) }) = &args.command {
+        args.config = Some(file.clone());
+    }
     let mut flags = args.settings;
     if args.no_udp {
         flags.udp = Some(false);
     }
-    let config = match Config::resolve(flags.over(file)) {
+    let settings = Settings {
+        file: args.config,
+        flags,
+    };
+    let config = settings.resolve();
+    if matches!(args.command, Some(Command::CheckConfig { .. })) {
+        // check-config: what the relay would say at start, and nothing else.
+        let from = settings
+            .file
+            .as_ref()
+            .map_or("flags and variables".into(), |p| p.display().to_string());
+        return match config {
+            Ok(c) => {
+                println!("{from}: ok (listen {:?}, store {})", c.listen, c.db);
+                ExitCode::SUCCESS
+            }
+            Err(e) if e.contains(&from) => fail(&e),
+            Err(e) => fail(&format!("{from}: {e}")),
+        };
+    }
+    let config = match config {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    match &command {
+    match &args.command {
         Some(Command::Migrate) => return migrate(&config),
         Some(Command::Spool(cmd)) => return spool_command(cmd, &config),
-        None => {}
+        _ => {}
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(config.log.0)
-        .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    crate::sys::raise_fd_limit();
+    let log_level = crate::relay::logging::init(config.log.0);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -118,7 +134,24 @@ pub fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(&format!("cannot start runtime: {e}")),
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, settings, log_level))
+}
+
+/// Where the settings come from, kept to read them again on SIGHUP.
+struct Settings {
+    file: Option<PathBuf>,
+    flags: Layer,
+}
+
+impl Settings {
+    /// Reads the file (again) and resolves flags > variables > file > defaults.
+    fn resolve(&self) -> Result<Config, String> {
+        let file = match &self.file {
+            Some(p) => Layer::load(p)?,
+            None => Layer::default(),
+        };
+        Config::resolve(self.flags.clone().over(file))
+    }
 }
 
 fn migrate(config: &Config) -> ExitCode {
@@ -164,21 +197,37 @@ fn fail(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn serve(config: Config) -> ExitCode {
+async fn serve(
+    config: Config,
+    settings: Settings,
+    log_level: crate::relay::logging::LevelHandle,
+) -> ExitCode {
+    use crate::relay::{metrics, notify};
     use tokio::signal::unix::{SignalKind, signal};
     // Handlers first: a SIGTERM that arrives right after "listening on" must already
     // mean a graceful shutdown, not the default instant death.
-    let (mut term, mut int) = match (
+    let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             tracing::error!("cannot handle signals: {e}");
             return ExitCode::from(1);
         }
     };
     let db = config.db.to_string();
+    let metrics_listener = match config.metrics.0 {
+        Some(addr) => match metrics::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
     let relay = match Relay::bind(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -189,23 +238,55 @@ async fn serve(config: Config) -> ExitCode {
     for addr in relay.local_addrs() {
         tracing::info!("listening on {addr}, storing into {db}");
     }
+    let shutdown = CancellationToken::new();
+    let stats = relay.stats();
+    if let Some(l) = metrics_listener {
+        if let Ok(addr) = l.local_addr() {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        tokio::spawn(metrics::serve(l, stats.clone(), shutdown.clone()));
+    }
+    relay
+        .reloader()
+        .register("log level", log_level.reload_hook());
+    notify::watchdog(&stats);
+    if notify::enabled() {
+        tokio::spawn(notify::report_status(stats.clone(), shutdown.clone()));
+    }
+    notify::ready(&stats);
+    let reloader = relay.reloader();
     // The signal is awaited here, on the thread that runs block_on, so a busy worker
     // pool cannot delay it.
-    let shutdown = CancellationToken::new();
     let run = relay.run(shutdown.clone());
     tokio::pin!(run);
-    tokio::select! {
-        _ = &mut run => {}
-        _ = term.recv() => {
-            tracing::info!("SIGTERM received");
-            shutdown.cancel();
-            run.await;
-        }
-        _ = int.recv() => {
-            tracing::info!("SIGINT received");
-            shutdown.cancel();
-            run.await;
-        }
+    loop {
+        let name = tokio::select! {
+            _ = &mut run => return ExitCode::SUCCESS,
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => {
+                reload(&settings, &reloader);
+                continue;
+            }
+        };
+        tracing::info!("{name} received");
+        notify::stopping();
+        shutdown.cancel();
+        run.await;
+        return ExitCode::SUCCESS;
     }
-    ExitCode::SUCCESS
+}
+
+/// SIGHUP: read the settings again and apply what can change without a restart.
+fn reload(settings: &Settings, reloader: &crate::relay::reload::Reloader) {
+    crate::relay::notify::reloading();
+    let outcome = match settings.resolve() {
+        Ok(config) => reloader.reload(&config).to_string(),
+        Err(e) => {
+            tracing::error!("SIGHUP: {e}; keeping the running settings");
+            format!("failed: {e}")
+        }
+    };
+    tracing::info!("SIGHUP: {outcome}");
+    crate::relay::notify::reloaded(&outcome);
 }

@@ -112,6 +112,10 @@ settings! {
     /// UDP socket receive buffer asked of the kernel [default: 8MiB]
     #[arg(long, value_name = "SIZE")]
     udp_recv_buffer: Size = Size::mib(8);
+
+    /// HTTP address for /metrics, /livez and /readyz, e.g. 127.0.0.1:9514, or off [default: off]
+    #[arg(long, value_name = "ADDR")]
+    metrics: MetricsAddr = MetricsAddr(None);
 }
 
 /// `spool-dir`: a directory, or (empty, the default) beside the store.
@@ -293,6 +297,31 @@ impl fmt::Display for LogLevel {
     }
 }
 
+/// Where the metrics endpoint listens, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<SocketAddr>);
+
+impl FromStr for MetricsAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<MetricsAddr, String> {
+        match s.trim() {
+            "" | "off" => Ok(MetricsAddr(None)),
+            a => a.parse().map(|a| MetricsAddr(Some(a))).map_err(|_| {
+                format!("bad metrics address '{s}' (expected IP:PORT, e.g. 127.0.0.1:9514, or off)")
+            }),
+        }
+    }
+}
+
+impl fmt::Display for MetricsAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(a) => write!(f, "{a}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
 impl FromStr for StoreUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<StoreUrl, String> {
@@ -300,7 +329,7 @@ impl FromStr for StoreUrl {
     }
 }
 
-deserialize_from_str!(Zone, LogLevel, StoreUrl, SpoolDir);
+deserialize_from_str!(Zone, LogLevel, StoreUrl, SpoolDir, MetricsAddr);
 
 #[cfg(test)]
 mod tests {

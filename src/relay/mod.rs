@@ -9,10 +9,16 @@
 //! Everything read and not yet committed or spooled is counted against one memory
 //! budget ([`budget`]); when it is spent, connections stop reading.
 
+pub mod activation;
 pub mod budget;
 pub mod config;
 pub mod connection;
+pub mod health;
 pub mod hello;
+pub mod logging;
+pub mod metrics;
+pub mod notify;
+pub mod reload;
 pub mod spool;
 pub mod spool_format;
 pub mod stats;
@@ -45,6 +51,8 @@ pub struct Shared {
     pub budget: Budget,
     /// When shutdown began: connections' drain deadlines count from it.
     pub shutdown_at: std::sync::OnceLock<tokio::time::Instant>,
+    /// What SIGHUP reloads (see [`reload`]).
+    pub reload: Arc<reload::Reloader>,
 }
 
 /// A bound relay, not yet serving: its addresses are known (port 0 resolved).
@@ -66,7 +74,21 @@ impl Relay {
             Spool::open(&spool_dir, config.spool_max_size.bytes()).map_err(|e| e.to_string())?;
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
-        for addr in &config.listen {
+        let passed = activation::take()?;
+        let to_bind = if passed.is_some() {
+            &[][..]
+        } else {
+            &config.listen[..]
+        };
+        if let Some(passed) = passed {
+            tracing::info!(
+                tcp = passed.tcp.len(),
+                udp = passed.udp.len(),
+                "using the sockets the service manager passed (listen is not bound)"
+            );
+            (tcp, udp) = (passed.tcp, passed.udp);
+        }
+        for addr in to_bind {
             let l = TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on tcp {addr}: {e}"))?;
@@ -104,6 +126,7 @@ impl Relay {
                 tx,
                 budget,
                 shutdown_at: std::sync::OnceLock::new(),
+                reload: Arc::default(),
             }),
             tcp,
             udp,
@@ -117,6 +140,14 @@ impl Relay {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect()
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    pub fn reloader(&self) -> Arc<reload::Reloader> {
+        self.shared.reload.clone()
     }
 
     /// Serves until `shutdown` is cancelled, then drains every connection, commits

@@ -1,4 +1,9 @@
 //! Counters the relay keeps and logs periodically and at exit.
+//!
+//! Every field of [`Snapshot`] also appears on `/metrics` by itself (see
+//! `relay::metrics`): as `logrelay_NAME_total`, as `logrelay_dropped_total{reason=X}` for
+//! `X_dropped`, as `logrelay_refused_total{reason=X}` for `X_rejected`/`X_refused`, and
+//! as a gauge `logrelay_NAME` when NAME is listed in [`GAUGES`].
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -28,10 +33,15 @@ pub struct Stats {
     pub udp_kernel_dropped: AtomicU64,
     /// Reads made past a spent memory budget so an incomplete frame could finish.
     pub budget_overdrafts: AtomicU64,
+    /// Commit latency, store health and the watchdog heartbeat, fed by the writer.
+    pub writer: super::health::WriterHealth,
 }
 
+/// Fields of [`Snapshot`] that are levels, not counts (exported as gauges).
+pub const GAUGES: &[&str] = &["connections_open"];
+
 /// A point-in-time copy of [`Stats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Snapshot {
     pub received: u64,
     pub stored: u64,

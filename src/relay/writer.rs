@@ -205,6 +205,8 @@ impl Writer {
                 lost += self.deliver(&mut pending, &mut health);
             }
             self.replay(&mut health);
+            // A turn of the loop (at least every TICK): the watchdog's heartbeat.
+            self.stats.writer.idle();
             for (job, last) in self.jobs.iter_mut().zip(&mut last_run) {
                 if last.elapsed() >= job.every() {
                     tracing::debug!(job = job.name(), "running");
@@ -237,11 +239,20 @@ impl Writer {
     }
 
     fn write_sinks(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
-        let mut n = 0;
-        for s in &mut self.sinks {
-            n = s.write(batches)?;
-        }
-        Ok(n)
+        let started = Instant::now();
+        let mut written = || {
+            let mut n = 0;
+            for s in &mut self.sinks {
+                n = s.write(batches)?;
+            }
+            Ok(n)
+        };
+        let result = written();
+        // Commit latency and store health for /metrics and /readyz; the watchdog ping.
+        let rows = batches.iter().map(Batch::len).sum();
+        let error = result.as_ref().err().map(|e| e as &dyn std::fmt::Display);
+        self.stats.writer.attempted(started.elapsed(), rows, error);
+        result
     }
 
     /// Commits `pending`, or spools it; waits (backpressure) only when neither works.
