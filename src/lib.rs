@@ -28,5 +28,7 @@ pub(crate) mod log_limit;
 pub(crate) mod relay;
 #[cfg(feature = "store")]
 pub mod store;
+#[cfg(feature = "cli")]
+pub(crate) mod system;
 
 pub use message::{Facility, Level, LogMessage, Protocol, SdElement};

@@ -5,6 +5,7 @@ mod error;
 mod escape;
 mod levels;
 mod plan;
+pub(crate) use plan::config_db;
 mod query;
 mod render;
 mod send;

@@ -90,7 +90,9 @@ fn regex(pattern: &str) -> Result<Regex, CliError> {
         .map_err(|e| CliError::usage(format!("bad regex: {e}"), None))
 }
 
-/// `--db` (or `LOGRELAY_DB`, through clap), else the config file's `db`, else the default file.
+/// `--db` (or `LOGRELAY_DB`, through clap), else the config file's `db`, else the default
+/// file (or the system service's store when the user has none:
+/// [`crate::system::default_store`]).
 pub fn store_url(db: Option<&str>, config: Option<&Path>) -> Result<StoreUrl, CliError> {
     let from_file = match config {
         Some(p) => config_db(p).map_err(|e| CliError::usage(e, None))?,
@@ -103,7 +105,7 @@ pub fn store_url(db: Option<&str>, config: Option<&Path>) -> Result<StoreUrl, Cl
                 Some("--db sqlite:PATH or mssql://user:pass@host/db".into()),
             )
         }),
-        None => Ok(StoreUrl::default_sqlite()),
+        None => Ok(crate::system::default_store()),
     }
 }
 
@@ -155,7 +157,7 @@ pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
 
 /// The `db` key of logrelayd's config file; the file's other keys are the relay's
 /// business (this reader does not check them).
-fn config_db(path: &Path) -> Result<Option<String>, String> {
+pub(crate) fn config_db(path: &Path) -> Result<Option<String>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
     let table: toml::Table =

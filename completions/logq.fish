@@ -1,0 +1,73 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_logq_global_optspecs
+    string join \n p/priority= S/since= U/until= s/source= H/host= facility= g/grep= n/lines= r/reverse f/follow o/output= utc color= fail-if-empty db= config= h/help V/version
+end
+
+function __fish_logq_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_logq_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_logq_using_subcommand
+    set -l cmd (__fish_logq_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c logq -n "__fish_logq_needs_command" -s p -l priority -d 'Level or range: one level means it and everything more severe; FROM..TO is inclusive' -r
+complete -c logq -n "__fish_logq_needs_command" -s S -l since -d 'Rows at or after this time' -r
+complete -c logq -n "__fish_logq_needs_command" -s U -l until -d 'Rows at or before this time' -r
+complete -c logq -n "__fish_logq_needs_command" -s s -l source -d 'Source (app name / tag); repeatable, ORed; `*` and `?` glob' -r
+complete -c logq -n "__fish_logq_needs_command" -s H -l host -d 'Hostname; repeatable, ORed; `*` and `?` glob' -r
+complete -c logq -n "__fish_logq_needs_command" -l facility -d 'Facilities, names or numbers, comma separated' -r
+complete -c logq -n "__fish_logq_needs_command" -s g -l grep -d 'Regular expression on the message; all lower case means case-insensitive' -r
+complete -c logq -n "__fish_logq_needs_command" -s n -l lines -d 'Show the newest N rows (printed oldest first), or all [default: all; 10 with -f]' -r
+complete -c logq -n "__fish_logq_needs_command" -s o -l output -d 'Output format' -r -f -a "short\t''
+short-iso\t''
+short-precise\t''
+json\t''
+json-pretty\t''
+cat\t''"
+complete -c logq -n "__fish_logq_needs_command" -l color -d 'Colour by level: auto = only on a terminal and without NO_COLOR' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c logq -n "__fish_logq_needs_command" -l db -d 'The store [default: the config file\'s db, or the default SQLite file]' -r
+complete -c logq -n "__fish_logq_needs_command" -l config -d 'logrelayd\'s TOML config file, to find its store' -r -F
+complete -c logq -n "__fish_logq_needs_command" -s r -l reverse -d 'Newest first'
+complete -c logq -n "__fish_logq_needs_command" -s f -l follow -d 'Print the last rows, then new rows as they are stored'
+complete -c logq -n "__fish_logq_needs_command" -l utc -d 'Show times in UTC (default: the local zone)'
+complete -c logq -n "__fish_logq_needs_command" -l fail-if-empty -d 'Exit 1 when no row matched'
+complete -c logq -n "__fish_logq_needs_command" -s h -l help -d 'Print help'
+complete -c logq -n "__fish_logq_needs_command" -s V -l version -d 'Print version'
+complete -c logq -n "__fish_logq_needs_command" -a "send" -d 'Send one message, or every line of standard input, to a relay'
+complete -c logq -n "__fish_logq_needs_command" -a "simulate" -d 'Simulate many client services sending logs (also a load generator)'
+complete -c logq -n "__fish_logq_using_subcommand send" -s p -l priority -d 'Level: a name, an alias or 0-7' -r
+complete -c logq -n "__fish_logq_using_subcommand send" -s s -l source -d 'Source (app name / tag)' -r
+complete -c logq -n "__fish_logq_using_subcommand send" -l facility -d 'Facility name or number' -r
+complete -c logq -n "__fish_logq_using_subcommand send" -s H -l host -d 'Hostname to send [default: this machine\'s]' -r
+complete -c logq -n "__fish_logq_using_subcommand send" -l format -d 'Wire format' -r -f -a "json\t'Native NDJSON, one object per line'
+rfc5424\t'RFC 5424 with RFC 6587 octet counting'
+rfc3164\t'RFC 3164 (BSD syslog), LF-terminated'"
+complete -c logq -n "__fish_logq_using_subcommand send" -l server -d 'The relay, HOST:PORT' -r
+complete -c logq -n "__fish_logq_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l services -d 'Number of simulated services (one connection each)' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l count -d 'Total messages to send' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l duration -d 'Send for this many seconds' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l rate -d 'Messages per second in total [default: as fast as possible]' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l protocol -d 'Wire protocols to use' -r -f -a "mixed\t'Services alternate between native JSON and RFC 5424'
+json\t''
+rfc5424\t''
+rfc3164\t''"
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l server -d 'The relay, HOST:PORT' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l seed -d 'Seed for the random choices (runs with the same seed send the same messages)' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -1,0 +1,46 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_logrelayd_global_optspecs
+    string join \n config= no-udp print-schema= l/listen= udp= db= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= log= metrics= h/help V/version
+end
+
+function __fish_logrelayd_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_logrelayd_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_logrelayd_using_subcommand
+    set -l cmd (__fish_logrelayd_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l print-schema -d 'Print the store schema (sqlite or mssql) and exit' -r -f -a "sqlite\t''
+mssql\t''"
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -s l -l listen -d 'Address to listen on, TCP and UDP (repeatable, or comma separated) [default: 127.0.0.1:5514]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l udp -d 'Also receive syslog datagrams on the listen ports [default: true]' -r -f -a "true\t''
+false\t''"
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l max-frame -d 'Longest frame in bytes; longer frames are truncated and counted [default: 65536]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l max-connections -d 'Most TCP connections at once; more are refused and counted [default: 10000]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l idle-timeout -d 'Close a connection idle this long (seconds, or 10min, 1h) [default: 10min]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l batch-rows -d 'Most rows per store transaction [default: 5000]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l zone -d 'Zone for RFC 3164 times, which carry none: local, UTC or +HH:MM [default: local]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l stats-interval -d 'Time between counter reports in the log (seconds, or 1min) [default: 60s]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l log -d 'Level of the relay\'s own log: error, warn, info, debug or trace [default: info]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l metrics -d 'HTTP address for /metrics, /livez and /readyz, e.g. 127.0.0.1:9514, or off [default: off]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l no-udp -d 'Do not receive UDP datagrams (the same as --udp false)'
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -s h -l help -d 'Print help'
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -s V -l version -d 'Print version'
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -f -a "check-config" -d 'Check a configuration file (and the flags and variables given with it), then exit: 0 when the relay would start with it, 2 with the reason when not'
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -s h -l help -d 'Print help'
