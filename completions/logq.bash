@@ -29,7 +29,7 @@ _logq() {
 
     case "${cmd}" in
         logq)
-            opts="-p -S -U -s -H -g -n -r -f -o -h -V --priority --since --until --source --host --facility --grep --lines --reverse --follow --output --utc --color --fail-if-empty --db --config --help --version send simulate"
+            opts="-p -S -U -s -H -g -n -r -f -o -a -h -V --priority --since --until --source --host --facility --grep --lines --reverse --follow --output --all --utc --color --fail-if-empty --db --config --help --version send simulate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_logq_global_optspecs
-    string join \n p/priority= S/since= U/until= s/source= H/host= facility= g/grep= n/lines= r/reverse f/follow o/output= utc color= fail-if-empty db= config= h/help V/version
+    string join \n p/priority= S/since= U/until= s/source= H/host= facility= g/grep= n/lines= r/reverse f/follow o/output= a/all utc color= fail-if-empty db= config= h/help V/version
 end
 
 function __fish_logq_needs_command
@@ -45,6 +45,7 @@ complete -c logq -n "__fish_logq_needs_command" -l db -d 'The store [default: th
 complete -c logq -n "__fish_logq_needs_command" -l config -d 'logrelayd\'s TOML config file, to find its store' -r -F
 complete -c logq -n "__fish_logq_needs_command" -s r -l reverse -d 'Newest first'
 complete -c logq -n "__fish_logq_needs_command" -s f -l follow -d 'Print the last rows, then new rows as they are stored'
+complete -c logq -n "__fish_logq_needs_command" -s a -l all -d 'Print control characters in text output raw (default: escaped as \\xNN)'
 complete -c logq -n "__fish_logq_needs_command" -l utc -d 'Show times in UTC (default: the local zone)'
 complete -c logq -n "__fish_logq_needs_command" -l fail-if-empty -d 'Exit 1 when no row matched'
 complete -c logq -n "__fish_logq_needs_command" -s h -l help -d 'Print help'

@@ -265,15 +265,6 @@ fn toml_page(daemon: &clap::Command) -> Vec<u8> {
     roff.to_roff().into_bytes()
 }
 
-/// Whether the settings file knows `key` (a value of the wrong type is fine here).
-pub fn is_key(key: &str) -> bool {
-    let err = toml::from_str::<logrelay::relay::config::Layer>(&format!("{key} = []"))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    !err.contains("unknown field")
-}
-
 /// Every generated file: its path under the repository and its content.
 pub fn generated() -> Vec<(String, Vec<u8>)> {
     // `help` is a subcommand only on the command line; pages and completions skip it.
