@@ -19,6 +19,9 @@ _logrelayd() {
             logrelayd,check-config)
                 cmd="logrelayd__subcmd__check__subcmd__config"
                 ;;
+            logrelayd,migrate)
+                cmd="logrelayd__subcmd__migrate"
+                ;;
             *)
                 ;;
         esac
@@ -26,7 +29,7 @@ _logrelayd() {
 
     case "${cmd}" in
         logrelayd)
-            opts="-l -h -V --config --no-udp --print-schema --listen --udp --db --max-frame --max-connections --idle-timeout --batch-rows --zone --stats-interval --log --metrics --help --version check-config"
+            opts="-l -h -V --config --no-udp --print-schema --listen --udp --db --max-frame --max-connections --idle-timeout --batch-rows --zone --stats-interval --log --metrics --help --version migrate check-config"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -96,6 +99,20 @@ _logrelayd() {
             return 0
             ;;
         logrelayd__subcmd__check__subcmd__config)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        logrelayd__subcmd__migrate)
             opts="-h --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

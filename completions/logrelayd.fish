@@ -42,5 +42,7 @@ complete -c logrelayd -n "__fish_logrelayd_needs_command" -l metrics -d 'HTTP ad
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l no-udp -d 'Do not receive UDP datagrams (the same as --udp false)'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -s h -l help -d 'Print help'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -s V -l version -d 'Print version'
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -f -a "migrate" -d 'Bring the store\'s schema up to date step by step, showing progress, and exit (e.g. `logrelayd --db URL migrate`; for a populated SQL Server table, no time limit)'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -f -a "check-config" -d 'Check a configuration file (and the flags and variables given with it), then exit: 0 when the relay would start with it, 2 with the reason when not'
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand migrate" -s h -l help -d 'Print help'
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -s h -l help -d 'Print help'
