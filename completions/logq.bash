@@ -123,7 +123,7 @@ _logq() {
             return 0
             ;;
         logq__subcmd__send)
-            opts="-p -s -H -h --priority --source --facility --host --format --server --help"
+            opts="-p -s -H -h --priority --source --facility --host --format --server --acks --ack-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -165,6 +165,10 @@ _logq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ack-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -173,7 +177,7 @@ _logq() {
             return 0
             ;;
         logq__subcmd__simulate)
-            opts="-h --services --count --duration --rate --protocol --server --seed --help"
+            opts="-h --services --count --duration --rate --protocol --server --seed --acks --ack-timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -204,6 +208,10 @@ _logq() {
                     return 0
                     ;;
                 --seed)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ack-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

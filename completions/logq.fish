@@ -60,6 +60,8 @@ complete -c logq -n "__fish_logq_using_subcommand send" -l format -d 'Wire forma
 rfc5424\t'RFC 5424 with RFC 6587 octet counting'
 rfc3164\t'RFC 3164 (BSD syslog), LF-terminated'"
 complete -c logq -n "__fish_logq_using_subcommand send" -l server -d 'The relay, HOST:PORT' -r
+complete -c logq -n "__fish_logq_using_subcommand send" -l ack-timeout -d 'With --acks: how long to wait for the last acknowledgement' -r
+complete -c logq -n "__fish_logq_using_subcommand send" -l acks -d 'Ask the relay to acknowledge what it stored (native protocol, JSON only); report sent / acknowledged and fail when something was never acknowledged'
 complete -c logq -n "__fish_logq_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l services -d 'Number of simulated services (one connection each)' -r
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l count -d 'Total messages to send' -r
@@ -71,4 +73,6 @@ rfc5424\t''
 rfc3164\t''"
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l server -d 'The relay, HOST:PORT' -r
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l seed -d 'Seed for the random choices (runs with the same seed send the same messages)' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l ack-timeout -d 'With --acks: how long to wait for the last acknowledgement' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l acks -d 'Every service sends through the `Logger` with acknowledgements (native protocol); report sent / acknowledged, fail when something was never acknowledged'
 complete -c logq -n "__fish_logq_using_subcommand simulate" -s h -l help -d 'Print help (see more with \'--help\')'
