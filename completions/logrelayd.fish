@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_logrelayd_global_optspecs
-    string join \n config= no-udp print-schema= l/listen= udp= db= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= log= metrics= h/help V/version
+    string join \n config= no-udp print-schema= l/listen= udp= db= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= h/help V/version
 end
 
 function __fish_logrelayd_needs_command
@@ -38,11 +38,36 @@ complete -c logrelayd -n "__fish_logrelayd_needs_command" -l batch-rows -d 'Most
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l zone -d 'Zone for RFC 3164 times, which carry none: local, UTC or +HH:MM [default: local]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l stats-interval -d 'Time between counter reports in the log (seconds, or 1min) [default: 60s]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l log -d 'Level of the relay\'s own log: error, warn, info, debug or trace [default: info]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l memory-budget -d 'Bytes read but not yet committed or spooled, all connections together [default: 64MiB]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l spool-max-size -d 'Most bytes the spool may take; when full, senders are held back [default: 1GiB]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l udp-recv-buffer -d 'UDP socket receive buffer asked of the kernel [default: 8MiB]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l metrics -d 'HTTP address for /metrics, /livez and /readyz, e.g. 127.0.0.1:9514, or off [default: off]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l no-udp -d 'Do not receive UDP datagrams (the same as --udp false)'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -s h -l help -d 'Print help'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -s V -l version -d 'Print version'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -f -a "migrate" -d 'Bring the store\'s schema up to date step by step, showing progress, and exit (e.g. `logrelayd --db URL migrate`; for a populated SQL Server table, no time limit)'
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -f -a "spool" -d 'Inspect the disk spool (read-only; the daemon may be running)'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -f -a "check-config" -d 'Check a configuration file (and the flags and variables given with it), then exit: 0 when the relay would start with it, 2 with the reason when not'
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand migrate" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand migrate" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand migrate" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand migrate" -s h -l help -d 'Print help'
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -s h -l help -d 'Print help'
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -f -a "status" -d 'Segments, bytes and rows waiting to be stored'
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -f -a "verify" -d 'Check every record\'s checksum; exit 1 if a record is torn or damaged'
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from status" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from status" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from status" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from verify" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from verify" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from verify" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -s h -l help -d 'Print help'
