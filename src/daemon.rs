@@ -238,6 +238,9 @@ async fn serve(
     for addr in relay.local_addrs() {
         tracing::info!("listening on {addr}, storing into {db}");
     }
+    for addr in relay.tls_addrs() {
+        tracing::info!("tls listener on {addr}");
+    }
     let shutdown = CancellationToken::new();
     let stats = relay.stats();
     if let Some(l) = metrics_listener {

@@ -93,6 +93,36 @@ settings! {
     #[serde(alias = "stats-interval-secs")]
     stats_interval: Span = Span(Duration::from_secs(60));
 
+    /// TLS listener, RFC 5425 (repeatable, or comma separated; 6514 by convention) [default: off]
+    #[arg(long, value_name = "ADDR", value_delimiter = ',', value_parser = listen_addr)]
+    #[serde(default, deserialize_with = "listen_addrs")]
+    listen_tls: Vec<SocketAddr> = Vec::new();
+
+    /// The TLS listeners' certificate chain (PEM); reloaded on SIGHUP and when it changes
+    #[arg(long, value_name = "FILE")]
+    tls_cert: PathBuf = PathBuf::new();
+
+    /// The private key of tls-cert (PEM)
+    #[arg(long, value_name = "FILE")]
+    tls_key: PathBuf = PathBuf::new();
+
+    /// CA certificates (PEM) that client certificates must chain to: mutual TLS [default: off]
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: PathBuf = PathBuf::new();
+
+    /// Who may send over TLS (repeatable): a client certificate name glob (SAN or CN) or
+    /// sha256:HEX fingerprint [default: any client certificate tls-client-ca accepts]
+    #[arg(long, value_name = "GLOB|sha256:HEX")]
+    tls_allow: Vec<String> = Vec::new();
+
+    /// Tokens for the native protocol's hello line, one per line (reloaded like the certificates)
+    #[arg(long, value_name = "FILE")]
+    auth_tokens_file: PathBuf = PathBuf::new();
+
+    /// Every TCP connection must authenticate: a client certificate or a hello token [default: false]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    auth_required: bool = false;
+
     /// Level of the relay's own log: error, warn, info, debug or trace [default: info]
     #[arg(long, value_name = "LEVEL")]
     log: LogLevel = LogLevel(tracing::Level::INFO);
@@ -241,6 +271,7 @@ impl Config {
         if c.udp_recv_buffer.bytes() > i32::MAX as u64 {
             return Err(format!("udp-recv-buffer {} too large", c.udp_recv_buffer));
         }
+        super::tls::check_settings(&c)?;
         Ok(c)
     }
 }

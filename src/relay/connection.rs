@@ -18,8 +18,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -129,8 +128,8 @@ impl Framer {
 
 /// Sends `{"ack":N}` when the writer moved the connection's durable point past what
 /// was last acknowledged. Returns false when the client is gone or stuck.
-async fn send_ack(
-    stream: &mut TcpStream,
+async fn send_ack<S: AsyncWrite + Unpin>(
+    stream: &mut S,
     point: &AckPoint,
     acked: &mut u64,
     line: &mut String,
@@ -149,11 +148,14 @@ async fn send_ack(
     )
 }
 
-pub async fn handle(
-    mut stream: TcpStream,
+/// Serves one connection, plain or TLS; `authenticated` when a verified client
+/// certificate already vouches for it (otherwise a hello token may be required).
+pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
+    authenticated: bool,
 ) {
     let peer_text = peer.to_string();
     let mut framer = Framer::new(shared.config.max_frame);
@@ -163,7 +165,17 @@ pub async fn handle(
     let mut held = Held::default();
     let mut probe = [0u8; PROBE_SIZE];
     let idle = shared.config.idle_timeout.0;
-    let (hello, mut buf) = super::hello::negotiate(&mut stream, idle, &shutdown).await;
+    let gate = super::hello::Gate {
+        auth: &shared.auth,
+        authenticated,
+    };
+    let (hello, mut buf) = match super::hello::negotiate(&mut stream, idle, &shutdown, gate).await {
+        Ok(h) => h,
+        Err(why) => {
+            super::refused(&shared, &peer, why, "hello");
+            return;
+        }
+    };
     // Acknowledged delivery: batches carry the sequence numbers and this point, which
     // the writer moves after each commit; the loop below sends `{"ack":N}` lines.
     let (acks, client) = match hello {
@@ -325,6 +337,8 @@ pub async fn handle(
             break;
         }
     }
+    // TLS ends with close_notify (RFC 5425 §4.4); plain TCP with a FIN either way.
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
 }
 
 /// Tops `held` up to `want` bytes. A connection that already holds bytes (an

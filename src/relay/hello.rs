@@ -4,6 +4,7 @@
 //! hello is handed back untouched, so clients that never heard of hellos (the original
 //! Python client, syslog senders) work exactly as before.
 
+use super::auth::{Auth, Refusal};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,55 @@ pub struct Hello {
     /// The name under which the relay remembers the client's last sequence number.
     pub client: Option<String>,
     pub acks: bool,
+    /// For `auth-tokens-file`; never logged.
+    pub token: Option<String>,
+}
+
+/// Who may pass the hello: the relay's tokens and whether a client certificate already
+/// authenticated the connection.
+#[derive(Clone, Copy)]
+pub struct Gate<'a> {
+    pub auth: &'a Auth,
+    pub authenticated: bool,
+}
+
+impl Gate<'_> {
+    /// A given token must be valid (when the relay has tokens); with `auth-required`,
+    /// a connection without a certificate needs one.
+    fn admit(&self, hello: Option<&Hello>) -> Result<(), (Refusal, &'static str)> {
+        let tokens = self.auth.tokens();
+        let token = hello.and_then(|h| h.token.as_deref());
+        let token_ok = match token {
+            Some(t) if !tokens.is_empty() => {
+                if !tokens.check(t) {
+                    return Err((Refusal::BadToken, "token not accepted"));
+                }
+                true
+            }
+            _ => false,
+        };
+        if self.auth.required && !self.authenticated && !token_ok {
+            return Err(match hello {
+                Some(_) => (Refusal::MissingToken, "a token is required"),
+                None => (
+                    Refusal::MissingToken,
+                    "authentication required: send a hello line with a token first",
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, why: Refusal, text: &str) -> Refusal {
+    let mut line = String::from("{\"error\":");
+    crate::message::write_json_str(text, &mut line);
+    line.push_str(",\"reason\":\"");
+    line.push_str(why.name());
+    line.push_str("\"}\n");
+    let _ = stream.write_all(line.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    why
 }
 
 /// Reads what is needed to tell whether the connection starts with a hello and answers
@@ -27,7 +77,8 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     idle: Duration,
     shutdown: &CancellationToken,
-) -> (Option<Hello>, Vec<u8>) {
+    gate: Gate<'_>,
+) -> Result<(Option<Hello>, Vec<u8>), Refusal> {
     let mut first = Vec::new();
     let line_end = loop {
         // Syslog and anything else that is not JSON is data from its first byte.
@@ -51,8 +102,14 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let Some((hello, end)) = line_end.and_then(|i| Some((parse_hello(&first[..i])?, i))) else {
-        return (None, first);
+        if let Err((why, text)) = gate.admit(None) {
+            return Err(refuse(stream, why, text).await);
+        }
+        return Ok((None, first));
     };
+    if let Err((why, text)) = gate.admit(Some(&hello)) {
+        return Err(refuse(stream, why, text).await);
+    }
     let answer: &[u8] = if hello.acks {
         b"{\"hello\":1,\"acks\":true}\n"
     } else {
@@ -62,7 +119,7 @@ pub async fn negotiate<S: AsyncRead + AsyncWrite + Unpin>(
         tracing::debug!(error = %e, "cannot answer hello");
     }
     first.drain(..=end);
-    (Some(hello), first)
+    Ok((Some(hello), first))
 }
 
 /// A hello is a JSON object with a `hello` key and no `message` key.
@@ -80,6 +137,10 @@ pub fn parse_hello(line: &[u8]) -> Option<Hello> {
     Some(Hello {
         client,
         acks: obj.get("acks").and_then(|a| a.as_bool()).unwrap_or(false),
+        token: obj
+            .get("token")
+            .and_then(|t| t.as_str())
+            .map(str::to_string),
     })
 }
 
@@ -119,7 +180,8 @@ mod tests {
             parse_hello(br#"{"hello":1,"client":"x","acks":true,"token":"s"}"#),
             Some(Hello {
                 client: Some("x".into()),
-                acks: true
+                acks: true,
+                token: Some("s".into()),
             })
         );
         assert_eq!(parse_hello(br#"{"hello":1}"#), Some(Hello::default()));

@@ -10,6 +10,7 @@
 //! budget ([`budget`]); when it is spent, connections stop reading.
 
 pub mod activation;
+pub mod auth;
 pub mod budget;
 pub mod config;
 pub mod connection;
@@ -22,6 +23,7 @@ pub mod reload;
 pub mod spool;
 pub mod spool_format;
 pub mod stats;
+pub mod tls;
 pub mod udp;
 pub mod writer;
 
@@ -53,12 +55,15 @@ pub struct Shared {
     pub shutdown_at: std::sync::OnceLock<tokio::time::Instant>,
     /// What SIGHUP reloads (see [`reload`]).
     pub reload: Arc<reload::Reloader>,
+    /// Certificates, allow-list and tokens (reloadable).
+    pub auth: Arc<auth::Auth>,
 }
 
 /// A bound relay, not yet serving: its addresses are known (port 0 resolved).
 pub struct Relay {
     shared: Arc<Shared>,
     tcp: Vec<TcpListener>,
+    tls: Vec<TcpListener>,
     udp: Vec<UdpSocket>,
     writer: std::thread::JoinHandle<writer::Outcome>,
     stopping: Arc<std::sync::OnceLock<std::time::Instant>>,
@@ -67,6 +72,7 @@ pub struct Relay {
 impl Relay {
     /// Opens the store (creating it) and binds every listener.
     pub async fn bind(config: Config) -> Result<Relay, String> {
+        let auth = Arc::new(auth::Auth::load(&config)?);
         let store = store::open_writer(&config.db)
             .map_err(|e| format!("cannot open store {}: {e}", config.db))?;
         let spool_dir = config.spool_dir();
@@ -101,6 +107,20 @@ impl Relay {
                 udp.push(u);
             }
             tcp.push(l);
+            if !addr.ip().is_loopback() && !config.auth_required {
+                tracing::warn!(
+                    "plain listener on {addr} is reachable from other machines and takes \
+                     messages from anyone (no TLS, no token required): use listen-tls or \
+                     auth-required"
+                );
+            }
+        }
+        let mut tls = Vec::new();
+        for addr in &config.listen_tls {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on tls {addr}: {e}"))?;
+            tls.push(l);
         }
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
@@ -127,8 +147,10 @@ impl Relay {
                 budget,
                 shutdown_at: std::sync::OnceLock::new(),
                 reload: Arc::default(),
+                auth,
             }),
             tcp,
+            tls,
             udp,
             writer,
             stopping,
@@ -150,21 +172,32 @@ impl Relay {
         self.shared.reload.clone()
     }
 
+    /// The TLS listeners' addresses.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.tls
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
     /// Serves until `shutdown` is cancelled, then drains every connection, commits
     /// and returns the final counters.
     pub async fn run(self, shutdown: CancellationToken) -> Snapshot {
         let Relay {
             shared,
             tcp,
+            tls,
             udp,
             writer,
             stopping,
         } = self;
         let tasks = TaskTracker::new();
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
-        for listener in tcp {
+        let listeners = tcp.into_iter().map(|l| (l, false));
+        for (listener, is_tls) in listeners.chain(tls.into_iter().map(|l| (l, true))) {
             tasks.spawn(accept_loop(
                 listener,
+                is_tls,
                 shared.clone(),
                 limit.clone(),
                 shutdown.clone(),
@@ -174,6 +207,10 @@ impl Relay {
         for socket in udp {
             tasks.spawn(udp::serve(socket, shared.clone(), shutdown.clone()));
         }
+        let watcher = shared
+            .auth
+            .watches_files()
+            .then(|| tokio::spawn(auth::watch(shared.auth.clone(), shutdown.clone())));
         let ticker = tokio::spawn(report_periodically(shared.clone(), shutdown.clone()));
         shutdown.cancelled().await;
         // From now on a failing store is not waited for: what it cannot take is spooled.
@@ -183,6 +220,9 @@ impl Relay {
         tasks.close();
         tasks.wait().await;
         ticker.abort();
+        if let Some(w) = watcher {
+            let _ = w.await;
+        }
         let _ = ticker.await; // drops its sender before the writer is joined
         let stats = shared.stats.clone();
         drop(shared); // the last sender: the writer sees the channel close
@@ -212,6 +252,7 @@ impl Relay {
 
 async fn accept_loop(
     listener: TcpListener,
+    is_tls: bool,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -222,7 +263,7 @@ async fn accept_loop(
             biased;
             a = listener.accept() => a,
             _ = shutdown.cancelled() => {
-                take_backlog(listener, &shared, &limit, &shutdown, &tasks);
+                take_backlog(listener, is_tls, &shared, &limit, &shutdown, &tasks);
                 return;
             }
         };
@@ -235,7 +276,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        spawn_connection(stream, peer, &shared, &limit, &shutdown, &tasks);
+        spawn_connection(stream, peer, is_tls, &shared, &limit, &shutdown, &tasks);
     }
 }
 
@@ -244,6 +285,7 @@ async fn accept_loop(
 /// non-blocking accept(2) loop, so nothing depends on a readiness event not yet seen.
 fn take_backlog(
     listener: TcpListener,
+    is_tls: bool,
     shared: &Arc<Shared>,
     limit: &Arc<Semaphore>,
     shutdown: &CancellationToken,
@@ -257,7 +299,7 @@ fn take_backlog(
             .set_nonblocking(true)
             .and_then(|()| tokio::net::TcpStream::from_std(stream));
         match stream {
-            Ok(s) => spawn_connection(s, peer, shared, limit, shutdown, tasks),
+            Ok(s) => spawn_connection(s, peer, is_tls, shared, limit, shutdown, tasks),
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "cannot take connection at shutdown")
             }
@@ -268,6 +310,7 @@ fn take_backlog(
 fn spawn_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    is_tls: bool,
     shared: &Arc<Shared>,
     limit: &Arc<Semaphore>,
     shutdown: &CancellationToken,
@@ -285,13 +328,29 @@ fn spawn_connection(
     let shared = shared.clone();
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
-        connection::handle(stream, peer, shared.clone(), shutdown).await;
+        if !is_tls {
+            connection::handle(stream, peer, shared.clone(), shutdown, false).await;
+        } else {
+            match tls::accept(stream, &shared.auth).await {
+                Ok((s, authenticated)) => {
+                    connection::handle(s, peer, shared.clone(), shutdown, authenticated).await
+                }
+                Err((why, detail)) => refused(&shared, &peer, why, &detail),
+            }
+        }
         shared
             .stats
             .connections_open
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         drop(permit);
     });
+}
+
+/// Counts a refused connection by reason and logs it without flooding.
+fn refused(shared: &Shared, peer: &SocketAddr, why: auth::Refusal, detail: &str) {
+    static REFUSED: Limiter = Limiter::new("connections refused by authentication");
+    shared.stats.refuse(why);
+    crate::warn_limited!(REFUSED, peer = %peer, reason = why.name(), "connection refused: {detail}");
 }
 
 async fn report_periodically(shared: Arc<Shared>, shutdown: CancellationToken) {

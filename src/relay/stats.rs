@@ -5,7 +5,10 @@
 //! `X_dropped`, as `logrelay_refused_total{reason=X}` for `X_rejected`/`X_refused`, and
 //! as a gauge `logrelay_NAME` when NAME is listed in [`GAUGES`].
 
+use super::auth::Refusal;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+const REFUSALS: usize = Refusal::ALL.len();
 
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -35,6 +38,8 @@ pub struct Stats {
     pub budget_overdrafts: AtomicU64,
     /// Commit latency, store health and the watchdog heartbeat, fed by the writer.
     pub writer: super::health::WriterHealth,
+    /// Connections refused by authentication, by [`Refusal`] (index = position in ALL).
+    pub refused: [AtomicU64; REFUSALS],
 }
 
 /// Fields of [`Snapshot`] that are levels, not counts (exported as gauges).
@@ -58,11 +63,18 @@ pub struct Snapshot {
     pub spool_torn: u64,
     pub udp_kernel_dropped: u64,
     pub budget_overdrafts: u64,
+    pub refused: [u64; REFUSALS],
 }
 
 impl Stats {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+
+    pub fn refuse(&self, why: Refusal) {
+        if let Some(i) = Refusal::ALL.iter().position(|r| *r == why) {
+            self.refused[i].fetch_add(1, Relaxed);
+        }
     }
 
     pub fn snapshot(&self) -> Snapshot {
@@ -82,6 +94,7 @@ impl Stats {
             spool_torn: self.spool_torn.load(Relaxed),
             udp_kernel_dropped: self.udp_kernel_dropped.load(Relaxed),
             budget_overdrafts: self.budget_overdrafts.load(Relaxed),
+            refused: std::array::from_fn(|i| self.refused[i].load(Relaxed)),
         }
     }
 }
@@ -108,6 +121,13 @@ impl std::fmt::Display for Snapshot {
             self.spool_torn,
             self.udp_kernel_dropped,
             self.budget_overdrafts
-        )
+        )?;
+        // Only the reasons that happened: most relays never refuse anyone.
+        for (r, n) in Refusal::ALL.iter().zip(self.refused) {
+            if n > 0 {
+                write!(f, " refused_{}={n}", r.name())?;
+            }
+        }
+        Ok(())
     }
 }
