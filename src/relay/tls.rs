@@ -23,7 +23,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Settings that only make sense together, checked before anything starts.
 pub fn check_settings(c: &Config) -> Result<(), String> {
     let set = |p: &Path| !p.as_os_str().is_empty();
-    if !c.listen_tls.is_empty() && !(set(&c.tls_cert) && set(&c.tls_key)) {
+    let have_pair = set(&c.tls_cert) && set(&c.tls_key);
+    if !c.listen_tls.is_empty() && !have_pair {
         return Err("listen-tls needs tls-cert and tls-key (PEM files)".into());
     }
     if c.listen_tls.is_empty() && (set(&c.tls_client_ca) || !c.tls_allow.is_empty()) {
