@@ -38,7 +38,7 @@ _logrelayd() {
 
     case "${cmd}" in
         logrelayd)
-            opts="-l -h -V --config --no-udp --print-schema --listen --udp --db --max-frame --max-connections --idle-timeout --batch-rows --zone --stats-interval --log --memory-budget --spool-dir --spool-max-size --udp-recv-buffer --metrics --help --version migrate spool check-config"
+            opts="-l -h -V --config --no-udp --print-schema --listen --udp --db --max-frame --max-connections --idle-timeout --batch-rows --zone --stats-interval --listen-tls --tls-cert --tls-key --tls-client-ca --tls-allow --auth-tokens-file --auth-required --log --memory-budget --spool-dir --spool-max-size --udp-recv-buffer --metrics --help --version migrate spool check-config"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -90,6 +90,34 @@ _logrelayd() {
                     ;;
                 --stats-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen-tls)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-client-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-tokens-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auth-required)
+                    COMPREPLY=($(compgen -W "true false" -- "${cur}"))
                     return 0
                     ;;
                 --log)

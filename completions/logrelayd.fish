@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_logrelayd_global_optspecs
-    string join \n config= no-udp print-schema= l/listen= udp= db= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= h/help V/version
+    string join \n config= no-udp print-schema= l/listen= udp= db= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= listen-tls= tls-cert= tls-key= tls-client-ca= tls-allow= auth-tokens-file= auth-required= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= h/help V/version
 end
 
 function __fish_logrelayd_needs_command
@@ -37,6 +37,14 @@ complete -c logrelayd -n "__fish_logrelayd_needs_command" -l idle-timeout -d 'Cl
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l batch-rows -d 'Most rows per store transaction [default: 5000]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l zone -d 'Zone for RFC 3164 times, which carry none: local, UTC or +HH:MM [default: local]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l stats-interval -d 'Time between counter reports in the log (seconds, or 1min) [default: 60s]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l listen-tls -d 'TLS listener, RFC 5425 (repeatable, or comma separated; 6514 by convention) [default: off]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l tls-cert -d 'The TLS listeners\' certificate chain (PEM); reloaded on SIGHUP and when it changes' -r -F
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l tls-key -d 'The private key of tls-cert (PEM)' -r -F
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l tls-client-ca -d 'CA certificates (PEM) that client certificates must chain to: mutual TLS [default: off]' -r -F
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l tls-allow -d 'Who may send over TLS (repeatable): a client certificate name glob (SAN or CN) or sha256:HEX fingerprint [default: any client certificate tls-client-ca accepts]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l auth-tokens-file -d 'Tokens for the native protocol\'s hello line, one per line (reloaded like the certificates)' -r -F
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l auth-required -d 'Every TCP connection must authenticate: a client certificate or a hello token [default: false]' -r -f -a "true\t''
+false\t''"
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l log -d 'Level of the relay\'s own log: error, warn, info, debug or trace [default: info]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l memory-budget -d 'Bytes read but not yet committed or spooled, all connections together [default: 64MiB]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
