@@ -2,6 +2,7 @@
 //! beside its store code (`sqlite::sql`, `mssql::sql`).
 
 use crate::message::{Facility, Level};
+use super::words::Words;
 use chrono::{DateTime, Utc};
 
 /// A header field that positional `FIELD=VALUE` matches can name.
@@ -65,6 +66,8 @@ pub struct Filter {
     pub after_id: Option<i64>,
     /// Only rows up to this row id (what existed when follow mode started).
     pub upto_id: Option<i64>,
+    /// Words every row must contain whole (`-w`), case-insensitively.
+    pub words: Words,
 }
 
 impl Filter {

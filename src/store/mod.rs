@@ -8,9 +8,13 @@ pub mod filter;
 pub mod mssql;
 pub mod sql;
 pub mod sqlite;
+pub mod stats;
+pub mod words;
 
 pub use batch::{Batch, RecordRef};
 pub use filter::{Field, Filter, Match};
+pub use stats::{StatField, StatRow, StatsQuery};
+pub use words::Words;
 
 use crate::settings::{default_store_path, expand_path};
 use std::path::{Path, PathBuf};
@@ -156,6 +160,20 @@ pub trait StoreReader: Send {
     /// check that follow mode makes often. Backends that cannot tell say `true`.
     fn changed(&mut self) -> Result<bool, StoreError> {
         Ok(true)
+    }
+    /// Matching rows per time bucket and group. Backends with summaries override the
+    /// plain way, which reads every matching row.
+    fn stats(&mut self, q: &StatsQuery) -> Result<Vec<StatRow>, StoreError> {
+        stats::by_visiting(self, q)
+    }
+    /// The number of matching rows.
+    fn count(&mut self, filter: &Filter) -> Result<u64, StoreError> {
+        let q = StatsQuery::everything(filter.clone(), Vec::new());
+        Ok(self.stats(&q)?.iter().map(|r| r.count).sum())
+    }
+    /// The oldest and newest event time of the matching rows.
+    fn time_bounds(&mut self, filter: &Filter) -> Result<Option<(i64, i64)>, StoreError> {
+        stats::time_bounds(self, filter)
     }
 }
 

@@ -516,6 +516,9 @@ impl StoreReader for MssqlStore {
         let (sql, params) = query_sql_for(q, &self.pool.catalog());
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
         let mut seen = 0u64;
+        let words = &q.filter.words;
+        let mut left = q.limit.unwrap_or(u64::MAX);
+        let mut buf = String::new();
         // No limit on the whole: a dump may take long, at the reader's pace. Each wait
         // for the server is bounded by the command timeout (tiberius, per round trip).
         with_retry!(self, "query", None, |conn| async {
@@ -533,6 +536,20 @@ impl StoreReader for MssqlStore {
                 };
                 seen += 1;
                 let (id, record) = record(&row);
+                // `-w`: T-SQL cannot tell whole words apart case-insensitively the way
+                // the SQLite store does, so rows are checked here (a scan).
+                if !words.is_empty() {
+                    let r = &record;
+                    if !words.matches(r.message, r.hostname, r.source, r.structured_data, &mut buf) {
+                        continue;
+                    }
+                    if left == 0 {
+                        drop(rows);
+                        conn.discard();
+                        break;
+                    }
+                    left -= 1;
+                }
                 if !visit(id, &record) {
                     drop(rows);
                     conn.discard();

@@ -4,7 +4,7 @@
 use super::catalog::{Actual, Catalog};
 use super::{SELECT_COLUMNS, TABLE};
 use crate::store::Query;
-use crate::store::filter::{Filter, Match};
+use crate::store::filter::{Field, Filter, Match};
 use crate::store::sql::{Param, Sql, field_column, field_param, json_path, negated};
 
 /// Placeholders `@P1`, `@P2`, … in binding order.
@@ -109,6 +109,14 @@ pub fn where_clause(f: &Filter, cat: &Catalog) -> Sql {
                 field,
                 value,
                 negate,
+            } if *field != Field::Facility && value.contains(['*', '?']) => {
+                // Text fields take the globs of -s and -H (`source=Payment*`).
+                (pattern(&mut sql, field_column(*field), value), *negate)
+            }
+            Match::Field {
+                field,
+                value,
+                negate,
             } => {
                 let column = field_column(*field);
                 let p = match field_param(*field, value) {
@@ -167,9 +175,14 @@ pub fn query_sql_for(q: &Query, cat: &Catalog) -> (String, Vec<Param>) {
     } else {
         format!("time_us {dir}, id {dir}")
     };
-    let limit = q.limit.map_or(String::new(), |n| {
-        format!(" OFFSET 0 ROWS FETCH NEXT {n} ROWS ONLY")
-    });
+    // `-w` words are checked by the store's code (`MssqlStore::query`), not in SQL: the
+    // limit too, then.
+    let limit = q
+        .limit
+        .filter(|_| q.filter.words.is_empty())
+        .map_or(String::new(), |n| {
+            format!(" OFFSET 0 ROWS FETCH NEXT {n} ROWS ONLY")
+        });
     (
         format!(
             "SELECT id, {} FROM {TABLE} {} ORDER BY {order}{limit}",

@@ -31,6 +31,8 @@ pub struct Summary {
     /// Source id → severities of that source's rows in the block.
     pub sources: Option<HashMap<i64, u8>>,
     pub hosts: Option<HashMap<i64, u8>>,
+    /// Rows per severity (what `--count` and `stats` add up); `None`: unknown.
+    pub counts: Option<[u16; 8]>,
 }
 
 /// The facts of one row that summaries keep.
@@ -58,6 +60,7 @@ impl Summary {
             max_time_us: i64::MIN,
             sources: Some(HashMap::new()),
             hosts: Some(HashMap::new()),
+            counts: Some([0; 8]),
             ..Summary::default()
         }
     }
@@ -68,6 +71,10 @@ impl Summary {
         self.max_time_us = self.max_time_us.max(r.time_us);
         self.severities |= bit;
         self.facilities |= facility_bit(r.facility);
+        if let Some(c) = self.counts.as_mut() {
+            let n = &mut c[usize::from(r.severity & 7)];
+            *n = n.saturating_add(1);
+        }
         for (map, id) in [
             (&mut self.sources, r.source_id),
             (&mut self.hosts, r.host_id),
@@ -83,6 +90,10 @@ impl Summary {
         self.max_time_us = self.max_time_us.max(other.max_time_us);
         self.severities |= other.severities;
         self.facilities |= other.facilities;
+        self.counts = match (self.counts, other.counts) {
+            (Some(a), Some(b)) => Some(std::array::from_fn(|i| a[i].saturating_add(b[i]))),
+            _ => None,
+        };
         for (mine, theirs) in [
             (&mut self.sources, &other.sources),
             (&mut self.hosts, &other.hosts),
@@ -149,6 +160,17 @@ pub fn decode_names(mut blob: &[u8]) -> Option<Vec<(i64, u8)>> {
     Some(pairs)
 }
 
+/// Rows per severity as 8 little-endian u16.
+pub fn encode_counts(c: &[u16; 8]) -> Vec<u8> {
+    c.iter().flat_map(|n| n.to_le_bytes()).collect()
+}
+
+/// [`encode_counts`] read back; `None` for NULL or a damaged value.
+pub fn decode_counts(value: rusqlite::types::ValueRef<'_>) -> Option<[u16; 8]> {
+    let blob = value.as_blob().ok()?;
+    (blob.len() == 16).then(|| std::array::from_fn(|i| u16::from_le_bytes([blob[2 * i], blob[2 * i + 1]])))
+}
+
 /// A stored name list as a map; unknown (`None`) for NULL, a damaged blob or another
 /// type, so a damaged summary widens queries instead of stopping the writer.
 fn to_map(value: rusqlite::types::ValueRef<'_>) -> Option<HashMap<i64, u8>> {
@@ -160,6 +182,8 @@ fn to_map(value: rusqlite::types::ValueRef<'_>) -> Option<HashMap<i64, u8>> {
 #[derive(Default)]
 pub struct Pending {
     blocks: Vec<(i64, Summary)>,
+    /// Writing for schema version 2 (the migration to it), which has no `counts`.
+    version_2: bool,
 }
 
 impl Pending {
@@ -179,32 +203,51 @@ impl Pending {
     /// summaries and rows always commit together.
     pub fn write(self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
         for (block, mut summary) in self.blocks {
-            if let Some(stored) = read(tx, block)? {
+            if let Some(stored) = read(tx, block, self.version_2)? {
                 summary.merge(&stored);
             }
-            let mut stmt = tx.prepare_cached(
+            if self.version_2 {
+                summary.counts = None;
+            }
+            let mut stmt = tx.prepare_cached(if self.version_2 {
                 "INSERT OR REPLACE INTO LogBlocks (block, min_time_us, max_time_us, \
-                 severities, facilities, sources, hosts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            stmt.execute((
-                block,
-                summary.min_time_us,
-                summary.max_time_us,
-                summary.severities,
-                summary.facilities,
+                 severities, facilities, sources, hosts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            } else {
+                "INSERT OR REPLACE INTO LogBlocks (block, min_time_us, max_time_us, \
+                 severities, facilities, sources, hosts, counts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            })?;
+            let counts = summary.counts.as_ref().map(encode_counts);
+            let mut params: Vec<&dyn rusqlite::ToSql> = vec![
+                &block,
+                &summary.min_time_us,
+                &summary.max_time_us,
+                &summary.severities,
+                &summary.facilities,
+            ];
+            let (sources, hosts) = (
                 summary.sources.as_ref().map(encode_names),
                 summary.hosts.as_ref().map(encode_names),
-            ))?;
+            );
+            params.push(&sources);
+            params.push(&hosts);
+            if !self.version_2 {
+                params.push(&counts);
+            }
+            stmt.execute(params.as_slice())?;
         }
         Ok(())
     }
 }
 
-fn read(tx: &Transaction<'_>, block: i64) -> rusqlite::Result<Option<Summary>> {
-    tx.prepare_cached(
-        "SELECT min_time_us, max_time_us, severities, facilities, sources, hosts \
-         FROM LogBlocks WHERE block = ?1",
-    )?
+fn read(tx: &Transaction<'_>, block: i64, version_2: bool) -> rusqlite::Result<Option<Summary>> {
+    tx.prepare_cached(if version_2 {
+        "SELECT min_time_us, max_time_us, severities, facilities, sources, hosts, NULL \
+         FROM LogBlocks WHERE block = ?1"
+    } else {
+        "SELECT min_time_us, max_time_us, severities, facilities, sources, hosts, counts \
+         FROM LogBlocks WHERE block = ?1"
+    })?
     .query_row([block], |r| {
         Ok(Summary {
             min_time_us: r.get(0)?,
@@ -213,14 +256,37 @@ fn read(tx: &Transaction<'_>, block: i64) -> rusqlite::Result<Option<Summary>> {
             facilities: r.get::<_, i64>(3)? as u32,
             sources: to_map(r.get_ref(4)?),
             hosts: to_map(r.get_ref(5)?),
+            counts: decode_counts(r.get_ref(6)?),
         })
     })
     .optional()
 }
 
+/// Migration step: counts the rows of each block summarised before counts existed.
+pub fn backfill_counts(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let mut counts: HashMap<i64, [u16; 8]> = HashMap::new();
+    let mut stmt = tx.prepare(&format!(
+        "SELECT id >> {BLOCK_SHIFT}, severity, count(*) FROM Logs GROUP BY 1, 2"
+    ))?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let severity = r.get::<_, i64>(1)?.clamp(0, 7) as usize;
+        let n = r.get::<_, i64>(2)?.clamp(0, i64::from(u16::MAX)) as u16;
+        counts.entry(r.get(0)?).or_default()[severity] = n;
+    }
+    let mut update = tx.prepare("UPDATE LogBlocks SET counts = ?2 WHERE block = ?1")?;
+    for (block, c) in counts {
+        update.execute((block, encode_counts(&c)))?;
+    }
+    Ok(())
+}
+
 /// Migration step: summarises rows stored before summaries existed.
 pub fn backfill(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    let mut pending = Pending::default();
+    let mut pending = Pending {
+        version_2: true,
+        ..Pending::default()
+    };
     let mut stmt = tx.prepare(
         "SELECT id, time_us, severity, facility, source_id, host_id FROM Logs ORDER BY id",
     )?;
@@ -240,7 +306,14 @@ pub fn backfill(tx: &Transaction<'_>) -> rusqlite::Result<()> {
             .last()
             .is_some_and(|(b, _)| *b != facts.id >> BLOCK_SHIFT)
         {
-            std::mem::take(&mut pending).write(tx)?;
+            let done = std::mem::replace(
+                &mut pending,
+                Pending {
+                    version_2: true,
+                    ..Pending::default()
+                },
+            );
+            done.write(tx)?;
         }
         pending.add(&facts);
     }
@@ -267,8 +340,10 @@ mod tests {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.execute_batch(super::super::MIGRATION_1).unwrap();
         conn.execute_batch(super::super::MIGRATION_2).unwrap();
+        conn.execute_batch(super::super::MIGRATION_3).unwrap();
+        conn.execute_batch(super::super::MIGRATION_4).unwrap();
         conn.execute_batch(
-            "INSERT INTO LogBlocks VALUES (0, 5, 9, 8, 2, 'not a blob', x'ffffffff')",
+            "INSERT INTO LogBlocks VALUES (0, 5, 9, 8, 2, 'not a blob', x'ffffffff', x'00')",
         )
         .unwrap();
         let tx = conn.transaction().unwrap();
@@ -282,10 +357,11 @@ mod tests {
             host_id: Some(2),
         });
         pending.write(&tx).unwrap();
-        let stored = read(&tx, 0).unwrap().unwrap();
+        let stored = read(&tx, 0, false).unwrap().unwrap();
         assert_eq!((stored.min_time_us, stored.max_time_us), (5, 9));
         assert_eq!(stored.severities, 8 | 64);
         assert_eq!((stored.sources, stored.hosts), (None, None), "unknown: any");
+        assert_eq!(stored.counts, None, "a damaged count is unknown, not zero");
     }
 
     #[test]

@@ -13,9 +13,11 @@ mod checkpoint;
 mod file;
 mod query;
 pub mod sql;
+mod stats;
+mod tokens;
 
 use super::columns::{COLUMNS, SqliteColumn, SqliteType, Value};
-use super::{Batch, Query, StoreError, StoreReader, StoreWriter, Visit};
+use super::{Batch, Query, StatRow, StatsQuery, StoreError, StoreReader, StoreWriter, Visit};
 use blocks::{Pending, RowFacts};
 use checkpoint::Checkpointer;
 use file::Found;
@@ -43,7 +45,17 @@ const MIGRATIONS: &[Migration] = &[
         sql: MIGRATION_3,
         fill: None,
     },
+    Migration {
+        sql: MIGRATION_4,
+        fill: Some(backfill_4),
+    },
 ];
+
+/// Migration 4's fill: counts per block, then token filters for the complete blocks.
+fn backfill_4(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    blocks::backfill_counts(tx)?;
+    tokens::backfill(tx)
+}
 
 const MIGRATION_1: &str =
     // 1: the Logs table and the indexes the logq filters use. The severity index covers
@@ -99,16 +111,25 @@ const MIGRATION_3: &str =
         last_seq INTEGER NOT NULL
     );";
 
+const MIGRATION_4: &str =
+    // 4: rows per severity in each block summary (for counts and stats), and per complete
+    // block a Bloom filter of its words (for word search); both filled by `backfill_4`.
+    "ALTER TABLE LogBlocks ADD COLUMN counts BLOB; -- 8 x u16 LE: rows per severity
+    CREATE TABLE LogTokens (
+        block INTEGER PRIMARY KEY,    -- LogBlocks.block, once the block is complete
+        filter BLOB NOT NULL          -- split-block Bloom filter of XXH3 token hashes
+    );";
+
 /// Every migration, in order, as one SQL script.
 pub fn schema_sql() -> String {
     MIGRATIONS
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let fill = if m.fill.is_some() {
-                "-- then logrelay summarises the rows already stored into LogBlocks\n"
-            } else {
-                ""
+            let fill = match i {
+                1 => "-- then logrelay summarises the rows already stored into LogBlocks\n",
+                3 => "-- then logrelay counts and indexes the words of the rows already stored\n",
+                _ => "",
             };
             format!(
                 "-- version {}\n{};\n{fill}",
@@ -261,6 +282,8 @@ pub struct SqliteWriter {
     host_ids: NameIds,
     /// The background checkpointer.
     checkpointer: Option<Checkpointer>,
+    /// The token filter of the block being filled.
+    tokens: tokens::BlockTokens,
 }
 
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -294,8 +317,10 @@ impl SqliteWriter {
                 stmt.raw_execute()?;
                 let severity = r.level.code();
                 let facility = r.facility.map(crate::message::Facility::code);
+                let id = tx.last_insert_rowid();
+                self.tokens.add(id, r.message, r.structured_data);
                 summaries.add(&RowFacts {
-                    id: tx.last_insert_rowid(),
+                    id,
                     time_us: r.time_us,
                     severity,
                     facility,
@@ -307,6 +332,7 @@ impl SqliteWriter {
         }
         summaries.write(&tx)?;
         seqs.write(&tx)?;
+        self.tokens.write(&tx)?;
         tx.commit()?;
         self.restart_wal_if_large();
         Ok(n)
@@ -405,6 +431,7 @@ impl SqliteWriter {
             source_ids: NameIds::new("Sources"),
             host_ids: NameIds::new("Hosts"),
             checkpointer: None,
+            tokens: tokens::BlockTokens::default(),
         };
         store.upgrade()?;
         store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -494,6 +521,7 @@ impl StoreWriter for SqliteWriter {
             // The transaction rolled back: names it added to the dictionaries are gone.
             self.source_ids.ids.clear();
             self.host_ids.ids.clear();
+            self.tokens.forget();
         }
         result.map_err(|e| e.at(&self.path))
     }
@@ -530,6 +558,7 @@ impl SqliteReader {
         check(path, found, false)?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| StoreError::from(e).at(path))?;
+        tokens::register_function(&conn).map_err(|e| StoreError::from(e).at(path))?;
         Ok(SqliteReader {
             conn,
             path: path.to_path_buf(),
@@ -546,6 +575,10 @@ impl StoreReader for SqliteReader {
 
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
         last_id(&self.conn).map_err(|e| e.at(&self.path))
+    }
+
+    fn stats(&mut self, q: &StatsQuery) -> Result<Vec<StatRow>, StoreError> {
+        stats::stats(&self.conn, q).map_err(|e| e.at(&self.path))
     }
 
     /// `PRAGMA data_version` changes when another connection commits; reading it

@@ -5,7 +5,8 @@
 //! one that sorts before it, so `-n 100` reads a handful of blocks however big the store.
 //! Filters without those fields use the plain SQL (time index, or the rowid).
 
-use super::blocks::{BLOCK_SHIFT, decode_names};
+use super::blocks::{BLOCK_SHIFT, decode_counts, decode_names};
+use super::tokens::Probe;
 use super::sql::{name_match, row_clause};
 use crate::store::columns::{self, Column, Value};
 use crate::store::sql::{Param, Sql};
@@ -48,13 +49,7 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     };
     // Sources and hosts are already resolved to dictionary ids: compare those (ids we
     // made, so literal) instead of a per-row subquery, which measured 6× slower.
-    let mut sql = row_clause(&q.filter);
-    for (column, ids) in [("source_id", &prune.sources), ("host_id", &prune.hosts)] {
-        if let Some(ids) = ids {
-            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-            sql.and(&format!("{column} IN ({})", list.join(", ")));
-        }
-    }
+    let mut sql = row_sql(&prune, &q.filter);
     let columns = select_list();
     let dir = if q.newest_first { "DESC" } else { "ASC" };
     let order = if q.by_id {
@@ -96,32 +91,50 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     }
 }
 
-/// A candidate block: its id range (cut to the cursor) and time bounds.
+/// The row clause of a filter whose names `prune` has resolved to dictionary ids: those
+/// ids are compared (ids we made, so literal) instead of a per-row subquery, which
+/// measured 6× slower.
+pub(super) fn row_sql(prune: &Prune, filter: &Filter) -> Sql {
+    let mut sql = row_clause(filter);
+    for (column, ids) in [("source_id", &prune.sources), ("host_id", &prune.hosts)] {
+        if let Some(ids) = ids {
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            sql.and(&format!("{column} IN ({})", list.join(", ")));
+        }
+    }
+    sql
+}
+
+/// A candidate block: its id range (cut to the cursor), time bounds and row counts.
 #[derive(Debug, Clone, Copy)]
-struct Block {
-    first_id: i64,
-    last_id: i64,
-    min_time_us: i64,
-    max_time_us: i64,
+pub(super) struct Block {
+    pub first_id: i64,
+    pub last_id: i64,
+    pub min_time_us: i64,
+    pub max_time_us: i64,
+    /// Rows per severity in the whole block, if known.
+    pub counts: Option<[u16; 8]>,
 }
 
 /// What the summaries can rule out for a filter.
-struct Prune {
-    severities: u8,
+pub(super) struct Prune {
+    pub severities: u8,
     facilities: u32,
     sources: Option<HashSet<i64>>,
     hosts: Option<HashSet<i64>>,
-    since: i64,
-    until: i64,
+    pub since: i64,
+    pub until: i64,
     after_id: i64,
     upto_id: i64,
+    /// The tokens of `-w` words, looked up in the blocks' token filters.
+    words: Option<Probe>,
 }
 
 const ANY_FACILITY: u32 = (1 << 25) - 1;
 
 impl Prune {
     /// `None` when the filter's source or host patterns match no name at all.
-    fn new(conn: &Connection, f: &Filter) -> Result<Option<Prune>, StoreError> {
+    pub fn new(conn: &Connection, f: &Filter) -> Result<Option<Prune>, StoreError> {
         let severities = match f.severity_codes() {
             Some((lo, hi)) => (lo..=hi).fold(0u8, |m, c| m | 1 << c),
             None => 0xff,
@@ -147,6 +160,7 @@ impl Prune {
             until: f.until.map_or(i64::MAX, |t| t.timestamp_micros()),
             after_id: f.after_id.unwrap_or(0),
             upto_id: f.upto_id.unwrap_or(i64::MAX),
+            words: Probe::new(&f.words),
         }))
     }
 
@@ -155,6 +169,7 @@ impl Prune {
             || self.facilities != ANY_FACILITY
             || self.sources.is_some()
             || self.hosts.is_some()
+            || self.words.is_some()
     }
 
     fn admits(
@@ -171,12 +186,12 @@ impl Prune {
     }
 
     /// The blocks that can hold a match, in id order.
-    fn candidates(&self, conn: &Connection) -> Result<Vec<Block>, StoreError> {
+    pub fn candidates(&self, conn: &Connection) -> Result<Vec<Block>, StoreError> {
         let first_block = self.after_id.saturating_add(1).max(0) >> BLOCK_SHIFT;
         let last_block = self.upto_id >> BLOCK_SHIFT;
         let mut stmt = conn.prepare_cached(
-            "SELECT block, min_time_us, max_time_us, severities, facilities, sources, hosts \
-             FROM LogBlocks WHERE block BETWEEN ?1 AND ?2 \
+            "SELECT block, min_time_us, max_time_us, severities, facilities, sources, hosts, \
+             counts FROM LogBlocks WHERE block BETWEEN ?1 AND ?2 \
              AND max_time_us >= ?3 AND min_time_us <= ?4 ORDER BY block",
         )?;
         let mut rows = stmt.query((first_block, last_block, self.since, self.until))?;
@@ -196,7 +211,14 @@ impl Prune {
                 last_id: ((block << BLOCK_SHIFT) | ((1 << BLOCK_SHIFT) - 1)).min(self.upto_id),
                 min_time_us: r.get(1)?,
                 max_time_us: r.get(2)?,
+                counts: decode_counts(r.get_ref(7)?),
             });
+        }
+        if let Some(probe) = &self.words {
+            let ids: Vec<i64> = blocks.iter().map(|b| b.first_id >> BLOCK_SHIFT).collect();
+            let admitted = probe.admitted(conn, &ids)?;
+            let mut keep = admitted.iter().peekable();
+            blocks.retain(|b| keep.next_if_eq(&&(b.first_id >> BLOCK_SHIFT)).is_some());
         }
         Ok(blocks)
     }

@@ -2,7 +2,7 @@
 //! the store resolves them to dictionary ids first ([`name_match`]), for its block
 //! summaries, and then compares those ids (`super::query`).
 
-use crate::store::filter::{Filter, Match};
+use crate::store::filter::{Field, Filter, Match};
 use crate::store::sql::{Param, Sql, field_column, field_param, json_path, negated};
 
 /// Placeholders `?1`, `?2`, … in binding order.
@@ -72,6 +72,14 @@ pub fn row_clause(f: &Filter) -> Sql {
                 field,
                 value,
                 negate,
+            } if *field != Field::Facility && value.contains(['*', '?']) => {
+                // Text fields take the globs of -s and -H (`source=Payment*`).
+                (pattern(&mut sql, field_column(*field), value), *negate)
+            }
+            Match::Field {
+                field,
+                value,
+                negate,
             } => {
                 let p = bind(&mut sql, field_param(*field, value));
                 (format!("{} = {p}", field_column(*field)), *negate)
@@ -93,6 +101,14 @@ pub fn row_clause(f: &Filter) -> Sql {
             }
         };
         terms.push(if negate { negated(&cond) } else { cond });
+    }
+    if !f.words.is_empty() {
+        // Our SQL function (`tokens::register_function`): the exact test, run on the
+        // rows of the blocks whose token filters could not rule the words out.
+        let p = bind(&mut sql, Param::Text(f.words.to_param()));
+        terms.push(format!(
+            "logq_words({p}, message, hostname, source, structured_data)"
+        ));
     }
     if let Some(id) = f.after_id {
         let p = bind(&mut sql, Param::Int(id));

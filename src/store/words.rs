@@ -1,0 +1,354 @@
+//! Words, as `logq -w` searches for them and the SQLite store's token filters index
+//! them: maximal runs of letters, digits and `_` (Unicode), compared case-insensitively
+//! (each character lower-cased on its own, so `Σ` is always `σ`), in the message, the
+//! hostname, the source and the structured-data values (not SD-IDs or parameter names).
+//!
+//! One definition for the writer (which indexes the words of each row), the readers
+//! (which check rows exactly) and the regex analysis of `-g`, so that a block a filter
+//! rules out can never hold a matching row.
+
+use std::borrow::Cow;
+
+/// A character that belongs to a word.
+pub fn is_word_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Appends `text` lower-cased character by character (never `str::to_lowercase`, whose
+/// final-sigma rule depends on context and would tokenise differently).
+pub fn push_lower(text: &str, out: &mut String) {
+    if text.is_ascii() {
+        // The common case: one pass, no char decoding.
+        let start = out.len();
+        out.push_str(text);
+        out[start..].make_ascii_lowercase();
+        return;
+    }
+    for c in text.chars() {
+        out.extend(c.to_lowercase());
+    }
+}
+
+/// Calls `f` with each word of `text`, lower-cased. `buf` is scratch space (kept by the
+/// caller so that a hot loop does not allocate).
+pub fn for_each_word(text: &str, buf: &mut String, f: &mut impl FnMut(&str)) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    buf.clear();
+    if text.is_ascii() {
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b.is_ascii_alphanumeric() || b == b'_' {
+                buf.push(b.to_ascii_lowercase() as char);
+            } else if !buf.is_empty() {
+                f(buf);
+                buf.clear();
+            }
+            i += 1;
+        }
+    } else {
+        for c in text.chars() {
+            for l in c.to_lowercase() {
+                if is_word_char(l) {
+                    buf.push(l);
+                } else if !buf.is_empty() {
+                    f(buf);
+                    buf.clear();
+                }
+            }
+        }
+    }
+    if !buf.is_empty() {
+        f(buf);
+        buf.clear();
+    }
+}
+
+/// Calls `f` with each value string of a structured-data JSON text as the stores keep it
+/// (`{"SDID":{"PARAM":"VALUE","REPEATED":["V1","V2"]}}`), escapes decoded. Keys are
+/// skipped. Text that is not such JSON yields what it can and never panics.
+pub fn for_each_sd_value(json: &str, f: &mut impl FnMut(&str)) {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    // Open containers, innermost last: a string in an array is a value; in an object
+    // it is a value right after `:`, else a key. Our JSON nests three deep at most.
+    let mut open: Vec<u8> = Vec::with_capacity(4);
+    let mut last = 0u8;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let (s, next) = json_string(json, i + 1);
+                let is_value = match open.last() {
+                    Some(b'[') => true,
+                    Some(_) => last == b':',
+                    None => false,
+                };
+                if is_value {
+                    f(&s);
+                }
+                last = b'"';
+                i = next;
+                continue;
+            }
+            c @ (b'[' | b'{') => {
+                open.push(c);
+                last = c;
+            }
+            c @ (b']' | b'}') => {
+                open.pop();
+                last = c;
+            }
+            c @ (b':' | b',') => last = c,
+            _ => {}
+        }
+        i += 1;
+    }
+}
+
+/// The JSON string starting after its opening quote at `start`: its decoded text and
+/// the index after its closing quote.
+fn json_string(json: &str, start: usize) -> (Cow<'_, str>, usize) {
+    let bytes = json.as_bytes();
+    let Some(rel) = memchr::memchr2(b'"', b'\\', &bytes[start..]) else {
+        return (Cow::Borrowed(&json[start..]), bytes.len());
+    };
+    if bytes[start + rel] == b'"' {
+        return (Cow::Borrowed(&json[start..start + rel]), start + rel + 1);
+    }
+    let mut out = String::new();
+    let mut i = start;
+    while i < bytes.len() {
+        let Some(rel) = memchr::memchr2(b'"', b'\\', &bytes[i..]) else {
+            out.push_str(&json[i..]);
+            return (Cow::Owned(out), bytes.len());
+        };
+        out.push_str(&json[i..i + rel]);
+        i += rel;
+        if bytes[i] == b'"' {
+            return (Cow::Owned(out), i + 1);
+        }
+        // An escape: `\X` or `\uXXXX` (with a surrogate pair for characters beyond the
+        // BMP). Whatever it decodes to is pushed; a broken escape becomes U+FFFD.
+        let esc = bytes.get(i + 1).copied().unwrap_or(b'\\');
+        i += 2;
+        match esc {
+            b'n' => out.push('\n'),
+            b't' => out.push('\t'),
+            b'r' => out.push('\r'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'u' => {
+                let hex = |at: usize| {
+                    json.get(at..at + 4)
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                };
+                let mut c = hex(i);
+                i += 4;
+                if let Some(hi @ 0xD800..=0xDBFF) = c
+                    && json.get(i..i + 2) == Some("\\u")
+                    && let Some(lo @ 0xDC00..=0xDFFF) = hex(i + 2)
+                {
+                    c = Some(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00));
+                    i += 6;
+                }
+                out.push(c.and_then(char::from_u32).unwrap_or('\u{FFFD}'));
+            }
+            other => out.push(other as char),
+        }
+    }
+    (Cow::Owned(out), bytes.len().min(i))
+}
+
+/// Search words: each must occur, whole, in some field of a row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Words {
+    /// Lower-cased, trimmed of non-word characters at both ends, never empty.
+    words: Vec<String>,
+}
+
+impl Words {
+    /// The words as given (`-w`), each trimmed of leading and trailing non-word
+    /// characters; `None` for a word with no letter or digit at all.
+    pub fn new<S: AsRef<str>>(words: &[S]) -> Result<Words, String> {
+        let mut out = Vec::with_capacity(words.len());
+        for w in words {
+            let w = w.as_ref();
+            let trimmed = w.trim_matches(|c: char| !is_word_char(c));
+            if trimmed.is_empty() {
+                return Err(format!("'{w}' has no letter or digit to search for"));
+            }
+            let mut lower = String::with_capacity(trimmed.len());
+            push_lower(trimmed, &mut lower);
+            let lower = lower.trim_matches(|c: char| !is_word_char(c)).to_string();
+            if lower.is_empty() {
+                return Err(format!("'{w}' has no letter or digit to search for"));
+            }
+            if !out.contains(&lower) {
+                out.push(lower);
+            }
+        }
+        Ok(Words { words: out })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// The lower-cased search words.
+    pub fn as_slice(&self) -> &[String] {
+        &self.words
+    }
+
+    /// Every word's single tokens: what a block must hold for any row of it to match
+    /// (`192.0.2.1` needs `192`, `0`, `2` and `1`).
+    pub fn tokens(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut buf = String::new();
+        for w in &self.words {
+            for_each_word(w, &mut buf, &mut |t| {
+                if !out.iter().any(|o| o == t) {
+                    out.push(t.to_string());
+                }
+            });
+        }
+        out
+    }
+
+    /// The words joined by NUL, to travel as one bound SQL parameter.
+    pub fn to_param(&self) -> String {
+        self.words.join("\0")
+    }
+
+    /// [`Words::to_param`] read back (already lower-cased and trimmed).
+    pub fn from_param(p: &str) -> Words {
+        Words {
+            words: p
+                .split('\0')
+                .filter(|w| !w.is_empty())
+                .map(str::to_string)
+                .collect(),
+        }
+    }
+
+    /// Marks (bit i of `found`) the words found in `text`.
+    fn check(&self, text: &str, found: &mut u64, buf: &mut String) {
+        buf.clear();
+        push_lower(text, buf);
+        for (i, w) in self.words.iter().enumerate() {
+            if *found & (1 << i) == 0 && contains_word(buf, w) {
+                *found |= 1 << i;
+            }
+        }
+    }
+
+    /// Whether every word occurs whole in the message, hostname, source or a
+    /// structured-data value. `buf` is scratch space.
+    pub fn matches(
+        &self,
+        message: &str,
+        hostname: Option<&str>,
+        source: Option<&str>,
+        structured_data: Option<&str>,
+        buf: &mut String,
+    ) -> bool {
+        if self.words.is_empty() {
+            return true;
+        }
+        // Bit i: word i found. At most 64 words are tracked by bit; more are rare
+        // enough to be checked the slow way (each word on its own).
+        if self.words.len() > 64 {
+            return self.words.iter().all(|w| {
+                Words {
+                    words: vec![w.clone()],
+                }
+                .matches(message, hostname, source, structured_data, buf)
+            });
+        }
+        let all = if self.words.len() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.words.len()) - 1
+        };
+        let mut found = 0u64;
+        for text in [Some(message), hostname, source].into_iter().flatten() {
+            self.check(text, &mut found, buf);
+            if found == all {
+                return true;
+            }
+        }
+        if let Some(sd) = structured_data {
+            for_each_sd_value(sd, &mut |v| {
+                if found != all {
+                    self.check(v, &mut found, buf);
+                }
+            });
+        }
+        found == all
+    }
+}
+
+/// Whether `word` (lower-cased) occurs in `text` (lower-cased) with no word character
+/// right before or after it.
+pub fn contains_word(text: &str, word: &str) -> bool {
+    for at in memchr::memmem::find_iter(text.as_bytes(), word.as_bytes()) {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        if !before.is_some_and(is_word_char) && !after.is_some_and(is_word_char) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut buf = String::new();
+        for_each_word(text, &mut buf, &mut |w| out.push(w.to_string()));
+        out
+    }
+
+    #[test]
+    fn words_of_text() {
+        assert_eq!(
+            words("Failed password for user_1 from 192.0.2.7 port 22"),
+            ["failed", "password", "for", "user_1", "from", "192", "0", "2", "7", "port", "22"]
+        );
+        assert_eq!(words("Grüße, ΣΟΦΙΑ! 日本語テキスト"), ["grüße", "σοφια", "日本語テキスト"]);
+        assert_eq!(words(" -- "), Vec::<String>::new());
+    }
+
+    #[test]
+    fn sd_values_only_with_escapes() {
+        let mut got = Vec::new();
+        for_each_sd_value(
+            r#"{"origin":{"ip":"192.0.2.1","note":["a\"b","line\nnext","\u00e9t\u00e9"]},"x@1":{"k":"v"}}"#,
+            &mut |v| got.push(v.to_string()),
+        );
+        assert_eq!(got, ["192.0.2.1", "a\"b", "line\nnext", "été", "v"]);
+        // Not JSON at all: no panic.
+        for_each_sd_value("{\"a\":\"\\u12", &mut |_| {});
+        for_each_sd_value("\"\\", &mut |_| {});
+    }
+
+    #[test]
+    fn whole_words_case_insensitive() {
+        let w = Words::new(&["Timeout", "192.0.2.1"]).unwrap();
+        let mut buf = String::new();
+        let m = |msg: &str, sd: Option<&str>, buf: &mut String| w.matches(msg, Some("h"), None, sd, buf);
+        assert!(m("connect TIMEOUT to 192.0.2.1:80", None, &mut buf));
+        assert!(!m("connect timeouts to 192.0.2.1", None, &mut buf));
+        assert!(!m("timeout to 192.0.2.10", None, &mut buf));
+        assert!(m("timeout", Some(r#"{"o":{"ip":"192.0.2.1"}}"#), &mut buf));
+        assert!(!m("timeout", Some(r#"{"192.0.2.1":{"ip":"x"}}"#), &mut buf));
+        assert!(Words::new(&["--"]).is_err());
+        assert_eq!(Words::new(&["(Ärger)"]).unwrap().as_slice(), ["ärger"]);
+        assert_eq!(
+            Words::new(&["192.0.2.1"]).unwrap().tokens(),
+            ["192", "0", "2", "1"]
+        );
+    }
+}

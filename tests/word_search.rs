@@ -1,0 +1,310 @@
+//! Word search (`-w`) in the SQLite store against a reference selection: every row read
+//! back and checked by this file's own whole-word test. The store holds three complete
+//! blocks of 4,096 rows (with token filters) and a tail block still filling (without),
+//! words in every field, upper and lower case, punctuation around them, near misses
+//! (`needles`, `xneedle`, `needle_x`) and multi-byte text.
+
+use chrono::{DateTime, Duration, Utc};
+use logrelay::message::{Level, LogMessage, SdElement};
+use logrelay::store::{
+    Batch, Filter, OpenMode, Query, RecordRef, StatsQuery, Store, Words, sqlite::SqliteStore,
+};
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+
+const ROWS: usize = 3 * 4096 + 700;
+
+fn base() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_790_000_000, 0).unwrap()
+}
+
+const FILLER: [&str; 8] = [
+    "connection accepted",
+    "request served in 12ms",
+    "cache miss for key user:42",
+    "GET /index.html 200",
+    "worker started",
+    "retrying upstream",
+    "session closed",
+    "queue depth 17",
+];
+
+/// Row `i`: filler text, with the rare words placed in chosen rows and fields.
+fn row(i: usize) -> LogMessage<'static> {
+    let mut m = LogMessage::new(
+        format!("{} seq={i}", FILLER[i % FILLER.len()]),
+        Level::from_code((i % 8) as u8).unwrap(),
+        base() + Duration::seconds(i as i64),
+    );
+    m.hostname = Some(Cow::Owned(format!("web{}", i % 5)));
+    m.source = Some(Cow::Borrowed("nginx"));
+    let msg = |s: &str| Cow::Owned(format!("{s} seq={i}"));
+    match i {
+        // Block 0 (ids 1..4095 are rows 0..4094).
+        10 => m.message = msg("found the Needle, finally"),
+        11 => m.message = msg("needles everywhere"),
+        12 => m.message = msg("xneedle and needle_x are other words"),
+        // Block 1.
+        5000 => m.message = msg("(NEEDLE)"),
+        5001 => m.hostname = Some(Cow::Borrowed("Haystack-01")),
+        5002 => m.source = Some(Cow::Borrowed("Payment-Gateway")),
+        // Block 2.
+        9000 => {
+            m.structured_data = vec![SdElement {
+                id: "origin@32473".into(),
+                params: vec![
+                    ("ip".into(), "192.0.2.1".into()),
+                    ("note".into(), "Žluťoučký kůň \"quoted\"\nnext".into()),
+                ],
+            }]
+        }
+        9001 => m.message = msg("from 192.0.2.10 and 10.192.0.2.1"),
+        9002 => m.message = msg("ΣΟΦΙΑ said 日本語テキスト, grüße"),
+        // A key of structured data is not a value: no match for `needle` here.
+        9003 => {
+            m.structured_data = vec![SdElement {
+                id: "needle@1".into(),
+                params: vec![("needle".into(), "hay".into())],
+            }]
+        }
+        // The tail block (no token filter yet).
+        12_500 => m.message = msg("tail needle"),
+        12_501 => m.message = msg("latest haystack"),
+        _ => {}
+    }
+    m
+}
+
+fn store(dir: &tempfile::TempDir) -> SqliteStore {
+    let mut s = SqliteStore::open(&dir.path().join("w.db"), OpenMode::Create).unwrap();
+    // Several commits, one crossing a block boundary, as a relay makes them.
+    let mut batch = Batch::new();
+    for i in 0..ROWS {
+        batch.push(&row(i));
+        if batch.len() == 1500 || i + 1 == ROWS {
+            s.insert(std::slice::from_ref(&batch)).unwrap();
+            batch.clear();
+        }
+    }
+    s
+}
+
+/// This file's own whole-word test: the field split into runs of letters, digits and
+/// `_`, lower-cased; a word of several runs (`192.0.2.1`) must appear with the same
+/// characters between them.
+fn has_word(field: &str, word: &str) -> bool {
+    let lower: String = field.chars().flat_map(char::to_lowercase).collect();
+    let word: String = word.chars().flat_map(char::to_lowercase).collect();
+    let wordy = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    lower.match_indices(&word).any(|(at, _)| {
+        !wordy(lower[..at].chars().last()) && !wordy(lower[at + word.len()..].chars().next())
+    })
+}
+
+fn sd_values(sd: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(sd).unwrap();
+    let mut out = Vec::new();
+    for params in v.as_object().unwrap().values() {
+        for value in params.as_object().unwrap().values() {
+            match value {
+                serde_json::Value::Array(a) => {
+                    out.extend(a.iter().map(|s| s.as_str().unwrap().to_string()))
+                }
+                s => out.push(s.as_str().unwrap().to_string()),
+            }
+        }
+    }
+    out
+}
+
+fn reference(r: &RecordRef<'_>, words: &[&str]) -> bool {
+    words.iter().all(|w| {
+        let mut fields: Vec<String> = vec![r.message.to_string()];
+        fields.extend(r.hostname.map(str::to_string));
+        fields.extend(r.source.map(str::to_string));
+        if let Some(sd) = r.structured_data {
+            fields.extend(sd_values(sd));
+        }
+        fields.iter().any(|f| has_word(f, w))
+    })
+}
+
+fn ids(s: &mut SqliteStore, filter: Filter, newest_first: bool, limit: Option<u64>) -> Vec<i64> {
+    let mut out = Vec::new();
+    let q = Query {
+        filter,
+        newest_first,
+        by_id: false,
+        limit,
+    };
+    s.query(&q, &mut |id, _| {
+        out.push(id);
+        true
+    })
+    .unwrap();
+    out
+}
+
+fn word_filter(words: &[&str]) -> Filter {
+    Filter {
+        words: Words::new(words).unwrap(),
+        ..Filter::default()
+    }
+}
+
+#[test]
+fn word_search_matches_the_reference_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(&dir);
+    let mut all: Vec<(i64, Batch)> = Vec::new();
+    s.query(&Query::default(), &mut |id, r| {
+        let mut b = Batch::new();
+        b.push_record(r);
+        all.push((id, b));
+        true
+    })
+    .unwrap();
+    assert_eq!(all.len(), ROWS);
+    let cases: &[&[&str]] = &[
+        &["needle"],
+        &["NEEDLE"],
+        &["haystack"],
+        &["Haystack-01"],
+        &["payment"],
+        &["payment-gateway"],
+        &["192.0.2.1"],
+        &["žluťoučký"],
+        &["ŽLUŤOUČKÝ", "kůň"],
+        &["quoted"],
+        &["next"],
+        &["σοφια"],
+        &["日本語テキスト"],
+        &["grüße"],
+        &["needle", "tail"],
+        &["needle", "finally"],
+        &["needle", "haystack"],
+        &["needles"],
+        &["needle_x"],
+        &["seq"],
+        &["accepted", "seq"],
+        &["served", "12ms"],
+        &["nothing-like-this"],
+        &["hay"],
+        &["origin"],
+    ];
+    for words in cases {
+        let want: BTreeSet<i64> = all
+            .iter()
+            .filter(|(_, b)| reference(&b.iter().next().unwrap(), words))
+            .map(|(id, _)| *id)
+            .collect();
+        let got = ids(&mut s, word_filter(words), false, None);
+        let got_set: BTreeSet<i64> = got.iter().copied().collect();
+        assert_eq!(got_set, want, "words {words:?}");
+        assert_eq!(got.len(), want.len(), "no duplicates for {words:?}");
+        let count = s.count(&word_filter(words)).unwrap();
+        assert_eq!(count, want.len() as u64, "count of {words:?}");
+    }
+    // Spot checks that the reference itself means what it should.
+    let needle = ids(&mut s, word_filter(&["needle"]), false, None);
+    assert_eq!(needle.len(), 3, "row 10, row 5000 and the tail row: {needle:?}");
+    assert!(ids(&mut s, word_filter(&["hay"]), false, None).len() == 1);
+    // Newest first with a limit: the limit counts matching rows, not rows read.
+    let newest = ids(&mut s, word_filter(&["needle"]), true, Some(2));
+    assert_eq!(newest, vec![needle[2], needle[1]]);
+    // With other filters: the word and the level must both hold.
+    let f = Filter {
+        levels: Some((Level::Emerg, Level::Debug)),
+        hosts: vec!["web*".into()],
+        ..word_filter(&["needle"])
+    };
+    assert_eq!(ids(&mut s, f, false, None), needle);
+}
+
+/// The token filters really skip blocks: a word written into a complete block behind
+/// the filter's back (plain SQL, as no writer would) is not found there, while the same
+/// word in the tail block, which has no filter yet, is.
+#[test]
+fn blocks_whose_filter_rules_a_word_out_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(&dir);
+    let path = dir.path().join("w.db");
+    let filtered: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM LogTokens", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(filtered, 3, "three complete blocks have filters, the tail none");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE Logs SET message = 'smuggled' WHERE id IN (100, 12700)",
+        [],
+    )
+    .unwrap();
+    let found = ids(&mut s, word_filter(&["smuggled"]), false, None);
+    assert_eq!(found, vec![12700], "block 0's filter rules 'smuggled' out");
+    // A block whose filter is gone (damaged, or from before filters) is read whole.
+    conn.execute("DELETE FROM LogTokens WHERE block = 0", []).unwrap();
+    let found = ids(&mut s, word_filter(&["smuggled"]), false, None);
+    assert_eq!(found, vec![100, 12700]);
+    // A damaged filter blob reads as unknown too.
+    conn.execute("UPDATE LogTokens SET filter = x'0102' WHERE block = 1", [])
+        .unwrap();
+    conn.execute("UPDATE Logs SET message = 'smuggled' WHERE id = 4200", [])
+        .unwrap();
+    let found = ids(&mut s, word_filter(&["smuggled"]), false, None);
+    assert_eq!(found, vec![100, 4200, 12700]);
+}
+
+/// A writer that restarts in the middle of a block rebuilds that block's filter from
+/// its rows when the block completes, and an old store gains filters on open.
+#[test]
+fn filters_survive_restarts_and_are_backfilled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    {
+        let mut s = SqliteStore::open(&path, OpenMode::Create).unwrap();
+        let mut b = Batch::new();
+        for i in 0..3000 {
+            b.push(&row(i));
+        }
+        s.insert(std::slice::from_ref(&b)).unwrap();
+    }
+    {
+        // A new writer: it did not see block 0's first 3,000 rows.
+        let mut s = SqliteStore::open(&path, OpenMode::Create).unwrap();
+        let mut b = Batch::new();
+        for i in 3000..5000 {
+            b.push(&row(i));
+        }
+        s.insert(std::slice::from_ref(&b)).unwrap();
+        assert_eq!(ids(&mut s, word_filter(&["needle"]), false, None).len(), 1);
+        assert_eq!(ids(&mut s, word_filter(&["finally"]), false, None).len(), 1);
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let blocks: Vec<i64> = conn
+        .prepare("SELECT block FROM LogTokens")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(blocks, vec![0]);
+    // Back to schema 3: no filters, no counts. A writer migrates and backfills.
+    conn.execute_batch(
+        "DROP TABLE LogTokens; ALTER TABLE LogBlocks DROP COLUMN counts; PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    drop(conn);
+    let mut s = SqliteStore::open(&path, OpenMode::Existing).unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM LogTokens", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    conn.execute("UPDATE Logs SET message = 'smuggled' WHERE id = 7", [])
+        .unwrap();
+    assert!(ids(&mut s, word_filter(&["smuggled"]), false, None).is_empty());
+    assert_eq!(ids(&mut s, word_filter(&["needle"]), false, None).len(), 1);
+    let q = StatsQuery::everything(Filter::default(), Vec::new());
+    assert_eq!(s.stats(&q).unwrap()[0].count, 5000, "counts backfilled");
+}
