@@ -1,9 +1,12 @@
 //! `logq`: query and follow the store, send messages, simulate clients.
 
 mod args;
+mod buckets;
 mod error;
 mod escape;
+mod grep_words;
 mod levels;
+mod pager;
 mod plan;
 pub(crate) use plan::config_db;
 mod query;

@@ -9,13 +9,27 @@
 
 use std::borrow::Cow;
 
-/// A character that belongs to a word.
+/// A character that belongs to a word: the regex crate's `\w` (letters, marks, digits,
+/// connector punctuation), so that `\b` in a `-g` pattern bounds exactly our words.
 pub fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    regex_syntax::try_is_word_character(c).unwrap_or_else(|_| c.is_alphanumeric() || c == '_')
+}
+
+/// A character lower-cased for comparing words. `ſ` (long s) becomes `s`: besides the
+/// Kelvin sign (which `char::to_lowercase` already makes `k`) it is the one character
+/// that a case-insensitive regex equates with an ASCII letter.
+fn lower(c: char) -> impl Iterator<Item = char> {
+    let special = (c == 'ſ').then_some('s');
+    let rest = if special.is_some() {
+        None
+    } else {
+        Some(c.to_lowercase())
+    };
+    special.into_iter().chain(rest.into_iter().flatten())
 }
 
 /// Appends `text` lower-cased character by character (never `str::to_lowercase`, whose
-/// final-sigma rule depends on context and would tokenise differently).
+/// final-sigma rule depends on context and would tokenise differently; see [`lower`]).
 pub fn push_lower(text: &str, out: &mut String) {
     if text.is_ascii() {
         // The common case: one pass, no char decoding.
@@ -25,7 +39,7 @@ pub fn push_lower(text: &str, out: &mut String) {
         return;
     }
     for c in text.chars() {
-        out.extend(c.to_lowercase());
+        out.extend(lower(c));
     }
 }
 
@@ -48,7 +62,7 @@ pub fn for_each_word(text: &str, buf: &mut String, f: &mut impl FnMut(&str)) {
         }
     } else {
         for c in text.chars() {
-            for l in c.to_lowercase() {
+            for l in lower(c) {
                 if is_word_char(l) {
                     buf.push(l);
                 } else if !buf.is_empty() {
