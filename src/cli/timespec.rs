@@ -1,11 +1,13 @@
 //! Time expressions for `--since` / `--until`, journalctl's vocabulary: RFC 3339,
 //! `2026-11-23 10:00[:00]`, a bare date, `today`, `yesterday`, `tomorrow`, `now`,
-//! `-1h`, `+30min`, `1h ago`, `30 min ago`, `@EPOCH`.
+//! `-1h`, `+30min`, `1h ago`, `30 min ago`, `@EPOCH`, a time of day (`10:00`, `10:00:30`:
+//! today) and a day with one (`today 10:00`, `yesterday 23:30`).
 
 use chrono::{DateTime, Duration, Local, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 pub const FORMS: &str = "RFC 3339 (2026-11-23T10:00:00Z), '2026-11-23 10:00[:00]', '2026-11-23', \
-                         today, yesterday, tomorrow, now, -1h, '1h ago', '30min ago', @1700000000";
+                         10:00, 'today 10:00', today, yesterday, tomorrow, now, -1h, '1h ago', \
+                         '30min ago', @1700000000";
 
 /// Reads `s` relative to `now`; wall-clock forms are in the local zone, or UTC with `utc`.
 pub fn parse(s: &str, now: DateTime<Utc>, utc: bool) -> Result<DateTime<Utc>, String> {
@@ -21,12 +23,31 @@ pub fn parse(s: &str, now: DateTime<Utc>, utc: bool) -> Result<DateTime<Utc>, St
         let day = today + Duration::days(days);
         wall_clock(day.and_time(NaiveTime::MIN), utc).ok_or_else(bad)
     };
-    match lower.as_str() {
-        "now" => return Ok(now),
-        "today" => return midnight(0),
-        "yesterday" => return midnight(-1),
-        "tomorrow" => return midnight(1),
-        _ => {}
+    let day = |word: &str| match word {
+        "today" => Some(0),
+        "yesterday" => Some(-1),
+        "tomorrow" => Some(1),
+        _ => None,
+    };
+    if lower == "now" {
+        return Ok(now);
+    }
+    if let Some(d) = day(&lower) {
+        return midnight(d);
+    }
+    // `10:00`, `today 10:00`, `yesterday 23:30:15`: a wall-clock time on that day.
+    let (days, clock) = match lower.split_once(' ') {
+        Some((w, rest)) if day(w).is_some() => (day(w), rest.trim()),
+        _ => (Some(0), lower.as_str()),
+    };
+    if let (Some(days), Some(time)) = (days, time_of_day(clock)) {
+        let start = midnight(days)?;
+        let date = if utc {
+            start.date_naive()
+        } else {
+            start.with_timezone(&Local).date_naive()
+        };
+        return wall_clock(date.and_time(time), utc).ok_or_else(bad);
     }
     if let Some(epoch) = t.strip_prefix('@') {
         let secs: f64 = epoch.parse().map_err(|_| bad())?;
@@ -52,6 +73,33 @@ pub fn parse(s: &str, now: DateTime<Utc>, utc: bool) -> Result<DateTime<Utc>, St
         return wall_clock(d.and_time(NaiveTime::MIN), utc).ok_or_else(bad);
     }
     relative(&lower).map(|d| now + d).ok_or_else(bad)
+}
+
+/// `HH:MM` or `HH:MM:SS[.fff]`.
+fn time_of_day(s: &str) -> Option<NaiveTime> {
+    if !s.bytes().next().is_some_and(|b| b.is_ascii_digit()) || !s.contains(':') {
+        return None;
+    }
+    ["%H:%M:%S%.f", "%H:%M"]
+        .iter()
+        .find_map(|f| NaiveTime::parse_from_str(s, f).ok())
+}
+
+/// A hint for a time that did not parse but looks like a duration without a
+/// direction (`1h`, `30 min`): journalctl users mean the past.
+pub fn hint(s: &str) -> Option<String> {
+    let t = s.trim().to_ascii_lowercase();
+    if t.starts_with(['-', '+']) || t.ends_with("ago") {
+        return None;
+    }
+    relative(&format!("-{t}")).map(|_| {
+        format!(
+            "'{}' is a duration: for that long ago write '-{}' or '{} ago'",
+            s.trim(),
+            t.replace(' ', ""),
+            s.trim()
+        )
+    })
 }
 
 fn wall_clock(n: NaiveDateTime, utc: bool) -> Option<DateTime<Utc>> {
@@ -130,6 +178,20 @@ mod tests {
         assert_eq!(p("1h30min ago"), "2026-11-23T11:00:00+00:00");
         assert_eq!(p("+1d"), "2026-11-24T12:30:00+00:00");
         assert_eq!(p("@1700000000"), "2023-11-14T22:13:20+00:00");
+        assert_eq!(p("10:00"), "2026-11-23T10:00:00+00:00");
+        assert_eq!(p("23:59:30"), "2026-11-23T23:59:30+00:00");
+        assert_eq!(p("today 10:00"), "2026-11-23T10:00:00+00:00");
+        assert_eq!(p("Yesterday 23:30"), "2026-11-22T23:30:00+00:00");
+        assert_eq!(p("tomorrow 00:15:00"), "2026-11-24T00:15:00+00:00");
+    }
+
+    #[test]
+    fn a_bare_duration_gets_a_hint() {
+        assert!(hint("1h").unwrap().contains("'-1h'"), "{:?}", hint("1h"));
+        assert!(hint("30 min").unwrap().contains("'-30min'"));
+        assert_eq!(hint("-1h"), None);
+        assert_eq!(hint("soon"), None);
+        assert_eq!(hint("1h ago"), None);
     }
 
     #[test]
@@ -141,7 +203,9 @@ mod tests {
             "2026-13-01",
             "@x",
             "ago",
-            "10:00",
+            "25:00",
+            "today 10",
+            "1h",
         ] {
             let e = parse(bad, now(), true).unwrap_err();
             assert!(e.contains("expected RFC 3339"), "{bad}: {e}");
