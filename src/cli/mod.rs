@@ -13,6 +13,7 @@ mod query;
 mod render;
 mod send;
 mod simulate;
+mod stats_render;
 mod timespec;
 
 use args::{Cli, Command};
