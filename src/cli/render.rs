@@ -16,10 +16,33 @@ pub enum Output {
     Short,
     ShortIso,
     ShortPrecise,
+    /// Seconds since the epoch with microseconds, as journalctl's `short-unix`.
+    ShortUnix,
+    /// Weekday, full date and zone, as journalctl's `short-full`.
+    ShortFull,
+    /// Every field on its own line.
+    Verbose,
     Json,
     JsonPretty,
     Cat,
 }
+
+/// The record's keys, as `-o json` and `--output-fields` name them.
+pub const FIELDS: [&str; 13] = [
+    "id",
+    "timestamp",
+    "received",
+    "level",
+    "facility",
+    "hostname",
+    "source",
+    "procid",
+    "msgid",
+    "structured_data",
+    "message",
+    "protocol",
+    "peer",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
@@ -63,6 +86,8 @@ pub struct Renderer {
     cached_second: i64,
     cached_prefix: String,
     line: String,
+    /// `--output-fields`: the keys `json`, `json-pretty` and `verbose` print.
+    fields: Option<Vec<String>>,
 }
 
 fn to_datetime(us: i64) -> DateTime<Utc> {
@@ -79,6 +104,7 @@ impl Renderer {
             cached_second: i64::MIN,
             cached_prefix: String::new(),
             line: String::with_capacity(512),
+            fields: None,
         }
     }
 
@@ -97,29 +123,70 @@ impl Renderer {
         }
     }
 
+    /// Only these keys (of [`FIELDS`]) in `json`, `json-pretty` and `verbose`.
+    pub fn with_fields(mut self, fields: Option<Vec<String>>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    fn wanted(&self, key: &str) -> bool {
+        self.fields
+            .as_ref()
+            .is_none_or(|f| f.iter().any(|k| k == key))
+    }
+
+    /// Drops the keys `--output-fields` did not name from the JSON object in `line`.
+    fn keep_fields(&mut self) -> io::Result<()> {
+        if self.fields.is_none() {
+            return Ok(());
+        }
+        let mut v: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&self.line).map_err(io::Error::other)?;
+        v.retain(|k, _| self.wanted(k));
+        self.line = serde_json::to_string(&v).map_err(io::Error::other)?;
+        Ok(())
+    }
+
     pub fn write(&mut self, out: &mut impl Write, id: i64, r: &RecordRef<'_>) -> io::Result<()> {
         self.line.clear();
         match self.output {
-            Output::Json => self.json(id, r),
+            Output::Json => {
+                self.json(id, r);
+                self.keep_fields()?;
+            }
             Output::JsonPretty => {
                 self.json(id, r);
+                self.keep_fields()?;
                 let v: serde_json::Value =
                     serde_json::from_str(&self.line).map_err(io::Error::other)?;
                 self.line = serde_json::to_string_pretty(&v).map_err(io::Error::other)?;
             }
             Output::Cat => self.message(r),
-            Output::Short | Output::ShortIso | Output::ShortPrecise => self.short(r),
+            Output::Verbose => self.verbose(id, r),
+            Output::Short
+            | Output::ShortIso
+            | Output::ShortPrecise
+            | Output::ShortUnix
+            | Output::ShortFull => self.short(r),
         }
         self.line.push('\n');
         out.write_all(self.line.as_bytes())
     }
 
     fn time_prefix(&mut self, us: i64) {
+        if self.output == Output::ShortUnix {
+            let _ = std::fmt::Write::write_fmt(
+                &mut self.line,
+                format_args!("{}.{:06}", us.div_euclid(1_000_000), us.rem_euclid(1_000_000)),
+            );
+            return;
+        }
         let second = us.div_euclid(1_000_000);
         if second != self.cached_second {
             let t = to_datetime(second * 1_000_000);
             let fmt = match self.output {
                 Output::ShortIso => "%Y-%m-%dT%H:%M:%S%z",
+                Output::ShortFull => "%a %Y-%m-%d %H:%M:%S %Z",
                 _ => "%b %d %H:%M:%S",
             };
             self.cached_prefix = if self.utc {
@@ -152,6 +219,55 @@ impl Renderer {
         self.line.push_str(": ");
         let indent = self.line.chars().count();
         self.message_indented(r, indent);
+    }
+
+    /// journalctl's `verbose`: a header line with the precise time and the id, then
+    /// `    KEY=value` for every field that has a value.
+    fn verbose(&mut self, id: i64, r: &RecordRef<'_>) {
+        let t = to_datetime(r.time_us);
+        let fmt = "%a %Y-%m-%d %H:%M:%S%.6f %Z";
+        let head = if self.utc {
+            t.format(fmt).to_string()
+        } else {
+            t.with_timezone(&Local).format(fmt).to_string()
+        };
+        let _ = std::fmt::Write::write_fmt(&mut self.line, format_args!("{head} [id={id}]"));
+        let mut received = String::new();
+        write_rfc3339_utc(r.received_us, 6, &mut received);
+        let mut timestamp = String::new();
+        write_rfc3339_utc(r.time_us, 6, &mut timestamp);
+        let id_text = id.to_string();
+        let fields: [(&str, Option<&str>); 13] = [
+            ("id", Some(&id_text)),
+            ("timestamp", Some(&timestamp)),
+            ("received", Some(&received)),
+            ("level", Some(r.level.name())),
+            ("facility", r.facility.map(|f| f.name())),
+            ("hostname", r.hostname),
+            ("source", r.source),
+            ("procid", r.procid),
+            ("msgid", r.msgid),
+            ("structured_data", r.structured_data),
+            ("message", Some(r.message)),
+            ("protocol", Some(r.protocol.name())),
+            ("peer", r.peer),
+        ];
+        for (key, value) in fields {
+            let Some(value) = value.filter(|_| self.wanted(key)) else {
+                continue;
+            };
+            self.line.push_str("\n    ");
+            self.line.push_str(&key.to_ascii_uppercase());
+            self.line.push('=');
+            // One line per field: a newline inside a value is shown as `\n` (other
+            // control characters as the text modes show them).
+            for (i, part) in value.split('\n').enumerate() {
+                if i > 0 {
+                    self.line.push_str("\\n");
+                }
+                self.push_text(part);
+            }
+        }
     }
 
     fn message(&mut self, r: &RecordRef<'_>) {
@@ -278,6 +394,44 @@ mod tests {
         );
         assert!(render(Output::ShortIso, false, &r).starts_with("2023-11-14T22:13:20+0000 web1"));
         assert_eq!(render(Output::Cat, false, &rec("x", Level::Info)), "x\n");
+        assert!(
+            render(Output::ShortUnix, false, &r).starts_with("1700000000.123456 web1 nginx[42]: line one"),
+            "{}",
+            render(Output::ShortUnix, false, &r)
+        );
+        assert!(
+            render(Output::ShortFull, false, &r).starts_with("Tue 2023-11-14 22:13:20 UTC web1 nginx[42]: "),
+            "{}",
+            render(Output::ShortFull, false, &r)
+        );
+    }
+
+    #[test]
+    fn verbose_and_output_fields() {
+        let r = rec("line one\nline two", Level::Info);
+        let v = render(Output::Verbose, false, &r);
+        let lines: Vec<&str> = v.lines().collect();
+        assert_eq!(lines[0], "Tue 2023-11-14 22:13:20.123456 UTC [id=7]");
+        assert!(lines.contains(&"    LEVEL=info"));
+        assert!(lines.contains(&"    MESSAGE=line one\\nline two"));
+        assert!(!v.contains("MSGID="), "no line for a field without a value");
+        let mut buf = Vec::new();
+        Renderer::new(Output::Json, false, true)
+            .with_fields(Some(vec!["message".into(), "level".into()]))
+            .write(&mut buf, 7, &r)
+            .unwrap();
+        let obj: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(obj.as_object().unwrap().len(), 2);
+        assert_eq!(obj["level"], "info");
+        let mut buf = Vec::new();
+        Renderer::new(Output::Verbose, false, true)
+            .with_fields(Some(vec!["hostname".into()]))
+            .write(&mut buf, 7, &r)
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            "Tue 2023-11-14 22:13:20.123456 UTC [id=7]\n    HOSTNAME=web1\n"
+        );
     }
 
     #[test]
