@@ -11,9 +11,11 @@ use std::path::PathBuf;
     about = "Query and follow the logs stored by logrelayd",
     args_conflicts_with_subcommands = true,
     after_help = "Matches: FIELD=VALUE or FIELD!=VALUE on hostname, source, procid, msgid, \
-                  facility or protocol, or SDID.PARAM=VALUE on structured data.\n\
+                  facility or protocol (VALUE takes * and ? globs, as -s and -H do; facility \
+                  takes a name or number), or SDID.PARAM=VALUE on structured data (exact).\n\
                   Examples:\n  logq -p err --since '1 hour ago' -s billing\n  \
                   logq -f -H 'web*'\n  logq -o json -n 100 | jq .message\n  \
+                  logq -w 3fa2c9e1 -w timeout\n  logq stats --by level --bucket 1h -S today\n  \
                   logq send -p err -s billing 'payment failed'"
 )]
 pub struct Cli {
@@ -29,6 +31,20 @@ pub enum Command {
     Send(super::send::SendArgs),
     /// Simulate many client services sending logs (also a load generator)
     Simulate(super::simulate::SimulateArgs),
+    /// Count the matching rows per time bucket and per level, source, host or facility
+    Stats(StatsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Group by these fields: level, source, host, facility (comma separated or repeated)
+    #[arg(long, value_name = "FIELD[,FIELD]", value_delimiter = ',')]
+    pub by: Vec<String>,
+    /// Count per time bucket of the display zone: 1m, 1h or 1d
+    #[arg(long, value_name = "1m|1h|1d")]
+    pub bucket: Option<String>,
+    #[command(flatten)]
+    pub query: QueryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -42,8 +58,8 @@ pub struct QueryArgs {
     /// Rows at or before this time
     #[arg(short = 'U', long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
-    /// Source (app name / tag); repeatable, ORed; `*` and `?` glob
-    #[arg(short = 's', long = "source", value_name = "APP")]
+    /// Source (app name / tag, also -t); repeatable, ORed; `*` and `?` glob
+    #[arg(short = 's', visible_short_alias = 't', long = "source", value_name = "APP")]
     pub sources: Vec<String>,
     /// Hostname; repeatable, ORed; `*` and `?` glob
     #[arg(short = 'H', long = "host", value_name = "HOST")]
@@ -54,9 +70,39 @@ pub struct QueryArgs {
     /// Regular expression on the message; all lower case means case-insensitive
     #[arg(short = 'g', long, value_name = "REGEX")]
     pub grep: Option<String>,
-    /// Show the newest N rows (printed oldest first), or all [default: all; 10 with -f]
-    #[arg(short = 'n', long = "lines", value_name = "N|all")]
+    /// Whole word every row must contain, in the message, host, source or a structured-data
+    /// value, any case; repeatable, ANDed. Uses the store's word index
+    #[arg(short = 'w', long = "word", value_name = "WORD")]
+    pub words: Vec<String>,
+    /// Show the newest N rows (printed oldest first), or all [default: all; 10 with -f or a
+    /// bare -n; 1000 with -e]
+    #[arg(short = 'n', long = "lines", value_name = "N|all", num_args = 0..=1, default_missing_value = "10")]
     pub lines: Option<String>,
+    /// Print the number of matching rows instead of the rows
+    #[arg(long, conflicts_with = "follow")]
+    pub count: bool,
+    /// List the values of FIELD in the matching rows, with counts: level, source, host,
+    /// facility
+    #[arg(short = 'F', long = "field", value_name = "FIELD", conflicts_with = "follow")]
+    pub field: Option<String>,
+    /// List the fields rows have (and the SDID.PARAM names of recent rows)
+    #[arg(short = 'N', long = "fields")]
+    pub fields: bool,
+    /// Also print N rows after each match, from the same host and source
+    #[arg(short = 'A', long = "after-context", value_name = "N", conflicts_with = "follow")]
+    pub after: Option<u64>,
+    /// Also print N rows before each match, from the same host and source
+    #[arg(short = 'B', long = "before-context", value_name = "N", conflicts_with = "follow")]
+    pub before: Option<u64>,
+    /// -A N and -B N
+    #[arg(short = 'C', long = "context", value_name = "N", conflicts_with = "follow")]
+    pub context: Option<u64>,
+    /// Do not pipe the output into a pager
+    #[arg(long)]
+    pub no_pager: bool,
+    /// Start the pager at the end (and show the newest 1000 rows unless -n says otherwise)
+    #[arg(short = 'e', long = "pager-end")]
+    pub pager_end: bool,
     /// Newest first
     #[arg(short = 'r', long)]
     pub reverse: bool,
@@ -69,6 +115,9 @@ pub struct QueryArgs {
     /// Print control characters in text output raw (default: escaped as \xNN)
     #[arg(short = 'a', long)]
     pub all: bool,
+    /// Only these fields in json, json-pretty and verbose output (comma separated)
+    #[arg(long, value_name = "FIELD,…", value_delimiter = ',')]
+    pub output_fields: Vec<String>,
     /// Show times in UTC (default: the local zone)
     #[arg(long)]
     pub utc: bool,

@@ -13,6 +13,7 @@ mod query;
 mod render;
 mod send;
 mod simulate;
+mod stats;
 mod stats_render;
 mod timespec;
 
@@ -44,6 +45,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Send(a)) => send::run(a),
         Some(Command::Simulate(a)) => simulate::run(a),
+        Some(Command::Stats(a)) => stats::run(a),
         None => plan::plan(&cli.query, chrono::Utc::now()).and_then(|plan| {
             let fail_if_empty = plan.fail_if_empty;
             query::run(plan).map(|matched| {

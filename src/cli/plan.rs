@@ -4,10 +4,11 @@
 use super::args::QueryArgs;
 use super::error::{CliError, did_you_mean};
 use super::levels::priority;
-use super::render::Renderer;
+use super::grep_words::required_words;
+use super::render::{FIELDS, Output, Renderer};
 use super::timespec;
 use crate::message::Facility;
-use crate::store::{Field, Filter, Match, StoreUrl};
+use crate::store::{Field, Filter, Match, StatField, StoreUrl, Words};
 use chrono::{DateTime, Utc};
 use regex::{Regex, RegexBuilder};
 use std::io::{self, IsTerminal};
@@ -23,7 +24,25 @@ pub struct Plan {
     pub follow: bool,
     pub fail_if_empty: bool,
     pub renderer: Renderer,
+    /// `--count`: print the number of matching rows.
+    pub count: bool,
+    /// `-F FIELD`: list the field's values with counts.
+    pub field: Option<StatField>,
+    /// `-N`: list the fields.
+    pub list_fields: bool,
+    /// `-B`, `-A`: context rows before and after each match.
+    pub context: (u64, u64),
+    /// A pager on a terminal (not with `--no-pager`, `-f`, `--count`, `-F`, `-N`).
+    pub pager: bool,
+    /// `-e`: start the pager at the end.
+    pub pager_end: bool,
+    pub output: Output,
+    pub color: bool,
+    pub utc: bool,
 }
+
+/// The subcommands, for "did you mean" when one is mistyped (it reads as a match).
+const SUBCOMMANDS: [&str; 3] = ["send", "simulate", "stats"];
 
 fn field_match(m: &str) -> Result<Match, CliError> {
     let hint = || {
@@ -33,7 +52,11 @@ fn field_match(m: &str) -> Result<Match, CliError> {
         ))
     };
     let Some(eq) = m.find('=') else {
-        return Err(CliError::usage(format!("'{m}' is not a match"), hint()));
+        let hint = match did_you_mean(m, &SUBCOMMANDS) {
+            Some(c) => Some(format!("did you mean '{c}' (logq {c} …)? Or a match: {}", hint().unwrap_or_default())),
+            None => hint(),
+        };
+        return Err(CliError::usage(format!("'{m}' is neither a subcommand nor a match"), hint));
     };
     let (mut key, value) = (&m[..eq], &m[eq + 1..]);
     let negate = key.ends_with('!');
@@ -79,13 +102,18 @@ fn facility(s: &str) -> Result<Facility, CliError> {
 }
 
 fn time(s: &str, now: DateTime<Utc>, utc: bool) -> Result<DateTime<Utc>, CliError> {
-    timespec::parse(s, now, utc).map_err(|e| CliError::usage(e, None))
+    timespec::parse(s, now, utc).map_err(|e| CliError::usage(e, timespec::hint(s)))
+}
+
+/// Smart case, as [`regex`] applies it.
+fn case_insensitive(pattern: &str) -> bool {
+    !pattern.chars().any(char::is_uppercase)
 }
 
 /// Smart case: a pattern with no upper-case letter matches either case.
 fn regex(pattern: &str) -> Result<Regex, CliError> {
     RegexBuilder::new(pattern)
-        .case_insensitive(!pattern.chars().any(char::is_uppercase))
+        .case_insensitive(case_insensitive(pattern))
         .build()
         .map_err(|e| CliError::usage(format!("bad regex: {e}"), None))
 }
@@ -132,8 +160,46 @@ pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
     for m in &a.matches {
         filter.matches.push(field_match(m)?);
     }
+    // -w words, and the whole words every match of -g must contain: the store's word
+    // index then skips the blocks without them (the regex still decides).
+    let mut words = a.words.clone();
+    if let Some(g) = a.grep.as_deref() {
+        words.extend(required_words(g, case_insensitive(g)));
+    }
+    filter.words = Words::new(&words).map_err(|e| {
+        CliError::usage(e, Some("-w takes a word: letters, digits or _ (punctuation inside, as in 10.0.0.7, is fine)".into()))
+    })?;
+    let field = a
+        .field
+        .as_deref()
+        .map(|f| {
+            StatField::from_name(f).ok_or_else(|| {
+                let hint = did_you_mean(f, &StatField::NAMES)
+                    .map(|m| format!("did you mean '{m}'? "))
+                    .unwrap_or_default();
+                CliError::usage(
+                    format!("-F lists level, source, host or facility, not '{f}'"),
+                    Some(format!("{hint}logq -N lists the fields rows have")),
+                )
+            })
+        })
+        .transpose()?;
+    for f in &a.output_fields {
+        if !FIELDS.contains(&f.as_str()) {
+            let hint = did_you_mean(f, &FIELDS).map(|m| format!("did you mean '{m}'? "));
+            return Err(CliError::usage(
+                format!("unknown output field '{f}'"),
+                Some(format!("{}fields: {}", hint.unwrap_or_default(), FIELDS.join(", "))),
+            ));
+        }
+    }
+    let context = (
+        a.before.or(a.context).unwrap_or(0),
+        a.after.or(a.context).unwrap_or(0),
+    );
     let lines = match a.lines.as_deref() {
         None if a.follow => Some(10),
+        None if a.pager_end => Some(1000),
         None | Some("all") => None,
         Some(n) => Some(n.parse::<u64>().map_err(|_| {
             CliError::usage(
@@ -143,6 +209,7 @@ pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
         })?),
     };
     let color = a.color.enabled(io::stdout().is_terminal());
+    let fields = (!a.output_fields.is_empty()).then(|| a.output_fields.clone());
     Ok(Plan {
         url: store_url(a.db.as_deref(), a.config.as_deref())?,
         filter,
@@ -151,7 +218,16 @@ pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
         reverse: a.reverse,
         follow: a.follow,
         fail_if_empty: a.fail_if_empty || a.grep.is_some(),
-        renderer: Renderer::new(a.output, color, a.utc).with_raw(a.all),
+        renderer: Renderer::new(a.output, color, a.utc).with_raw(a.all).with_fields(fields),
+        count: a.count,
+        field,
+        list_fields: a.fields,
+        context,
+        pager: !a.no_pager && !a.follow && !a.count && field.is_none() && !a.fields,
+        pager_end: a.pager_end,
+        output: a.output,
+        color,
+        utc: a.utc,
     })
 }
 
@@ -213,5 +289,7 @@ mod tests {
         );
         assert!(field_match("facility=kernal").is_err());
         assert!(field_match("novalue").is_err());
+        let e = field_match("sned").unwrap_err().to_string();
+        assert!(e.contains("did you mean 'send'"), "{e}");
     }
 }

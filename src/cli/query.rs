@@ -1,8 +1,12 @@
 //! Running a [`Plan`]: one query, or a follow.
 
 use super::error::CliError;
+use super::pager::Pager;
 use super::plan::Plan;
-use crate::store::{self, Batch, Filter, Query, StoreError, StoreReader};
+use super::stats_render;
+use crate::store::{
+    self, Batch, Filter, Query, RecordRef, StatsQuery, StoreError, StoreReader,
+};
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,8 +78,23 @@ pub fn run(mut plan: Plan) -> Result<bool, CliError> {
         return follow(plan).map(|()| true);
     }
     let mut store = store::open_reader(&plan.url)?;
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    if plan.list_fields {
+        return list_fields(store.as_mut());
+    }
+    if plan.count {
+        let n = count(store.as_mut(), &plan)?;
+        println!("{n}");
+        return Ok(n > 0);
+    }
+    if let Some(field) = plan.field {
+        return field_values(store.as_mut(), &plan, field);
+    }
+    let mut pager = Pager::start(plan.pager, plan.pager_end);
+    let sink: Box<dyn Write> = match pager.as_mut().and_then(Pager::input) {
+        Some(input) => Box::new(input),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut out = io::BufWriter::with_capacity(1 << 16, sink);
     let query = Query {
         filter: plan.filter.clone(),
         newest_first: plan.lines.is_some() || plan.reverse,
@@ -83,10 +102,214 @@ pub fn run(mut plan: Plan) -> Result<bool, CliError> {
         limit: plan.sql_limit(),
     };
     let lines = plan.lines;
-    match print_rows(store.as_mut(), &mut plan, &query, lines, &mut out)? {
+    let printed = if plan.context != (0, 0) {
+        with_context(store.as_mut(), &mut plan, &query, lines, &mut out)
+    } else {
+        print_rows(store.as_mut(), &mut plan, &query, lines, &mut out)
+    };
+    drop(out);
+    if let Some(p) = pager {
+        p.wait();
+    }
+    match printed? {
         Printed::Rows(n) => Ok(n > 0),
         Printed::Closed => Ok(true),
     }
+}
+
+/// `--count`: from the store's counts, or (with `-g`) by reading the candidate rows.
+fn count(store: &mut dyn StoreReader, plan: &Plan) -> Result<u64, CliError> {
+    let Some(re) = plan.regex.as_ref() else {
+        return Ok(store.count(&plan.filter)?);
+    };
+    let mut n = 0u64;
+    let q = Query {
+        filter: plan.filter.clone(),
+        ..Query::default()
+    };
+    store.query(&q, &mut |_, r| {
+        n += u64::from(re.is_match(r.message));
+        true
+    })?;
+    Ok(n)
+}
+
+/// `-F FIELD`: the field's values among the matching rows, most frequent first.
+fn field_values(
+    store: &mut dyn StoreReader,
+    plan: &Plan,
+    field: store::StatField,
+) -> Result<bool, CliError> {
+    if plan.regex.is_some() {
+        return Err(CliError::usage(
+            "-F does not take -g",
+            Some("-w WORD narrows -F through the word index".into()),
+        ));
+    }
+    let q = StatsQuery::everything(plan.filter.clone(), vec![field]);
+    let mut rows = store.stats(&q)?;
+    rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    let mut out = io::stdout().lock();
+    let written = if matches!(plan.output, super::render::Output::Json | super::render::Output::JsonPretty) {
+        stats_render::json(&mut out, &rows, &[field], None)
+    } else {
+        stats_render::table(&mut out, &rows, &[field], None)
+    };
+    finish_write(written.and_then(|()| out.flush()))?;
+    Ok(!rows.is_empty())
+}
+
+/// `-N`: the record's fields, then the `SDID.PARAM` names of the newest 10,000 rows.
+fn list_fields(store: &mut dyn StoreReader) -> Result<bool, CliError> {
+    let mut sd = std::collections::BTreeSet::new();
+    let q = Query {
+        newest_first: true,
+        limit: Some(10_000),
+        ..Query::default()
+    };
+    store.query(&q, &mut |_, r| {
+        if let Some(text) = r.structured_data
+            && let Ok(serde_json::Value::Object(ids)) = serde_json::from_str(text)
+        {
+            for (id, params) in ids {
+                if let serde_json::Value::Object(params) = params {
+                    for p in params.keys() {
+                        sd.insert(format!("{id}.{p}"));
+                    }
+                }
+            }
+        }
+        true
+    })?;
+    let mut out = io::stdout().lock();
+    let mut text = String::new();
+    for f in super::render::FIELDS {
+        text.push_str(f);
+        text.push('\n');
+    }
+    for f in &sd {
+        text.push_str(f);
+        text.push('\n');
+    }
+    finish_write(out.write_all(text.as_bytes()).and_then(|()| out.flush()))?;
+    Ok(true)
+}
+
+/// A closed pipe ends output quietly; other write errors are errors.
+fn finish_write(r: io::Result<()>) -> Result<(), CliError> {
+    match r {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(CliError::Runtime(format!("cannot write output: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The rows of one host and source around a match: `before` older and `after` newer
+/// (by time, then id), the match between them.
+fn context_rows(
+    store: &mut dyn StoreReader,
+    id: i64,
+    r: &RecordRef<'_>,
+    (before, after): (u64, u64),
+) -> Result<Vec<(i64, Batch)>, CliError> {
+    let base = Filter {
+        sources: r.source.map(|s| vec![s.to_string()]).unwrap_or_default(),
+        hosts: r.hostname.map(|h| vec![h.to_string()]).unwrap_or_default(),
+        ..Filter::default()
+    };
+    let key = (r.time_us, id);
+    let t = chrono::DateTime::from_timestamp_micros(r.time_us);
+    let mut older = Vec::new();
+    let mut newer = Vec::new();
+    // Rows at the same instant sort by id: ask for a few more than needed.
+    for (newest_first, want, into) in [(true, before, &mut older), (false, after, &mut newer)] {
+        if want == 0 {
+            continue;
+        }
+        let filter = Filter {
+            until: if newest_first { t } else { None },
+            since: if newest_first { None } else { t },
+            ..base.clone()
+        };
+        let q = Query {
+            filter,
+            newest_first,
+            by_id: false,
+            limit: Some(want + 64),
+        };
+        store.query(&q, &mut |rid, row| {
+            let k = (row.time_us, rid);
+            if (newest_first && k < key) || (!newest_first && k > key) {
+                let mut b = Batch::new();
+                b.push_record(row);
+                into.push((rid, b));
+            }
+            (into.len() as u64) < want
+        })?;
+    }
+    older.reverse();
+    let mut me = Batch::new();
+    me.push_record(r);
+    older.push((id, me));
+    older.extend(newer);
+    Ok(older)
+}
+
+/// Matches with `-A`/`-B`/`-C` context rows, groups apart separated by `--` in text
+/// output (as grep does); a row shared by two groups is printed once.
+fn with_context(
+    store: &mut dyn StoreReader,
+    plan: &mut Plan,
+    query: &Query,
+    want: Option<u64>,
+    out: &mut impl Write,
+) -> Result<Printed, CliError> {
+    let mut matches: Vec<(i64, Batch)> = Vec::new();
+    let regex = plan.regex.clone();
+    let mut n = 0u64;
+    store.query(query, &mut |id, r| {
+        if regex.as_ref().is_some_and(|re| !re.is_match(r.message)) {
+            return true;
+        }
+        n += 1;
+        let mut b = Batch::new();
+        b.push_record(r);
+        matches.push((id, b));
+        want.is_none_or(|w| n < w)
+    })?;
+    if query.newest_first && !plan.reverse {
+        matches.reverse();
+    }
+    let text = !matches!(
+        plan.output,
+        super::render::Output::Json | super::render::Output::JsonPretty
+    );
+    let mut printed = std::collections::HashSet::new();
+    let mut first = true;
+    let mut result = Ok(());
+    'groups: for (id, b) in &matches {
+        let Some(r) = b.record_at(0) else { continue };
+        let group = context_rows(store, *id, &r, plan.context)?;
+        let overlaps = group.iter().any(|(gid, _)| printed.contains(gid));
+        if text && !first && !overlaps {
+            result = out.write_all(b"--\n");
+        }
+        for (gid, gb) in &group {
+            if result.is_err() {
+                break 'groups;
+            }
+            if !printed.insert(*gid) {
+                continue;
+            }
+            if let Some(row) = gb.record_at(0) {
+                result = plan.renderer.write(out, *gid, &row);
+            }
+        }
+        first = false;
+    }
+    finish_write(result.and_then(|()| out.flush()))?;
+    Ok(Printed::Rows(n))
 }
 
 /// Whether the reader of our stdout has gone (a closed pipe reports POLLERR).
