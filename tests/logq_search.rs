@@ -4,8 +4,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 use logrelay::message::{Level, LogMessage};
-use logrelay::store::sqlite::SqliteStore;
-use logrelay::store::{Batch, OpenMode, Store};
+use logrelay::store::sqlite::SqliteWriter;
+use logrelay::store::{Batch, StoreWriter};
 use std::borrow::Cow;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ fn stdout(o: &Output) -> String {
 }
 
 fn fill(db: &Path, rows: &[(DateTime<Utc>, Level, &str, &str)]) {
-    let mut s = SqliteStore::open(db, OpenMode::Create).unwrap();
+    let mut s = SqliteWriter::open(db).unwrap();
     let mut b = Batch::new();
     for (t, level, source, msg) in rows {
         let mut m = LogMessage::new(msg.to_string(), *level, *t);
@@ -115,15 +115,27 @@ fn field_values_and_field_names() {
     let (_dir, db) = small_store();
     let o = run(&db, &["-F", "source"]);
     let text = stdout(&o);
-    assert!(text.lines().any(|l| l.starts_with("Payment-Gateway") && l.ends_with("30")), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("web") && l.ends_with("30")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Payment-Gateway") && l.ends_with("30")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("web") && l.ends_with("30")),
+        "{text}"
+    );
     let o = run(&db, &["-F", "level", "-o", "json"]);
     let levels: Vec<serde_json::Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(levels.len(), 2);
-    assert!(levels.iter().any(|v| v["level"] == "err" && v["count"] == 6));
+    assert!(
+        levels
+            .iter()
+            .any(|v| v["level"] == "err" && v["count"] == 6)
+    );
     let o = run(&db, &["-N"]);
     let names = stdout(&o);
     for f in ["hostname", "source", "level", "facility", "message"] {
@@ -181,17 +193,23 @@ fn stats_buckets_across_a_time_zone_change() {
     let hours = stats("1h");
     assert_eq!(hours, want_hours);
     assert!(hours.contains_key("2026-10-25T02:00:00+02:00"));
-    assert!(hours.contains_key("2026-10-25T02:00:00+01:00"), "the repeated hour: {hours:?}");
+    assert!(
+        hours.contains_key("2026-10-25T02:00:00+01:00"),
+        "the repeated hour: {hours:?}"
+    );
     let days: std::collections::BTreeMap<String, u64> = stats("1d")
         .into_iter()
         .map(|(k, v)| (k[..10].to_string(), v))
         .collect();
     assert_eq!(days, want_days);
     // By level: the same total per bucket, split.
-    let out = logq(&db, &["stats", "--by", "level", "--bucket", "1d", "-o", "json"])
-        .env("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
-        .output()
-        .unwrap();
+    let out = logq(
+        &db,
+        &["stats", "--by", "level", "--bucket", "1d", "-o", "json"],
+    )
+    .env("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
+    .output()
+    .unwrap();
     let errs: u64 = stdout(&out)
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -276,7 +294,10 @@ fn pager_on_a_terminal_only() {
     c.env("LOGQ_PAGER", format!("{} --flag", pager.display()))
         .env("PAGER", "false");
     assert!(on_terminal(c).success());
-    assert_eq!(std::fs::read_to_string(d.join("lp.args")).unwrap(), "--flag\n");
+    assert_eq!(
+        std::fs::read_to_string(d.join("lp.args")).unwrap(),
+        "--flag\n"
+    );
     let input = std::fs::read_to_string(d.join("lp.input")).unwrap();
     assert_eq!(input.lines().count(), 60);
     assert!(input.contains("Payment FAILED for order 7"), "{input}");
@@ -285,12 +306,22 @@ fn pager_on_a_terminal_only() {
     let mut c = logq(&db, &["-n", "5"]);
     c.env("PAGER", &pager);
     assert!(on_terminal(c).success());
-    assert_eq!(std::fs::read_to_string(d.join("p.input")).unwrap().lines().count(), 5);
+    assert_eq!(
+        std::fs::read_to_string(d.join("p.input"))
+            .unwrap()
+            .lines()
+            .count(),
+        5
+    );
     // Else `less` with journalctl's flags, and +G with -e.
     let bin = d.join("bin");
     std::fs::create_dir(&bin).unwrap();
     fake_pager(&bin, "less");
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut c = logq(&db, &["-e"]);
     c.env("PATH", &path);
     assert!(on_terminal(c).success());

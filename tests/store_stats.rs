@@ -5,10 +5,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use logrelay::message::{Facility, Level, LogMessage};
+use logrelay::store::sqlite::{SqliteReader, SqliteWriter};
 use logrelay::store::stats::by_visiting;
-use logrelay::store::{
-    Batch, Filter, OpenMode, StatField, StatsQuery, Store, Words, sqlite::SqliteStore,
-};
+use logrelay::store::{Batch, Filter, StatField, StatsQuery, StoreReader, StoreWriter, Words};
 use std::borrow::Cow;
 
 fn base() -> DateTime<Utc> {
@@ -17,8 +16,9 @@ fn base() -> DateTime<Utc> {
 
 /// 12,000 rows, one every 0.9 s with a little jitter (a block spans ~1 hour and
 /// overlaps its neighbours), levels, sources, hosts and facilities all mixed.
-fn store(dir: &tempfile::TempDir) -> SqliteStore {
-    let mut s = SqliteStore::open(&dir.path().join("s.db"), OpenMode::Create).unwrap();
+fn store(dir: &tempfile::TempDir) -> SqliteReader {
+    let path = dir.path().join("s.db");
+    let mut s = SqliteWriter::open(&path).unwrap();
     let mut batch = Batch::new();
     for i in 0..12_000i64 {
         let jitter = (i * 7919) % 5000 - 2500;
@@ -35,7 +35,8 @@ fn store(dir: &tempfile::TempDir) -> SqliteStore {
         }
     }
     s.insert(std::slice::from_ref(&batch)).unwrap();
-    s
+    drop(s);
+    SqliteReader::open(&path).unwrap()
 }
 
 fn bounds(step_s: i64) -> Vec<i64> {

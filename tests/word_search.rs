@@ -6,8 +6,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use logrelay::message::{Level, LogMessage, SdElement};
+use logrelay::store::sqlite::{SqliteReader, SqliteWriter};
 use logrelay::store::{
-    Batch, Filter, OpenMode, Query, RecordRef, StatsQuery, Store, Words, sqlite::SqliteStore,
+    Batch, Filter, Query, RecordRef, StatsQuery, StoreReader, StoreWriter, Words,
 };
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -75,8 +76,10 @@ fn row(i: usize) -> LogMessage<'static> {
     m
 }
 
-fn store(dir: &tempfile::TempDir) -> SqliteStore {
-    let mut s = SqliteStore::open(&dir.path().join("w.db"), OpenMode::Create).unwrap();
+/// The store written as a relay writes it, then opened as logq opens it.
+fn store(dir: &tempfile::TempDir) -> SqliteReader {
+    let path = dir.path().join("w.db");
+    let mut s = SqliteWriter::open(&path).unwrap();
     // Several commits, one crossing a block boundary, as a relay makes them.
     let mut batch = Batch::new();
     for i in 0..ROWS {
@@ -86,7 +89,8 @@ fn store(dir: &tempfile::TempDir) -> SqliteStore {
             batch.clear();
         }
     }
-    s
+    drop(s);
+    SqliteReader::open(&path).unwrap()
 }
 
 /// This file's own whole-word test: the field split into runs of letters, digits and
@@ -129,7 +133,7 @@ fn reference(r: &RecordRef<'_>, words: &[&str]) -> bool {
     })
 }
 
-fn ids(s: &mut SqliteStore, filter: Filter, newest_first: bool, limit: Option<u64>) -> Vec<i64> {
+fn ids(s: &mut SqliteReader, filter: Filter, newest_first: bool, limit: Option<u64>) -> Vec<i64> {
     let mut out = Vec::new();
     let q = Query {
         filter,
@@ -207,7 +211,11 @@ fn word_search_matches_the_reference_selection() {
     }
     // Spot checks that the reference itself means what it should.
     let needle = ids(&mut s, word_filter(&["needle"]), false, None);
-    assert_eq!(needle.len(), 3, "row 10, row 5000 and the tail row: {needle:?}");
+    assert_eq!(
+        needle.len(),
+        3,
+        "row 10, row 5000 and the tail row: {needle:?}"
+    );
     assert!(ids(&mut s, word_filter(&["hay"]), false, None).len() == 1);
     // Newest first with a limit: the limit counts matching rows, not rows read.
     let newest = ids(&mut s, word_filter(&["needle"]), true, Some(2));
@@ -233,7 +241,10 @@ fn blocks_whose_filter_rules_a_word_out_are_not_read() {
         .unwrap()
         .query_row("SELECT count(*) FROM LogTokens", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(filtered, 3, "three complete blocks have filters, the tail none");
+    assert_eq!(
+        filtered, 3,
+        "three complete blocks have filters, the tail none"
+    );
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute(
         "UPDATE Logs SET message = 'smuggled' WHERE id IN (100, 12700)",
@@ -243,7 +254,8 @@ fn blocks_whose_filter_rules_a_word_out_are_not_read() {
     let found = ids(&mut s, word_filter(&["smuggled"]), false, None);
     assert_eq!(found, vec![12700], "block 0's filter rules 'smuggled' out");
     // A block whose filter is gone (damaged, or from before filters) is read whole.
-    conn.execute("DELETE FROM LogTokens WHERE block = 0", []).unwrap();
+    conn.execute("DELETE FROM LogTokens WHERE block = 0", [])
+        .unwrap();
     let found = ids(&mut s, word_filter(&["smuggled"]), false, None);
     assert_eq!(found, vec![100, 12700]);
     // A damaged filter blob reads as unknown too.
@@ -262,7 +274,7 @@ fn filters_survive_restarts_and_are_backfilled() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
     {
-        let mut s = SqliteStore::open(&path, OpenMode::Create).unwrap();
+        let mut s = SqliteWriter::open(&path).unwrap();
         let mut b = Batch::new();
         for i in 0..3000 {
             b.push(&row(i));
@@ -271,12 +283,13 @@ fn filters_survive_restarts_and_are_backfilled() {
     }
     {
         // A new writer: it did not see block 0's first 3,000 rows.
-        let mut s = SqliteStore::open(&path, OpenMode::Create).unwrap();
+        let mut w = SqliteWriter::open(&path).unwrap();
         let mut b = Batch::new();
         for i in 3000..5000 {
             b.push(&row(i));
         }
-        s.insert(std::slice::from_ref(&b)).unwrap();
+        w.insert(std::slice::from_ref(&b)).unwrap();
+        let mut s = SqliteReader::open(&path).unwrap();
         assert_eq!(ids(&mut s, word_filter(&["needle"]), false, None).len(), 1);
         assert_eq!(ids(&mut s, word_filter(&["finally"]), false, None).len(), 1);
     }
@@ -295,7 +308,12 @@ fn filters_survive_restarts_and_are_backfilled() {
     )
     .unwrap();
     drop(conn);
-    let mut s = SqliteStore::open(&path, OpenMode::Existing).unwrap();
+    assert!(
+        SqliteReader::open(&path).is_err(),
+        "logq reads only the current schema"
+    );
+    drop(SqliteWriter::open(&path).unwrap());
+    let mut s = SqliteReader::open(&path).unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
     let n: i64 = conn
         .query_row("SELECT count(*) FROM LogTokens", [], |r| r.get(0))

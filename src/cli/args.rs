@@ -32,7 +32,7 @@ pub enum Command {
     /// Simulate many client services sending logs (also a load generator)
     Simulate(super::simulate::SimulateArgs),
     /// Count the matching rows per time bucket and per level, source, host or facility
-    Stats(StatsArgs),
+    Stats(Box<StatsArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -59,7 +59,12 @@ pub struct QueryArgs {
     #[arg(short = 'U', long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Source (app name / tag, also -t); repeatable, ORed; `*` and `?` glob
-    #[arg(short = 's', visible_short_alias = 't', long = "source", value_name = "APP")]
+    #[arg(
+        short = 's',
+        visible_short_alias = 't',
+        long = "source",
+        value_name = "APP"
+    )]
     pub sources: Vec<String>,
     /// Hostname; repeatable, ORed; `*` and `?` glob
     #[arg(short = 'H', long = "host", value_name = "HOST")]
@@ -83,19 +88,39 @@ pub struct QueryArgs {
     pub count: bool,
     /// List the values of FIELD in the matching rows, with counts: level, source, host,
     /// facility
-    #[arg(short = 'F', long = "field", value_name = "FIELD", conflicts_with = "follow")]
+    #[arg(
+        short = 'F',
+        long = "field",
+        value_name = "FIELD",
+        conflicts_with = "follow"
+    )]
     pub field: Option<String>,
     /// List the fields rows have (and the SDID.PARAM names of recent rows)
     #[arg(short = 'N', long = "fields")]
     pub fields: bool,
     /// Also print N rows after each match, from the same host and source
-    #[arg(short = 'A', long = "after-context", value_name = "N", conflicts_with = "follow")]
+    #[arg(
+        short = 'A',
+        long = "after-context",
+        value_name = "N",
+        conflicts_with = "follow"
+    )]
     pub after: Option<u64>,
     /// Also print N rows before each match, from the same host and source
-    #[arg(short = 'B', long = "before-context", value_name = "N", conflicts_with = "follow")]
+    #[arg(
+        short = 'B',
+        long = "before-context",
+        value_name = "N",
+        conflicts_with = "follow"
+    )]
     pub before: Option<u64>,
     /// -A N and -B N
-    #[arg(short = 'C', long = "context", value_name = "N", conflicts_with = "follow")]
+    #[arg(
+        short = 'C',
+        long = "context",
+        value_name = "N",
+        conflicts_with = "follow"
+    )]
     pub context: Option<u64>,
     /// Do not pipe the output into a pager
     #[arg(long)]

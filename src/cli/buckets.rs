@@ -98,10 +98,7 @@ impl Buckets {
             } else {
                 FixedOffset::east_opt(k.1).unwrap_or(Utc.fix())
             };
-            offset
-                .from_local_datetime(&k.0)
-                .single()
-                .unwrap_or(at)
+            offset.from_local_datetime(&k.0).single().unwrap_or(at)
         };
         let mut b = Buckets {
             unit,
@@ -185,8 +182,13 @@ mod tests {
         .unwrap();
         assert_eq!(d.starts.len(), 3);
         assert_eq!(d.label(2), "2026-11-25");
-        let m = Buckets::new(Unit::Minute, us("2026-11-23T10:20:30Z"), us("2026-11-23T10:22:00Z"), true)
-            .unwrap();
+        let m = Buckets::new(
+            Unit::Minute,
+            us("2026-11-23T10:20:30Z"),
+            us("2026-11-23T10:22:00Z"),
+            true,
+        )
+        .unwrap();
         assert_eq!(m.starts.len(), 3);
         assert!(Buckets::new(Unit::Minute, 0, us("2026-11-23T10:20:30Z"), true).is_err());
     }

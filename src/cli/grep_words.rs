@@ -53,7 +53,9 @@ fn required(hir: &Hir) -> Vec<String> {
         HirKind::Alternation(alts) => {
             let mut sets = alts.iter().map(required);
             let first = sets.next().unwrap_or_default();
-            sets.fold(first, |acc, s| acc.into_iter().filter(|w| s.contains(w)).collect())
+            sets.fold(first, |acc, s| {
+                acc.into_iter().filter(|w| s.contains(w)).collect()
+            })
         }
         _ => Vec::new(),
     }
@@ -106,7 +108,9 @@ fn words_of(items: &[Item<'_>]) -> Vec<String> {
     let mut out = Vec::new();
     let mut i = 0;
     let boundary = |i: Option<usize>| {
-        if i.and_then(|i| items.get(i)).is_some_and(|it| matches!(it, Item::Boundary)) {
+        if i.and_then(|i| items.get(i))
+            .is_some_and(|it| matches!(it, Item::Boundary))
+        {
             Item::Boundary
         } else {
             Item::Other

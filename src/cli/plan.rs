@@ -3,8 +3,8 @@
 
 use super::args::QueryArgs;
 use super::error::{CliError, did_you_mean};
-use super::levels::priority;
 use super::grep_words::required_words;
+use super::levels::priority;
 use super::render::{FIELDS, Output, Renderer};
 use super::timespec;
 use crate::message::Facility;
@@ -53,10 +53,16 @@ fn field_match(m: &str) -> Result<Match, CliError> {
     };
     let Some(eq) = m.find('=') else {
         let hint = match did_you_mean(m, &SUBCOMMANDS) {
-            Some(c) => Some(format!("did you mean '{c}' (logq {c} …)? Or a match: {}", hint().unwrap_or_default())),
+            Some(c) => Some(format!(
+                "did you mean '{c}' (logq {c} …)? Or a match: {}",
+                hint().unwrap_or_default()
+            )),
             None => hint(),
         };
-        return Err(CliError::usage(format!("'{m}' is neither a subcommand nor a match"), hint));
+        return Err(CliError::usage(
+            format!("'{m}' is neither a subcommand nor a match"),
+            hint,
+        ));
     };
     let (mut key, value) = (&m[..eq], &m[eq + 1..]);
     let negate = key.ends_with('!');
@@ -189,7 +195,11 @@ pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
             let hint = did_you_mean(f, &FIELDS).map(|m| format!("did you mean '{m}'? "));
             return Err(CliError::usage(
                 format!("unknown output field '{f}'"),
-                Some(format!("{}fields: {}", hint.unwrap_or_default(), FIELDS.join(", "))),
+                Some(format!(
+                    "{}fields: {}",
+                    hint.unwrap_or_default(),
+                    FIELDS.join(", ")
+                )),
             ));
         }
     }
@@ -218,7 +228,9 @@ pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
         reverse: a.reverse,
         follow: a.follow,
         fail_if_empty: a.fail_if_empty || a.grep.is_some(),
-        renderer: Renderer::new(a.output, color, a.utc).with_raw(a.all).with_fields(fields),
+        renderer: Renderer::new(a.output, color, a.utc)
+            .with_raw(a.all)
+            .with_fields(fields),
         count: a.count,
         field,
         list_fields: a.fields,

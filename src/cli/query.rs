@@ -4,9 +4,7 @@ use super::error::CliError;
 use super::pager::Pager;
 use super::plan::Plan;
 use super::stats_render;
-use crate::store::{
-    self, Batch, Filter, Query, RecordRef, StatsQuery, StoreError, StoreReader,
-};
+use crate::store::{self, Batch, Filter, Query, RecordRef, StatsQuery, StoreError, StoreReader};
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -150,7 +148,10 @@ fn field_values(
     let mut rows = store.stats(&q)?;
     rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
     let mut out = io::stdout().lock();
-    let written = if matches!(plan.output, super::render::Output::Json | super::render::Output::JsonPretty) {
+    let written = if matches!(
+        plan.output,
+        super::render::Output::Json | super::render::Output::JsonPretty
+    ) {
         stats_render::json(&mut out, &rows, &[field], None)
     } else {
         stats_render::table(&mut out, &rows, &[field], None)

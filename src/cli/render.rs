@@ -177,7 +177,11 @@ impl Renderer {
         if self.output == Output::ShortUnix {
             let _ = std::fmt::Write::write_fmt(
                 &mut self.line,
-                format_args!("{}.{:06}", us.div_euclid(1_000_000), us.rem_euclid(1_000_000)),
+                format_args!(
+                    "{}.{:06}",
+                    us.div_euclid(1_000_000),
+                    us.rem_euclid(1_000_000)
+                ),
             );
             return;
         }
@@ -395,12 +399,14 @@ mod tests {
         assert!(render(Output::ShortIso, false, &r).starts_with("2023-11-14T22:13:20+0000 web1"));
         assert_eq!(render(Output::Cat, false, &rec("x", Level::Info)), "x\n");
         assert!(
-            render(Output::ShortUnix, false, &r).starts_with("1700000000.123456 web1 nginx[42]: line one"),
+            render(Output::ShortUnix, false, &r)
+                .starts_with("1700000000.123456 web1 nginx[42]: line one"),
             "{}",
             render(Output::ShortUnix, false, &r)
         );
         assert!(
-            render(Output::ShortFull, false, &r).starts_with("Tue 2023-11-14 22:13:20 UTC web1 nginx[42]: "),
+            render(Output::ShortFull, false, &r)
+                .starts_with("Tue 2023-11-14 22:13:20 UTC web1 nginx[42]: "),
             "{}",
             render(Output::ShortFull, false, &r)
         );

@@ -31,7 +31,7 @@ fn fields(names: &[String]) -> Result<Vec<StatField>, CliError> {
     Ok(by)
 }
 
-pub fn run(a: StatsArgs) -> Result<ExitCode, CliError> {
+pub fn run(a: Box<StatsArgs>) -> Result<ExitCode, CliError> {
     let plan = plan::plan(&a.query, chrono::Utc::now())?;
     if plan.follow || plan.regex.is_some() || plan.count || plan.field.is_some() {
         return Err(CliError::usage(
@@ -45,7 +45,10 @@ pub fn run(a: StatsArgs) -> Result<ExitCode, CliError> {
         .as_deref()
         .map(|b| {
             Unit::parse(b).ok_or_else(|| {
-                CliError::usage(format!("bad bucket '{b}'"), Some("--bucket 1m, 1h or 1d".into()))
+                CliError::usage(
+                    format!("bad bucket '{b}'"),
+                    Some("--bucket 1m, 1h or 1d".into()),
+                )
             })
         })
         .transpose()?;
@@ -54,7 +57,11 @@ pub fn run(a: StatsArgs) -> Result<ExitCode, CliError> {
         && !json
         && io::stdout().is_terminal()
         && by.iter().all(|f| *f == StatField::Level);
-    let query_by = if chart { vec![StatField::Level] } else { by.clone() };
+    let query_by = if chart {
+        vec![StatField::Level]
+    } else {
+        by.clone()
+    };
     let mut store = store::open_reader(&plan.url)?;
     let buckets = match unit {
         None => None,
@@ -62,9 +69,18 @@ pub fn run(a: StatsArgs) -> Result<ExitCode, CliError> {
             let Some((lo, hi)) = store.time_bounds(&plan.filter)? else {
                 return Ok(ExitCode::SUCCESS); // nothing matches: nothing to count
             };
-            let lo = plan.filter.since.map_or(lo, |s| lo.max(s.timestamp_micros()));
-            let hi = plan.filter.until.map_or(hi, |u| hi.min(u.timestamp_micros()));
-            Some(Buckets::new(unit, lo, hi.max(lo), plan.utc).map_err(|e| CliError::usage(e, None))?)
+            let lo = plan
+                .filter
+                .since
+                .map_or(lo, |s| lo.max(s.timestamp_micros()));
+            let hi = plan
+                .filter
+                .until
+                .map_or(hi, |u| hi.min(u.timestamp_micros()));
+            Some(
+                Buckets::new(unit, lo, hi.max(lo), plan.utc)
+                    .map_err(|e| CliError::usage(e, None))?,
+            )
         }
     };
     let q = match &buckets {
@@ -80,9 +96,13 @@ pub fn run(a: StatsArgs) -> Result<ExitCode, CliError> {
     let mut out = io::BufWriter::new(stdout.lock());
     let written = match (&buckets, chart, json) {
         (_, _, true) => stats_render::json(&mut out, &rows, &query_by, buckets.as_ref()),
-        (Some(b), true, _) => {
-            stats_render::chart(&mut out, &rows, b, plan.color, stats_render::terminal_width())
-        }
+        (Some(b), true, _) => stats_render::chart(
+            &mut out,
+            &rows,
+            b,
+            plan.color,
+            stats_render::terminal_width(),
+        ),
         _ => stats_render::table(&mut out, &rows, &query_by, buckets.as_ref()),
     };
     match written.and_then(|()| out.flush()) {

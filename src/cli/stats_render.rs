@@ -74,7 +74,11 @@ pub fn json(
         line.push('{');
         if let Some(b) = buckets {
             line.push_str("\"bucket\":");
-            let start = b.starts.get(r.bucket).map(|t| t.to_rfc3339()).unwrap_or_default();
+            let start = b
+                .starts
+                .get(r.bucket)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
             write_json_str(&start, &mut line);
             line.push(',');
         }
@@ -162,12 +166,20 @@ pub fn chart(
     let totals: Vec<u64> = per.iter().map(|p| p.iter().sum()).collect();
     let max = totals.iter().copied().max().unwrap_or(0).max(1);
     let label_width = (0..n).map(|i| buckets.label(i).len()).max().unwrap_or(0);
-    let cw = totals.iter().map(|t| t.to_string().len()).max().unwrap_or(1);
+    let cw = totals
+        .iter()
+        .map(|t| t.to_string().len())
+        .max()
+        .unwrap_or(1);
     let bar_width = width.saturating_sub(label_width + cw + 3).max(10);
     let mut line = String::new();
     for (i, p) in per.iter().enumerate() {
         line.clear();
-        line.push_str(&format!("{:label_width$} {:>cw$} ", buckets.label(i), totals[i]));
+        line.push_str(&format!(
+            "{:label_width$} {:>cw$} ",
+            buckets.label(i),
+            totals[i]
+        ));
         // Cumulative rounding keeps the bar's length true to the total.
         let mut drawn = 0usize;
         let mut sum = 0u64;

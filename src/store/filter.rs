@@ -1,8 +1,8 @@
 //! What `logq` asks for, apart from any SQL: each backend renders it in its own dialect
 //! beside its store code (`sqlite::sql`, `mssql::sql`).
 
-use crate::message::{Facility, Level};
 use super::words::Words;
+use crate::message::{Facility, Level};
 use chrono::{DateTime, Utc};
 
 /// A header field that positional `FIELD=VALUE` matches can name.

@@ -100,17 +100,20 @@ impl Tally {
     ) -> Result<Vec<StatRow>, StoreError> {
         let mut out = Vec::with_capacity(self.counts.len());
         // Sorted by bucket, then levels and facilities by code, names by name.
-        let mut order: Vec<(usize, Vec<(i64, Option<String>)>)> = Vec::new();
+        type SortKey = (usize, Vec<(i64, Option<String>)>);
+        let mut order: Vec<SortKey> = Vec::new();
         for ((bucket, key), count) in self.counts {
             let mut values = Vec::with_capacity(by.len());
             let mut sort = Vec::with_capacity(by.len());
             for (i, field) in by.iter().enumerate() {
                 let v = match (field, key[i]) {
                     (_, None) => None,
-                    (StatField::Level, Some(c)) => Level::from_code(c.clamp(0, 7) as u8)
-                        .map(|l| l.name().to_string()),
-                    (StatField::Facility, Some(c)) => Facility::from_code(c.clamp(0, 255) as u8)
-                        .map(|f| f.name().to_string()),
+                    (StatField::Level, Some(c)) => {
+                        Level::from_code(c.clamp(0, 7) as u8).map(|l| l.name().to_string())
+                    }
+                    (StatField::Facility, Some(c)) => {
+                        Facility::from_code(c.clamp(0, 255) as u8).map(|f| f.name().to_string())
+                    }
                     (f, Some(id)) => name(*f, id)?,
                 };
                 sort.push(match field {
@@ -136,7 +139,10 @@ impl Tally {
 
 /// Stats by reading every matching row (for backends without summaries). Source and
 /// host names are keyed through a local dictionary.
-pub fn by_visiting<S: StoreReader + ?Sized>(store: &mut S, q: &StatsQuery) -> Result<Vec<StatRow>, StoreError> {
+pub fn by_visiting<S: StoreReader + ?Sized>(
+    store: &mut S,
+    q: &StatsQuery,
+) -> Result<Vec<StatRow>, StoreError> {
     let mut tally = Tally::default();
     let mut names: Vec<String> = Vec::new();
     let mut ids: HashMap<String, i64> = HashMap::new();
@@ -173,7 +179,10 @@ pub fn by_visiting<S: StoreReader + ?Sized>(store: &mut S, q: &StatsQuery) -> Re
 }
 
 /// The oldest and newest event time among the matching rows.
-pub fn time_bounds<S: StoreReader + ?Sized>(store: &mut S, f: &Filter) -> Result<Option<(i64, i64)>, StoreError> {
+pub fn time_bounds<S: StoreReader + ?Sized>(
+    store: &mut S,
+    f: &Filter,
+) -> Result<Option<(i64, i64)>, StoreError> {
     let mut ends = [None, None];
     for (i, newest_first) in [false, true].into_iter().enumerate() {
         let q = Query {

@@ -329,9 +329,14 @@ mod tests {
     fn words_of_text() {
         assert_eq!(
             words("Failed password for user_1 from 192.0.2.7 port 22"),
-            ["failed", "password", "for", "user_1", "from", "192", "0", "2", "7", "port", "22"]
+            [
+                "failed", "password", "for", "user_1", "from", "192", "0", "2", "7", "port", "22"
+            ]
         );
-        assert_eq!(words("Grüße, ΣΟΦΙΑ! 日本語テキスト"), ["grüße", "σοφια", "日本語テキスト"]);
+        assert_eq!(
+            words("Grüße, ΣΟΦΙΑ! 日本語テキスト"),
+            ["grüße", "σοφια", "日本語テキスト"]
+        );
         assert_eq!(words(" -- "), Vec::<String>::new());
     }
 
@@ -352,7 +357,9 @@ mod tests {
     fn whole_words_case_insensitive() {
         let w = Words::new(&["Timeout", "192.0.2.1"]).unwrap();
         let mut buf = String::new();
-        let m = |msg: &str, sd: Option<&str>, buf: &mut String| w.matches(msg, Some("h"), None, sd, buf);
+        let m = |msg: &str, sd: Option<&str>, buf: &mut String| {
+            w.matches(msg, Some("h"), None, sd, buf)
+        };
         assert!(m("connect TIMEOUT to 192.0.2.1:80", None, &mut buf));
         assert!(!m("connect timeouts to 192.0.2.1", None, &mut buf));
         assert!(!m("timeout to 192.0.2.10", None, &mut buf));

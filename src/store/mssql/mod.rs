@@ -540,7 +540,8 @@ impl StoreReader for MssqlStore {
                 // the SQLite store does, so rows are checked here (a scan).
                 if !words.is_empty() {
                     let r = &record;
-                    if !words.matches(r.message, r.hostname, r.source, r.structured_data, &mut buf) {
+                    if !words.matches(r.message, r.hostname, r.source, r.structured_data, &mut buf)
+                    {
                         continue;
                     }
                     if left == 0 {

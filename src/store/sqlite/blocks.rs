@@ -168,7 +168,8 @@ pub fn encode_counts(c: &[u16; 8]) -> Vec<u8> {
 /// [`encode_counts`] read back; `None` for NULL or a damaged value.
 pub fn decode_counts(value: rusqlite::types::ValueRef<'_>) -> Option<[u16; 8]> {
     let blob = value.as_blob().ok()?;
-    (blob.len() == 16).then(|| std::array::from_fn(|i| u16::from_le_bytes([blob[2 * i], blob[2 * i + 1]])))
+    (blob.len() == 16)
+        .then(|| std::array::from_fn(|i| u16::from_le_bytes([blob[2 * i], blob[2 * i + 1]])))
 }
 
 /// A stored name list as a map; unknown (`None`) for NULL, a damaged blob or another

@@ -6,8 +6,8 @@
 //! Filters without those fields use the plain SQL (time index, or the rowid).
 
 use super::blocks::{BLOCK_SHIFT, decode_counts, decode_names};
-use super::tokens::Probe;
 use super::sql::{name_match, row_clause};
+use super::tokens::Probe;
 use crate::store::columns::{self, Column, Value};
 use crate::store::sql::{Param, Sql};
 use crate::store::{Batch, Filter, Query, RecordRef, StoreError, Visit};

@@ -153,7 +153,9 @@ fn blob_blocks(len: usize) -> Option<usize> {
 }
 
 fn block_from_bytes(b: &[u8; 32]) -> [u32; 8] {
-    std::array::from_fn(|j| u32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]]))
+    std::array::from_fn(|j| {
+        u32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]])
+    })
 }
 
 fn block_has(b: &[u32; 8], h: u64) -> bool {
@@ -268,7 +270,8 @@ fn add_names(
     f: &mut Sbbf,
     buf: &mut String,
 ) -> rusqlite::Result<bool> {
-    let lists: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = tx
+    type Lists = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let lists: Option<Lists> = tx
         .prepare_cached("SELECT sources, hosts FROM LogBlocks WHERE block = ?1")?
         .query_row([block], |r| Ok((r.get(0).ok(), r.get(1).ok())))
         .optional()?;
@@ -281,10 +284,7 @@ fn add_names(
         };
         let mut stmt = tx.prepare_cached(&format!("SELECT name FROM {table} WHERE id = ?1"))?;
         for (id, _) in pairs {
-            if let Some(name) = stmt
-                .query_row([id], |r| r.get::<_, String>(0))
-                .optional()?
-            {
+            if let Some(name) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
                 f.insert_words(&name, buf);
             }
         }
