@@ -111,7 +111,7 @@ pub fn where_clause(f: &Filter, cat: &Catalog) -> Sql {
                 negate,
             } if *field != Field::Facility && value.contains(['*', '?']) => {
                 // Text fields take the globs of -s and -H (`source=Payment*`).
-                (pattern(&mut sql, field_column(*field), value), *negate)
+                (pattern(&mut sql, cat, field_column(*field), value), *negate)
             }
             Match::Field {
                 field,
