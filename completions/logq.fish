@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_logq_global_optspecs
-    string join \n p/priority= S/since= U/until= s/source= H/host= facility= g/grep= n/lines= r/reverse f/follow o/output= a/all utc color= fail-if-empty db= config= h/help V/version
+    string join \n p/priority= S/since= U/until= s/source= H/host= facility= g/grep= w/word= n/lines= count F/field= N/fields A/after-context= B/before-context= C/context= no-pager e/pager-end r/reverse f/follow o/output= a/all output-fields= utc color= fail-if-empty db= config= h/help V/version
 end
 
 function __fish_logq_needs_command
@@ -27,31 +27,45 @@ end
 complete -c logq -n "__fish_logq_needs_command" -s p -l priority -d 'Level or range: one level means it and everything more severe; FROM..TO is inclusive' -r
 complete -c logq -n "__fish_logq_needs_command" -s S -l since -d 'Rows at or after this time' -r
 complete -c logq -n "__fish_logq_needs_command" -s U -l until -d 'Rows at or before this time' -r
-complete -c logq -n "__fish_logq_needs_command" -s s -l source -d 'Source (app name / tag); repeatable, ORed; `*` and `?` glob' -r
+complete -c logq -n "__fish_logq_needs_command" -s s -s t -l source -d 'Source (app name / tag, also -t); repeatable, ORed; `*` and `?` glob' -r
 complete -c logq -n "__fish_logq_needs_command" -s H -l host -d 'Hostname; repeatable, ORed; `*` and `?` glob' -r
 complete -c logq -n "__fish_logq_needs_command" -l facility -d 'Facilities, names or numbers, comma separated' -r
 complete -c logq -n "__fish_logq_needs_command" -s g -l grep -d 'Regular expression on the message; all lower case means case-insensitive' -r
-complete -c logq -n "__fish_logq_needs_command" -s n -l lines -d 'Show the newest N rows (printed oldest first), or all [default: all; 10 with -f]' -r
+complete -c logq -n "__fish_logq_needs_command" -s w -l word -d 'Whole word every row must contain, in the message, host, source or a structured-data value, any case; repeatable, ANDed. Uses the store\'s word index' -r
+complete -c logq -n "__fish_logq_needs_command" -s n -l lines -d 'Show the newest N rows (printed oldest first), or all [default: all; 10 with -f or a bare -n; 1000 with -e]' -r
+complete -c logq -n "__fish_logq_needs_command" -s F -l field -d 'List the values of FIELD in the matching rows, with counts: level, source, host, facility' -r
+complete -c logq -n "__fish_logq_needs_command" -s A -l after-context -d 'Also print N rows after each match, from the same host and source' -r
+complete -c logq -n "__fish_logq_needs_command" -s B -l before-context -d 'Also print N rows before each match, from the same host and source' -r
+complete -c logq -n "__fish_logq_needs_command" -s C -l context -d '-A N and -B N' -r
 complete -c logq -n "__fish_logq_needs_command" -s o -l output -d 'Output format' -r -f -a "short\t''
 short-iso\t''
 short-precise\t''
+short-unix\t'Seconds since the epoch with microseconds, as journalctl\'s `short-unix`'
+short-full\t'Weekday, full date and zone, as journalctl\'s `short-full`'
+verbose\t'Every field on its own line'
 json\t''
 json-pretty\t''
 cat\t''"
+complete -c logq -n "__fish_logq_needs_command" -l output-fields -d 'Only these fields in json, json-pretty and verbose output (comma separated)' -r
 complete -c logq -n "__fish_logq_needs_command" -l color -d 'Colour by level: auto = only on a terminal and without NO_COLOR' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c logq -n "__fish_logq_needs_command" -l db -d 'The store [default: the config file\'s db, or the default SQLite file]' -r
 complete -c logq -n "__fish_logq_needs_command" -l config -d 'logrelayd\'s TOML config file, to find its store' -r -F
+complete -c logq -n "__fish_logq_needs_command" -l count -d 'Print the number of matching rows instead of the rows'
+complete -c logq -n "__fish_logq_needs_command" -s N -l fields -d 'List the fields rows have (and the SDID.PARAM names of recent rows)'
+complete -c logq -n "__fish_logq_needs_command" -l no-pager -d 'Do not pipe the output into a pager'
+complete -c logq -n "__fish_logq_needs_command" -s e -l pager-end -d 'Start the pager at the end (and show the newest 1000 rows unless -n says otherwise)'
 complete -c logq -n "__fish_logq_needs_command" -s r -l reverse -d 'Newest first'
 complete -c logq -n "__fish_logq_needs_command" -s f -l follow -d 'Print the last rows, then new rows as they are stored'
 complete -c logq -n "__fish_logq_needs_command" -s a -l all -d 'Print control characters in text output raw (default: escaped as \\xNN)'
 complete -c logq -n "__fish_logq_needs_command" -l utc -d 'Show times in UTC (default: the local zone)'
 complete -c logq -n "__fish_logq_needs_command" -l fail-if-empty -d 'Exit 1 when no row matched'
-complete -c logq -n "__fish_logq_needs_command" -s h -l help -d 'Print help'
+complete -c logq -n "__fish_logq_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logq -n "__fish_logq_needs_command" -s V -l version -d 'Print version'
 complete -c logq -n "__fish_logq_needs_command" -a "send" -d 'Send one message, or every line of standard input, to a relay'
 complete -c logq -n "__fish_logq_needs_command" -a "simulate" -d 'Simulate many client services sending logs (also a load generator)'
+complete -c logq -n "__fish_logq_needs_command" -a "stats" -d 'Count the matching rows per time bucket and per level, source, host or facility'
 complete -c logq -n "__fish_logq_using_subcommand send" -s p -l priority -d 'Level: a name, an alias or 0-7' -r
 complete -c logq -n "__fish_logq_using_subcommand send" -s s -l source -d 'Source (app name / tag)' -r
 complete -c logq -n "__fish_logq_using_subcommand send" -l facility -d 'Facility name or number' -r
@@ -76,3 +90,43 @@ complete -c logq -n "__fish_logq_using_subcommand simulate" -l seed -d 'Seed for
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l ack-timeout -d 'With --acks: how long to wait for the last acknowledgement' -r
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l acks -d 'Every service sends through the `Logger` with acknowledgements (native protocol); report sent / acknowledged, fail when something was never acknowledged'
 complete -c logq -n "__fish_logq_using_subcommand simulate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c logq -n "__fish_logq_using_subcommand stats" -l by -d 'Group by these fields: level, source, host, facility (comma separated or repeated)' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -l bucket -d 'Count per time bucket of the display zone: 1m, 1h or 1d' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s p -l priority -d 'Level or range: one level means it and everything more severe; FROM..TO is inclusive' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s S -l since -d 'Rows at or after this time' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s U -l until -d 'Rows at or before this time' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s s -s t -l source -d 'Source (app name / tag, also -t); repeatable, ORed; `*` and `?` glob' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s H -l host -d 'Hostname; repeatable, ORed; `*` and `?` glob' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -l facility -d 'Facilities, names or numbers, comma separated' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s g -l grep -d 'Regular expression on the message; all lower case means case-insensitive' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s w -l word -d 'Whole word every row must contain, in the message, host, source or a structured-data value, any case; repeatable, ANDed. Uses the store\'s word index' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s n -l lines -d 'Show the newest N rows (printed oldest first), or all [default: all; 10 with -f or a bare -n; 1000 with -e]' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s F -l field -d 'List the values of FIELD in the matching rows, with counts: level, source, host, facility' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s A -l after-context -d 'Also print N rows after each match, from the same host and source' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s B -l before-context -d 'Also print N rows before each match, from the same host and source' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s C -l context -d '-A N and -B N' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -s o -l output -d 'Output format' -r -f -a "short\t''
+short-iso\t''
+short-precise\t''
+short-unix\t'Seconds since the epoch with microseconds, as journalctl\'s `short-unix`'
+short-full\t'Weekday, full date and zone, as journalctl\'s `short-full`'
+verbose\t'Every field on its own line'
+json\t''
+json-pretty\t''
+cat\t''"
+complete -c logq -n "__fish_logq_using_subcommand stats" -l output-fields -d 'Only these fields in json, json-pretty and verbose output (comma separated)' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -l color -d 'Colour by level: auto = only on a terminal and without NO_COLOR' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c logq -n "__fish_logq_using_subcommand stats" -l db -d 'The store [default: the config file\'s db, or the default SQLite file]' -r
+complete -c logq -n "__fish_logq_using_subcommand stats" -l config -d 'logrelayd\'s TOML config file, to find its store' -r -F
+complete -c logq -n "__fish_logq_using_subcommand stats" -l count -d 'Print the number of matching rows instead of the rows'
+complete -c logq -n "__fish_logq_using_subcommand stats" -s N -l fields -d 'List the fields rows have (and the SDID.PARAM names of recent rows)'
+complete -c logq -n "__fish_logq_using_subcommand stats" -l no-pager -d 'Do not pipe the output into a pager'
+complete -c logq -n "__fish_logq_using_subcommand stats" -s e -l pager-end -d 'Start the pager at the end (and show the newest 1000 rows unless -n says otherwise)'
+complete -c logq -n "__fish_logq_using_subcommand stats" -s r -l reverse -d 'Newest first'
+complete -c logq -n "__fish_logq_using_subcommand stats" -s f -l follow -d 'Print the last rows, then new rows as they are stored'
+complete -c logq -n "__fish_logq_using_subcommand stats" -s a -l all -d 'Print control characters in text output raw (default: escaped as \\xNN)'
+complete -c logq -n "__fish_logq_using_subcommand stats" -l utc -d 'Show times in UTC (default: the local zone)'
+complete -c logq -n "__fish_logq_using_subcommand stats" -l fail-if-empty -d 'Exit 1 when no row matched'
+complete -c logq -n "__fish_logq_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -189,7 +189,7 @@ const LOGQ_EXAMPLES: &[Item] = &[
 ];
 
 const LOGQ_SEE_ALSO: &[Item] = &[Para(
-    "logrelayd(8), logrelayd.toml(5), logq-send(1), logq-simulate(1), journalctl(1)",
+    "logrelayd(8), logrelayd.toml(5), logq-send(1), logq-simulate(1), logq-stats(1), journalctl(1)",
 )];
 
 const SUB_SEE_ALSO: &[Item] = &[Para("logq(1), logrelayd(8), logrelayd.toml(5)")];
