@@ -338,10 +338,11 @@ fn follow(mut plan: Plan) -> Result<(), CliError> {
     let mut store = loop {
         match store::open_reader(&plan.url) {
             Ok(s) => break s,
-            Err(StoreError::Missing(p)) => {
+            // A store not created yet, or one a starting relay is still upgrading.
+            Err(StoreError::Missing(p) | StoreError::TooOld { path: p, .. }) => {
                 if !said_waiting {
                     eprintln!(
-                        "logq: waiting for {} to be created (start logrelayd)",
+                        "logq: waiting for {} to be created or upgraded (start logrelayd)",
                         p.display()
                     );
                     said_waiting = true;
