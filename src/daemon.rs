@@ -241,6 +241,9 @@ async fn serve(
     for addr in relay.tls_addrs() {
         tracing::info!("tls listener on {addr}");
     }
+    for addr in relay.relp_addrs() {
+        tracing::info!("taking RELP on {addr}");
+    }
     let shutdown = CancellationToken::new();
     let stats = relay.stats();
     if let Some(l) = metrics_listener {

@@ -58,6 +58,12 @@ settings! {
     #[serde(default, deserialize_with = "listen_addrs")]
     listen: Vec<SocketAddr> = vec![default_listen()];
 
+    /// Address to take RELP on (rsyslog's omrelp; conventionally port 2514), repeatable
+    /// [default: none]
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
+    #[serde(default, deserialize_with = "listen_addrs")]
+    listen_relp: Vec<SocketAddr> = Vec::new();
+
     /// Also receive syslog datagrams on the listen ports [default: true]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     udp: bool = true;

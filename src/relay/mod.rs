@@ -20,6 +20,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod reload;
+pub mod relp;
 pub mod spool;
 pub mod spool_format;
 pub mod stats;
@@ -64,6 +65,8 @@ pub struct Relay {
     shared: Arc<Shared>,
     tcp: Vec<TcpListener>,
     tls: Vec<TcpListener>,
+    /// `--listen-relp` listeners.
+    relp: Vec<TcpListener>,
     udp: Vec<UdpSocket>,
     writer: std::thread::JoinHandle<writer::Outcome>,
     stopping: Arc<std::sync::OnceLock<std::time::Instant>>,
@@ -122,6 +125,19 @@ impl Relay {
                 .map_err(|e| format!("cannot listen on tls {addr}: {e}"))?;
             tls.push(l);
         }
+        let mut relp = Vec::new();
+        for addr in &config.listen_relp {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for RELP on {addr}: {e}"))?;
+            if !addr.ip().is_loopback() {
+                tracing::warn!(
+                    "RELP listener on {addr} is reachable from other machines and takes \
+                     messages from anyone (RELP has no TLS or tokens here)"
+                );
+            }
+            relp.push(l);
+        }
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let stopping = Arc::new(std::sync::OnceLock::new());
@@ -151,6 +167,7 @@ impl Relay {
             }),
             tcp,
             tls,
+            relp,
             udp,
             writer,
             stopping,
@@ -158,10 +175,7 @@ impl Relay {
     }
 
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.tcp
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        addrs(&self.tcp)
     }
 
     pub fn stats(&self) -> Arc<Stats> {
@@ -174,10 +188,12 @@ impl Relay {
 
     /// The TLS listeners' addresses.
     pub fn tls_addrs(&self) -> Vec<SocketAddr> {
-        self.tls
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        addrs(&self.tls)
+    }
+
+    /// The RELP listeners' addresses.
+    pub fn relp_addrs(&self) -> Vec<SocketAddr> {
+        addrs(&self.relp)
     }
 
     /// Serves until `shutdown` is cancelled, then drains every connection, commits
@@ -187,17 +203,22 @@ impl Relay {
             shared,
             tcp,
             tls,
+            relp,
             udp,
             writer,
             stopping,
         } = self;
         let tasks = TaskTracker::new();
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
-        let listeners = tcp.into_iter().map(|l| (l, false));
-        for (listener, is_tls) in listeners.chain(tls.into_iter().map(|l| (l, true))) {
+        let listeners = tcp
+            .into_iter()
+            .map(|l| (l, Listener::Plain))
+            .chain(tls.into_iter().map(|l| (l, Listener::Tls)))
+            .chain(relp.into_iter().map(|l| (l, Listener::Relp)));
+        for (listener, kind) in listeners {
             tasks.spawn(accept_loop(
                 listener,
-                is_tls,
+                kind,
                 shared.clone(),
                 limit.clone(),
                 shutdown.clone(),
@@ -250,9 +271,20 @@ impl Relay {
     }
 }
 
+/// What a listener speaks; the accept loop is shared, the connection handler is not.
+#[derive(Clone, Copy, Debug)]
+enum Listener {
+    /// Syslog and native JSON lines in the clear (`listen`).
+    Plain,
+    /// The same after a TLS handshake (`listen-tls`).
+    Tls,
+    /// RELP (`listen-relp`).
+    Relp,
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    is_tls: bool,
+    kind: Listener,
     shared: Arc<Shared>,
     limit: Arc<Semaphore>,
     shutdown: CancellationToken,
@@ -263,7 +295,7 @@ async fn accept_loop(
             biased;
             a = listener.accept() => a,
             _ = shutdown.cancelled() => {
-                take_backlog(listener, is_tls, &shared, &limit, &shutdown, &tasks);
+                take_backlog(listener, kind, &shared, &limit, &shutdown, &tasks);
                 return;
             }
         };
@@ -276,7 +308,7 @@ async fn accept_loop(
                 continue;
             }
         };
-        spawn_connection(stream, peer, is_tls, &shared, &limit, &shutdown, &tasks);
+        spawn_connection(stream, peer, kind, &shared, &limit, &shutdown, &tasks);
     }
 }
 
@@ -285,7 +317,7 @@ async fn accept_loop(
 /// non-blocking accept(2) loop, so nothing depends on a readiness event not yet seen.
 fn take_backlog(
     listener: TcpListener,
-    is_tls: bool,
+    kind: Listener,
     shared: &Arc<Shared>,
     limit: &Arc<Semaphore>,
     shutdown: &CancellationToken,
@@ -299,7 +331,7 @@ fn take_backlog(
             .set_nonblocking(true)
             .and_then(|()| tokio::net::TcpStream::from_std(stream));
         match stream {
-            Ok(s) => spawn_connection(s, peer, is_tls, shared, limit, shutdown, tasks),
+            Ok(s) => spawn_connection(s, peer, kind, shared, limit, shutdown, tasks),
             Err(e) => {
                 tracing::warn!(peer = %peer, error = %e, "cannot take connection at shutdown")
             }
@@ -310,7 +342,7 @@ fn take_backlog(
 fn spawn_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    is_tls: bool,
+    kind: Listener,
     shared: &Arc<Shared>,
     limit: &Arc<Semaphore>,
     shutdown: &CancellationToken,
@@ -328,15 +360,17 @@ fn spawn_connection(
     let shared = shared.clone();
     let shutdown = shutdown.clone();
     tasks.spawn(async move {
-        if !is_tls {
-            connection::handle(stream, peer, shared.clone(), shutdown, false).await;
-        } else {
-            match tls::accept(stream, &shared.auth).await {
+        match kind {
+            Listener::Plain => {
+                connection::handle(stream, peer, shared.clone(), shutdown, false).await
+            }
+            Listener::Tls => match tls::accept(stream, &shared.auth).await {
                 Ok((s, authenticated)) => {
                     connection::handle(s, peer, shared.clone(), shutdown, authenticated).await
                 }
                 Err((why, detail)) => refused(&shared, &peer, why, &detail),
-            }
+            },
+            Listener::Relp => relp::handle(stream, peer, shared.clone(), shutdown).await,
         }
         shared
             .stats
@@ -344,6 +378,13 @@ fn spawn_connection(
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         drop(permit);
     });
+}
+
+fn addrs(listeners: &[TcpListener]) -> Vec<SocketAddr> {
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect()
 }
 
 /// Counts a refused connection by reason and logs it without flooding.

@@ -41,6 +41,13 @@ pub fn check_settings(c: &Config) -> Result<(), String> {
     if c.auth_required && c.udp {
         return Err("auth-required needs udp = false (datagrams cannot authenticate)".into());
     }
+    if c.auth_required && !c.listen_relp.is_empty() {
+        return Err(
+            "auth-required cannot be met by listen-relp (RELP has no tokens and \
+                    no TLS here): drop one of them"
+                .into(),
+        );
+    }
     if c.auth_required && !set(&c.auth_tokens_file) && !set(&c.tls_client_ca) && allow.is_empty() {
         return Err(
             "auth-required needs auth-tokens-file or client certificates (tls-client-ca or \
