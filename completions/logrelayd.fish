@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_logrelayd_global_optspecs
-    string join \n config= no-udp print-schema= l/listen= udp= db= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= listen-tls= tls-cert= tls-key= tls-client-ca= tls-allow= auth-tokens-file= auth-required= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= h/help V/version
+    string join \n config= no-udp print-schema= l/listen= listen-relp= udp= db= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= listen-tls= tls-cert= tls-key= tls-client-ca= tls-allow= auth-tokens-file= auth-required= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= h/help V/version
 end
 
 function __fish_logrelayd_needs_command
@@ -28,6 +28,7 @@ complete -c logrelayd -n "__fish_logrelayd_needs_command" -l config -d 'TOML con
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l print-schema -d 'Print the store schema (sqlite or mssql) and exit' -r -f -a "sqlite\t''
 mssql\t''"
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -s l -l listen -d 'Address to listen on, TCP and UDP (repeatable, or comma separated) [default: 127.0.0.1:5514]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l listen-relp -d 'Address to take RELP on (rsyslog\'s omrelp; conventionally port 2514), repeatable [default: none]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l udp -d 'Also receive syslog datagrams on the listen ports [default: true]' -r -f -a "true\t''
 false\t''"
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
