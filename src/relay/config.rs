@@ -413,6 +413,9 @@ mod tests {
         assert!(err("colour = 1").contains("unknown field"));
         assert!(err("memory-budget = \"64 parsecs\"").contains("size"));
         assert!(err("memory-budget = \"1KiB\"").contains("memory-budget"));
+        let relp = "listen-relp = [\"127.0.0.1:2514\"]\nudp = false\nauth-required = true\n\
+                    auth-tokens-file = \"/t\"";
+        assert!(err(relp).contains("listen-relp"));
     }
 
     #[test]
