@@ -478,48 +478,38 @@ fn wait_status(addr: &str, path: &str, want: u16) -> String {
 
 #[test]
 fn metrics_pass_promtool_and_readyz_follows_the_store() {
-    let d = common::Daemon::start(&["--metrics", "127.0.0.1:0"]);
-    let log = {
-        assert!(d.wait_stderr("metrics on http://"), "{}", d.stderr());
-        d.stderr()
-    };
-    let addr = log
-        .split("metrics on http://")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .expect("metrics address")
-        .to_string();
+    let tokens = tempfile::NamedTempFile::new().expect("tokens file");
+    std::fs::write(tokens.path(), "good-token\n").expect("write tokens");
+    let tokens_path = tokens.path().to_str().expect("utf-8 path");
+    let d = common::Daemon::start(&[
+        "--metrics",
+        "127.0.0.1:0",
+        "--auth-tokens-file",
+        tokens_path,
+    ]);
+    let addr = metrics_addr(&d);
     d.send(b"<13>1 2026-01-01T00:00:00Z h app - - - one\n<13>1 2026-01-01T00:00:00Z h app - - - two\nnot syslog at all\n");
     assert_eq!(d.wait_rows(3).len(), 3);
-    let page = wait_status(&addr, "/metrics", 200);
+    // A hello with a wrong token is refused, and counted by reason on /metrics.
+    assert!(refused_hello(&d, "not-the-token").contains("bad_token"));
+    let page = wait_body(
+        &addr,
+        "/metrics",
+        "logrelay_refused_total{reason=\"bad_token\"} 1\n",
+    );
+    assert!(
+        page.contains("logrelay_refused_total{reason=\"missing_token\"} 0\n"),
+        "{page}"
+    );
     assert!(page.contains("\nlogrelay_received_total 3\n"), "{page}");
     assert!(page.contains("\nlogrelay_stored_total 3\n"), "{page}");
     assert!(page.contains("\nlogrelay_raw_total 1\n"), "{page}");
+    assert!(page.contains("\nlogrelay_ready 1\n"), "{page}");
     assert!(
         page.contains("logrelay_commit_duration_seconds_count "),
         "{page}"
     );
-    if have("promtool") {
-        let mut child = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("promtool");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(page.as_bytes()).expect("feed promtool");
-        }
-        let out = child.wait_with_output().expect("promtool");
-        assert!(
-            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-            "promtool: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    promtool_accepts(&page);
     assert_eq!(get(&addr, "/livez").0, 200);
     assert_eq!(get(&addr, "/readyz").0, 200);
     assert_eq!(get(&addr, "/nothing").0, 404);
@@ -539,4 +529,149 @@ fn metrics_pass_promtool_and_readyz_follows_the_store() {
     lock.execute_batch("COMMIT").expect("release");
     wait_status(&addr, "/readyz", 200);
     assert_eq!(d.wait_rows(4).len(), 4);
+}
+
+/// With the store locked, a steady sender fills the spool (a small spool-max-size),
+/// then the memory budget: `/readyz` names each high-water mark, `/metrics` shows the
+/// levels (and still passes promtool), and all clears once the store takes rows again,
+/// with every message stored.
+#[test]
+fn readyz_reports_the_spool_and_memory_budget_high_water_marks() {
+    let d = common::Daemon::start(&[
+        "--metrics",
+        "127.0.0.1:0",
+        "--memory-budget",
+        "1MiB",
+        "--spool-max-size",
+        "262144",
+    ]);
+    let addr = metrics_addr(&d);
+    assert_eq!(get(&addr, "/readyz").0, 200);
+    let lock = rusqlite::Connection::open(&d.db).expect("open store");
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    // 3 MiB of 1 KiB lines: more than spool and budget together. The writes block
+    // under backpressure until the store is released (or the relay is killed).
+    const LINES: usize = 3072;
+    let mut conn = d.connect();
+    let sender = std::thread::spawn(move || {
+        use std::io::Write;
+        let filler = "x".repeat(1000);
+        let mut out = Vec::with_capacity(LINES * 1100);
+        for i in 0..LINES {
+            writeln!(
+                out,
+                "<13>1 2026-01-01T00:00:00Z h app - - - {i:05} {filler}"
+            )
+            .expect("format");
+        }
+        conn.write_all(&out)
+    });
+    // The spool refuses a write that would pass its size (the writer spools what
+    // waits as one write): full, possibly below the 90 % mark.
+    let body = wait_body(&addr, "/readyz", "spool ");
+    assert!(
+        body.starts_with("not ready: ")
+            && (body.contains("spool full") || body.contains("spool past its high-water mark")),
+        "{body}"
+    );
+    let body = wait_body(&addr, "/readyz", "memory budget past its high-water mark");
+    assert!(body.contains("of 1.0 MiB in use"), "{body}");
+    let page = get(&addr, "/metrics").1;
+    assert!(page.contains("\nlogrelay_ready 0\n"), "{page}");
+    assert!(
+        page.contains("\nlogrelay_memory_budget_bytes 1048576\n"),
+        "{page}"
+    );
+    assert!(
+        page.contains("\nlogrelay_spool_max_bytes 262144\n"),
+        "{page}"
+    );
+    let gauge = |name: &str| -> u64 {
+        page.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {page}"))
+    };
+    // (The spool may hold nothing yet: a first write bigger than the spool is refused.)
+    assert!(gauge("logrelay_spool_bytes") <= 262_144, "{page}");
+    assert!(
+        gauge("logrelay_memory_budget_used_bytes") * 10 >= 1_048_576 * 9,
+        "{page}"
+    );
+    promtool_accepts(&page);
+    lock.execute_batch("COMMIT").expect("release");
+    drop(lock);
+    sender
+        .join()
+        .expect("sender thread")
+        .expect("every line written once the store is back");
+    wait_status(&addr, "/readyz", 200);
+    assert_eq!(d.wait_rows(LINES).len(), LINES);
+}
+
+/// The metrics address the relay logged at start.
+fn metrics_addr(d: &common::Daemon) -> String {
+    assert!(d.wait_stderr("metrics on http://"), "{}", d.stderr());
+    d.stderr()
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|r| r.split('/').next())
+        .expect("metrics address")
+        .to_string()
+}
+
+/// Polls `path` until its body contains `needle`; returns the body.
+fn wait_body(addr: &str, path: &str, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let (_, body) = get(addr, path);
+        if body.contains(needle) {
+            return body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "{path} never showed {needle:?}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends a native hello with `token`; returns the relay's answer line.
+fn refused_hello(d: &common::Daemon, token: &str) -> String {
+    use std::io::{BufRead, Write};
+    let mut s = d.connect();
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    writeln!(s, "{{\"hello\":1,\"token\":\"{token}\"}}").expect("hello");
+    let mut line = String::new();
+    std::io::BufReader::new(s)
+        .read_line(&mut line)
+        .expect("answer");
+    line
+}
+
+/// `promtool check metrics` finds nothing to say about `page` (skipped without it).
+fn promtool_accepts(page: &str) {
+    if !have("promtool") {
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(page.as_bytes()).expect("feed promtool");
+    }
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -37,6 +37,16 @@ impl Budget {
         self.sem.available_permits()
     }
 
+    /// Bytes reserved right now (read, not yet committed or spooled).
+    pub fn used(&self) -> usize {
+        self.total.saturating_sub(self.sem.available_permits())
+    }
+
+    /// The whole budget.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
     /// Waits until `bytes` (at most the whole budget) can be reserved.
     pub async fn acquire(&self, bytes: usize) -> Held {
         let n = bytes.min(self.total).min(u32::MAX as usize) as u32;

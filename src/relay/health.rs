@@ -134,14 +134,61 @@ impl WriterHealth {
     }
 }
 
+/// The high-water mark of the memory budget and of the spool, in percent: past it the
+/// relay still takes what it can, but asks a balancer to send elsewhere (`/readyz`).
+pub const HIGH_WATER_PERCENT: u64 = 90;
+
 /// Why the relay should not get traffic now (`/readyz` answers 503 with it), or
-/// `None` when it is ready. Add a check here for every resource with a high-water mark
-/// (memory budget, spool).
+/// `None` when it is ready: the store failing, the memory budget or the spool past
+/// [`HIGH_WATER_PERCENT`] (or the spool refusing appends). Every reason that holds,
+/// joined by "; ".
 pub fn not_ready(stats: &super::stats::Stats) -> Option<String> {
-    stats
-        .writer
-        .failing()
-        .map(|e| format!("store failing: {e}"))
+    let mut why = Vec::new();
+    if let Some(e) = stats.writer.failing() {
+        why.push(format!("store failing: {e}"));
+    }
+    let (used, total) = stats.levels.budget();
+    if past_high_water(used, total) {
+        why.push(format!(
+            "memory budget past its high-water mark ({HIGH_WATER_PERCENT} %): {} of {} in use",
+            human_bytes(used),
+            human_bytes(total)
+        ));
+    }
+    let (size, max) = stats.levels.spool();
+    if max > 0 && stats.levels.spool_full() {
+        why.push(format!(
+            "spool full (the last write did not fit): {} of {}",
+            human_bytes(size),
+            human_bytes(max)
+        ));
+    } else if past_high_water(size, max) {
+        why.push(format!(
+            "spool past its high-water mark ({HIGH_WATER_PERCENT} %): {} of {}",
+            human_bytes(size),
+            human_bytes(max)
+        ));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+fn past_high_water(used: u64, total: u64) -> bool {
+    total > 0 && used.saturating_mul(100) >= total.saturating_mul(HIGH_WATER_PERCENT)
+}
+
+/// `1536` → `1.5 KiB`: sizes in a reason a person reads.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -167,6 +214,44 @@ mod tests {
         assert_eq!(h.failing().as_deref(), Some("database is locked"));
         h.attempted(Duration::from_millis(1), 5, None);
         assert!(h.failing().is_none());
+    }
+
+    #[test]
+    fn not_ready_past_the_high_water_marks() {
+        let stats = crate::relay::stats::Stats::default();
+        assert_eq!(not_ready(&stats), None, "no budget or spool known yet");
+        let budget = crate::relay::budget::Budget::new(1000);
+        stats.levels.watch_budget(&budget);
+        stats.levels.set_spool(899, 1000, false);
+        let held = budget.try_acquire(899).expect("room");
+        assert_eq!(not_ready(&stats), None, "89.9 % is below the mark");
+        let more = budget.try_acquire(1).expect("room");
+        let why = not_ready(&stats).expect("900 of 1000 is at the mark");
+        assert!(why.starts_with("memory budget past"), "{why}");
+        assert!(!why.contains("spool"), "{why}");
+        drop((held, more));
+        stats.levels.set_spool(950, 1000, false);
+        let why = not_ready(&stats).expect("spool at 95 %");
+        assert_eq!(
+            why,
+            "spool past its high-water mark (90 %): 950 B of 1000 B"
+        );
+        // A refused append means full, whatever the size says.
+        stats.levels.set_spool(10, 1000, true);
+        assert_eq!(
+            not_ready(&stats).as_deref(),
+            Some("spool full (the last write did not fit): 10 B of 1000 B")
+        );
+        stats.levels.set_spool(10, 1000, false);
+        stats
+            .writer
+            .attempted(Duration::from_secs(1), 1, Some(&"database is locked"));
+        assert_eq!(
+            not_ready(&stats).as_deref(),
+            Some("store failing: database is locked")
+        );
+        assert_eq!(human_bytes(64 * 1024 * 1024), "64.0 MiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
     }
 
     #[test]

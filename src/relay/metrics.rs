@@ -4,6 +4,7 @@
 //! `stats`). Plain HTTP/1.1, GET and HEAD only, one request per connection, bounded in
 //! size, time and concurrency: the endpoint is for a scraper, not a browser.
 
+use super::auth::Refusal;
 use super::health::Latency;
 use super::stats::{GAUGES, Snapshot, Stats};
 use std::fmt::Write as _;
@@ -149,6 +150,21 @@ fn families(snap: &Snapshot) -> Vec<Family> {
         return out;
     };
     for (field, value) in fields {
+        if field == "refused" {
+            // Refusals by authentication, one sample per reason, beside the limits'.
+            let counts = value.as_array().into_iter().flatten();
+            for (why, n) in Refusal::ALL.iter().zip(counts) {
+                push(
+                    &mut out,
+                    "logrelay_refused_total",
+                    "counter",
+                    REFUSED_HELP,
+                    format!("{{reason=\"{}\"}}", why.name()),
+                    n.as_u64().unwrap_or(0),
+                );
+            }
+            continue;
+        }
         let Some(value) = value.as_u64() else {
             continue;
         };
@@ -174,7 +190,7 @@ fn families(snap: &Snapshot) -> Vec<Family> {
                 "logrelay_refused_total".to_string(),
                 "counter",
                 format!("{{reason=\"{reason}\"}}"),
-                "Connections or messages refused at a limit, by reason".to_string(),
+                REFUSED_HELP.to_string(),
             )
         } else {
             let name = match field.strip_suffix("_total") {
@@ -183,17 +199,32 @@ fn families(snap: &Snapshot) -> Vec<Family> {
             };
             (name, "counter", String::new(), field.replace('_', " "))
         };
-        match out.iter_mut().find(|f| f.name == name) {
-            Some(f) => f.samples.push((label, value)),
-            None => out.push(Family {
-                name,
-                kind,
-                help,
-                samples: vec![(label, value)],
-            }),
-        }
+        push(&mut out, &name, kind, &help, label, value);
     }
     out
+}
+
+const REFUSED_HELP: &str =
+    "Connections or messages refused at a limit or by authentication, by reason";
+
+/// Adds a sample to its family (created on first use: one HELP/TYPE per family).
+fn push(
+    out: &mut Vec<Family>,
+    name: &str,
+    kind: &'static str,
+    help: &str,
+    label: String,
+    value: u64,
+) {
+    match out.iter_mut().find(|f| f.name == name) {
+        Some(f) => f.samples.push((label, value)),
+        None => out.push(Family {
+            name: name.to_string(),
+            kind,
+            help: help.to_string(),
+            samples: vec![(label, value)],
+        }),
+    }
 }
 
 /// The whole `/metrics` page.
@@ -207,10 +238,13 @@ pub fn render(stats: &Stats) -> String {
         }
     }
     let up = u8::from(stats.writer.failing().is_none());
+    let ready = u8::from(super::health::not_ready(stats).is_none());
     let _ = write!(
         out,
         "# HELP logrelay_store_up Whether the store's last insert succeeded\n\
-         # TYPE logrelay_store_up gauge\nlogrelay_store_up {up}\n"
+         # TYPE logrelay_store_up gauge\nlogrelay_store_up {up}\n\
+         # HELP logrelay_ready Whether /readyz answers 200 (store up, budget and spool below their high-water marks)\n\
+         # TYPE logrelay_ready gauge\nlogrelay_ready {ready}\n"
     );
     write_histogram(
         &mut out,
@@ -258,6 +292,19 @@ mod tests {
         assert!(page.contains("logrelay_commit_duration_seconds_bucket{le=\"+Inf\"} 0\n"));
         // One HELP/TYPE per family.
         assert_eq!(page.matches("# TYPE logrelay_dropped_total").count(), 1);
+        // Authentication refusals share the refused family, every reason listed.
+        stats.refuse(Refusal::BadToken);
+        stats.refuse(Refusal::BadToken);
+        let page = render(&stats);
+        assert!(
+            page.contains("logrelay_refused_total{reason=\"bad_token\"} 2\n"),
+            "{page}"
+        );
+        assert!(page.contains("logrelay_refused_total{reason=\"no_certificate\"} 0\n"));
+        assert_eq!(page.matches("# TYPE logrelay_refused_total").count(), 1);
+        assert!(page.contains("\nlogrelay_ready 1\n"));
+        assert!(page.contains("# TYPE logrelay_spool_bytes gauge\n"));
+        assert!(page.contains("# TYPE logrelay_memory_budget_used_bytes gauge\n"));
     }
 
     #[test]

@@ -155,6 +155,7 @@ impl Relay {
             .spawn(move || w.run(rx, rt))
             .map_err(|e| format!("cannot start writer thread: {e}"))?;
         let budget = Budget::new(config.memory_budget.bytes() as usize);
+        stats.levels.watch_budget(&budget);
         Ok(Relay {
             shared: Arc::new(Shared {
                 config,

@@ -140,6 +140,11 @@ impl Spool {
         self.segments.iter().map(|s| s.bytes).sum()
     }
 
+    /// `spool-max-size`.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
     /// Appends `batches` as one write. Refused when it would pass `spool-max-size`,
     /// unless `force` (shutdown: what is in memory is bounded by the memory budget).
     pub fn append<'b>(

@@ -40,10 +40,64 @@ pub struct Stats {
     pub writer: super::health::WriterHealth,
     /// Connections refused by authentication, by [`Refusal`] (index = position in ALL).
     pub refused: [AtomicU64; REFUSALS],
+    /// Memory budget and spool use, for `/metrics` and `/readyz`.
+    pub levels: Levels,
+}
+
+/// How full the two bounded resources are. The budget is read from its semaphore when
+/// asked (connections take and give back bytes on every read: no counter to keep); the
+/// spool's size is set by the writer, which owns the spool.
+#[derive(Debug, Default)]
+pub struct Levels {
+    budget: std::sync::OnceLock<super::budget::Budget>,
+    spool_bytes: AtomicU64,
+    spool_max_bytes: AtomicU64,
+    /// The last append was refused for want of room (a batch bigger than what is left
+    /// can be refused below the high-water mark).
+    spool_full: std::sync::atomic::AtomicBool,
+}
+
+impl Levels {
+    /// Set once at start.
+    pub fn watch_budget(&self, budget: &super::budget::Budget) {
+        let _ = self.budget.set(budget.clone());
+    }
+
+    pub fn set_spool(&self, bytes: u64, max: u64, full: bool) {
+        self.spool_bytes.store(bytes, Relaxed);
+        self.spool_max_bytes.store(max, Relaxed);
+        self.spool_full.store(full, Relaxed);
+    }
+
+    /// Whether the spool refused the last append: it is full.
+    pub fn spool_full(&self) -> bool {
+        self.spool_full.load(Relaxed)
+    }
+
+    /// Bytes of the memory budget reserved now, and the whole budget.
+    pub fn budget(&self) -> (u64, u64) {
+        self.budget
+            .get()
+            .map_or((0, 0), |b| (b.used() as u64, b.total() as u64))
+    }
+
+    /// Bytes in the spool now, and `spool-max-size` (0 without a spool).
+    pub fn spool(&self) -> (u64, u64) {
+        (
+            self.spool_bytes.load(Relaxed),
+            self.spool_max_bytes.load(Relaxed),
+        )
+    }
 }
 
 /// Fields of [`Snapshot`] that are levels, not counts (exported as gauges).
-pub const GAUGES: &[&str] = &["connections_open"];
+pub const GAUGES: &[&str] = &[
+    "connections_open",
+    "memory_budget_used_bytes",
+    "memory_budget_bytes",
+    "spool_bytes",
+    "spool_max_bytes",
+];
 
 /// A point-in-time copy of [`Stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -63,6 +117,10 @@ pub struct Snapshot {
     pub spool_torn: u64,
     pub udp_kernel_dropped: u64,
     pub budget_overdrafts: u64,
+    pub memory_budget_used_bytes: u64,
+    pub memory_budget_bytes: u64,
+    pub spool_bytes: u64,
+    pub spool_max_bytes: u64,
     pub refused: [u64; REFUSALS],
 }
 
@@ -78,7 +136,13 @@ impl Stats {
     }
 
     pub fn snapshot(&self) -> Snapshot {
+        let (memory_budget_used_bytes, memory_budget_bytes) = self.levels.budget();
+        let (spool_bytes, spool_max_bytes) = self.levels.spool();
         Snapshot {
+            memory_budget_used_bytes,
+            memory_budget_bytes,
+            spool_bytes,
+            spool_max_bytes,
             received: self.received.load(Relaxed),
             stored: self.stored.load(Relaxed),
             raw: self.raw.load(Relaxed),
@@ -105,7 +169,8 @@ impl std::fmt::Display for Snapshot {
             f,
             "received={} stored={} raw={} truncated={} udp_dropped={} connections_open={} \
              connections_total={} connections_rejected={} store_errors={} duplicates={} \
-             spooled={} replayed={} spool_torn={} udp_kernel_dropped={} budget_overdrafts={}",
+             spooled={} replayed={} spool_torn={} udp_kernel_dropped={} budget_overdrafts={} \
+             memory_budget_used_bytes={} spool_bytes={}",
             self.received,
             self.stored,
             self.raw,
@@ -120,7 +185,9 @@ impl std::fmt::Display for Snapshot {
             self.replayed,
             self.spool_torn,
             self.udp_kernel_dropped,
-            self.budget_overdrafts
+            self.budget_overdrafts,
+            self.memory_budget_used_bytes,
+            self.spool_bytes
         )?;
         // Only the reasons that happened: most relays never refuse anyone.
         for (r, n) in Refusal::ALL.iter().zip(self.refused) {

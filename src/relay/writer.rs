@@ -169,6 +169,7 @@ impl Writer {
                 thousands(s.rows())
             );
         }
+        self.report_spool(false);
         let mut last_run: Vec<Instant> = vec![Instant::now(); self.jobs.len()];
         let mut pending: Vec<Inbound> = Vec::new();
         let mut lost = 0u64;
@@ -230,6 +231,13 @@ impl Writer {
             std::mem::forget(std::mem::take(&mut self.sinks));
         }
         Outcome { spooled_left, lost }
+    }
+
+    /// The spool's size for `/metrics` and `/readyz`; `full` when an append was refused.
+    fn report_spool(&self, full: bool) {
+        if let Some(s) = &self.spool {
+            self.stats.levels.set_spool(s.size(), s.max_size(), full);
+        }
     }
 
     fn probe(&mut self) -> Result<(), String> {
@@ -310,9 +318,12 @@ impl Writer {
                             health.failing = Some((Instant::now(), 0));
                         }
                         pending.drain(..).for_each(|b| b.done(Durable::Spooled));
+                        self.report_spool(false);
                         return 0;
                     }
                     Err(SpoolError::Full { .. }) if !stopping => {
+                        let levels = &self.stats.levels;
+                        levels.set_spool(spool.size(), spool.max_size(), true);
                         // Backpressure: replay what we can, else wait for the store.
                         crate::warn_limited!(SPOOL_FAILED, spool = %spool.dir().display(), "spool full; holding back senders until the store takes rows again");
                     }
@@ -384,6 +395,7 @@ impl Writer {
                 if spool.is_empty() {
                     health.recovered();
                 }
+                self.report_spool(false);
                 true
             }
             Err(e) => {

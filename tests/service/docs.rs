@@ -104,7 +104,7 @@ const DAEMON_SERVICE: &[Item] = &[
         "Socket activation: when the service manager passes sockets (LISTEN_FDS, as logrelayd.socket does), stream sockets are TCP listeners for every protocol and datagram sockets receive syslog; --listen is then not bound.",
     ),
     Para(
-        "With --metrics ADDR, an HTTP endpoint answers /metrics (Prometheus text format: counters of received, stored, raw, truncated, refused and dropped messages by reason, store errors, connections, and the commit latency histogram), /livez (200 while the process serves) and /readyz (503 with the reason while the store is failing, else 200).",
+        "With --metrics ADDR, an HTTP endpoint answers /metrics (Prometheus text format: counters of received, stored, raw, truncated, refused (at a limit or by authentication) and dropped messages by reason, store errors, connections, memory-budget and spool use, and the commit latency histogram), /livez (200 while the process serves) and /readyz (503 with the reason while the store is failing, the memory budget is 90 % or more in use, or the spool is 90 % or more of spool-max-size or refused its last write; else 200).",
     ),
 ];
 
