@@ -80,6 +80,46 @@ impl fmt::Display for Span {
     }
 }
 
+/// A limit that may be switched off: `off` (or nothing) reads as `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OrOff<T>(pub Option<T>);
+
+impl<T: FromStr<Err = String>> FromStr for OrOff<T> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<OrOff<T>, String> {
+        match s.trim() {
+            "" | "off" | "none" => Ok(OrOff(None)),
+            v => v.parse().map(|t| OrOff(Some(t))),
+        }
+    }
+}
+
+impl<T: fmt::Display> fmt::Display for OrOff<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(t) => t.fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+/// A directory named in a setting, with `~` and `$VAR` expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dir(pub PathBuf);
+
+impl FromStr for Dir {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Dir, String> {
+        expand_path(s.trim()).map(Dir)
+    }
+}
+
+impl fmt::Display for Dir {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.display())
+    }
+}
+
 /// Deserialises a setting from its string form (`FromStr`), and sizes and durations
 /// also from a bare integer (bytes, seconds), so TOML and flags read alike.
 macro_rules! deserialize_from_str {
@@ -110,7 +150,7 @@ macro_rules! deserialize_from_str {
 #[cfg_attr(not(feature = "relay"), allow(unused_imports))]
 pub(crate) use deserialize_from_str;
 
-deserialize_from_str!(Size, Span);
+deserialize_from_str!(Size, Span, OrOff<Size>, OrOff<Span>, OrOff<Dir>);
 
 #[cfg(test)]
 mod tests {

@@ -33,6 +33,12 @@ pub enum Command {
     Simulate(super::simulate::SimulateArgs),
     /// Count the matching rows per time bucket and per level, source, host or facility
     Stats(Box<StatsArgs>),
+    /// Remove the oldest rows (archiving them first when an archive dir is set), then
+    /// give the free space back to the file system
+    Vacuum(super::lifecycle::VacuumArgs),
+    /// Look after archives: `logq archive verify DIR`
+    #[command(subcommand)]
+    Archive(super::lifecycle::ArchiveCommand),
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +164,12 @@ pub struct QueryArgs {
     /// logrelayd's TOML config file, to find its store
     #[arg(long, env = "LOGRELAY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Also query the archives in DIR (default: the config file's retention.archive-dir)
+    #[arg(long, value_name = "DIR")]
+    pub archive: Option<PathBuf>,
+    /// Show the store's size on disk, rows, oldest and newest time, and the archives' size
+    #[arg(long)]
+    pub disk_usage: bool,
     /// FIELD=VALUE, FIELD!=VALUE or SDID.PARAM=VALUE
     #[arg(value_name = "MATCHES")]
     pub matches: Vec<String>,

@@ -7,6 +7,7 @@ mod escape;
 mod grep_words;
 mod levels;
 mod pager;
+mod lifecycle;
 mod plan;
 pub(crate) use plan::config_db;
 mod query;
@@ -46,6 +47,9 @@ pub fn main() -> ExitCode {
         Some(Command::Send(a)) => send::run(a),
         Some(Command::Simulate(a)) => simulate::run(a),
         Some(Command::Stats(a)) => stats::run(a),
+        Some(Command::Vacuum(a)) => lifecycle::vacuum(a),
+        Some(Command::Archive(a)) => lifecycle::archive(a),
+        None if cli.query.disk_usage => lifecycle::disk_usage(&cli.query),
         None => plan::plan(&cli.query, chrono::Utc::now()).and_then(|plan| {
             let fail_if_empty = plan.fail_if_empty;
             query::run(plan).map(|matched| {

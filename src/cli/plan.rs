@@ -12,11 +12,13 @@ use crate::store::{Field, Filter, Match, StatField, StoreUrl, Words};
 use chrono::{DateTime, Utc};
 use regex::{Regex, RegexBuilder};
 use std::io::{self, IsTerminal};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Everything a run needs, checked before anything is printed.
 pub struct Plan {
     pub url: StoreUrl,
+    /// Archives queried with the store.
+    pub archive: Option<PathBuf>,
     pub filter: Filter,
     pub regex: Option<Regex>,
     pub lines: Option<u64>,
@@ -222,6 +224,7 @@ pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
     let fields = (!a.output_fields.is_empty()).then(|| a.output_fields.clone());
     Ok(Plan {
         url: store_url(a.db.as_deref(), a.config.as_deref())?,
+        archive: archive_dir(a.archive.as_deref(), a.config.as_deref())?,
         filter,
         regex: a.grep.as_deref().map(regex).transpose()?,
         lines,
@@ -243,19 +246,54 @@ pub fn plan(a: &QueryArgs, now: DateTime<Utc>) -> Result<Plan, CliError> {
     })
 }
 
+/// `--archive DIR`, else the config file's `retention.archive-dir`.
+pub fn archive_dir(
+    flag: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<Option<PathBuf>, CliError> {
+    if let Some(d) = flag {
+        return Ok(Some(d.to_path_buf()));
+    }
+    let Some(p) = config else {
+        return Ok(None);
+    };
+    match config_str(p, &["retention", "archive-dir"]).map_err(|e| CliError::usage(e, None))? {
+        Some(d) => crate::settings::expand_path(&d)
+            .map(Some)
+            .map_err(|e| CliError::usage(e, None)),
+        None => Ok(None),
+    }
+}
+
 /// The `db` key of logrelayd's config file; the file's other keys are the relay's
 /// business (this reader does not check them).
 pub(crate) fn config_db(path: &Path) -> Result<Option<String>, String> {
+    config_str(path, &["db"])
+}
+
+/// A string key of logrelayd's config file, by its path of table names.
+fn config_str(path: &Path, keys: &[&str]) -> Result<Option<String>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
     let table: toml::Table =
         toml::from_str(&text).map_err(|e| format!("bad config {}: {e}", path.display()))?;
-    match table.get("db") {
+    let mut value: Option<&toml::Value> = None;
+    let mut at = &table;
+    for (i, k) in keys.iter().enumerate() {
+        value = at.get(*k);
+        match value {
+            Some(toml::Value::Table(t)) if i + 1 < keys.len() => at = t,
+            _ if i + 1 < keys.len() => return Ok(None),
+            _ => {}
+        }
+    }
+    match value {
         None => Ok(None),
         Some(toml::Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(format!(
-            "bad config {}: db must be a string",
-            path.display()
+            "bad config {}: {} must be a string",
+            path.display(),
+            keys.join(".")
         )),
     }
 }

@@ -71,11 +71,23 @@ fn print_rows(
 }
 
 /// Runs the plan; `Ok(true)` when at least one row matched.
+/// The store, and with `--archive` (or a configured archive dir) its archives behind it.
+pub(super) fn open_reader(plan: &Plan) -> Result<Box<dyn store::StoreReader>, CliError> {
+    let store = store::open_reader(&plan.url)?;
+    Ok(match &plan.archive {
+        Some(dir) => {
+            let dir = crate::store::archive::ArchiveDir::open(dir)?;
+            Box::new(crate::store::archive_query::WithArchives::new(store, dir))
+        }
+        None => store,
+    })
+}
+
 pub fn run(mut plan: Plan) -> Result<bool, CliError> {
     if plan.follow {
         return follow(plan).map(|()| true);
     }
-    let mut store = store::open_reader(&plan.url)?;
+    let mut store = open_reader(&plan)?;
     if plan.list_fields {
         return list_fields(store.as_mut());
     }

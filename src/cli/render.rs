@@ -3,7 +3,7 @@
 //! control characters from senders (see `escape`) unless `-a`; JSON is always exact.
 
 use super::escape::{Shown, push_escaped};
-use crate::message::{Level, write_json_str};
+use crate::message::Level;
 use crate::store::RecordRef;
 use crate::timefmt::write_rfc3339_utc;
 use chrono::{DateTime, Local, Utc};
@@ -310,45 +310,7 @@ impl Renderer {
     }
 
     fn json(&mut self, id: i64, r: &RecordRef<'_>) {
-        let l = &mut self.line;
-        let _ = std::fmt::Write::write_fmt(l, format_args!("{{\"id\":{id},\"timestamp\":\""));
-        write_rfc3339_utc(r.time_us, 6, l);
-        l.push_str("\",\"received\":\"");
-        write_rfc3339_utc(r.received_us, 6, l);
-        l.push_str("\",\"level\":\"");
-        l.push_str(r.level.name());
-        l.push_str("\",\"facility\":");
-        match r.facility {
-            Some(f) => write_json_str(f.name(), l),
-            None => l.push_str("null"),
-        }
-        for (key, value) in [
-            ("hostname", r.hostname),
-            ("source", r.source),
-            ("procid", r.procid),
-            ("msgid", r.msgid),
-        ] {
-            l.push_str(",\"");
-            l.push_str(key);
-            l.push_str("\":");
-            match value {
-                Some(v) => write_json_str(v, l),
-                None => l.push_str("null"),
-            }
-        }
-        // Stored structured data is JSON we wrote ourselves; it goes out as is.
-        l.push_str(",\"structured_data\":");
-        l.push_str(r.structured_data.unwrap_or("null"));
-        l.push_str(",\"message\":");
-        write_json_str(r.message, l);
-        l.push_str(",\"protocol\":\"");
-        l.push_str(r.protocol.name());
-        l.push_str("\",\"peer\":");
-        match r.peer {
-            Some(p) => write_json_str(p, l),
-            None => l.push_str("null"),
-        }
-        l.push('}');
+        crate::store::record_json::write(id, r, &mut self.line);
     }
 }
 

@@ -8,7 +8,7 @@ use super::error::{CliError, did_you_mean};
 use super::plan;
 use super::render::Output;
 use super::stats_render;
-use crate::store::{self, StatField, StatsQuery};
+use crate::store::{StatField, StatsQuery};
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
@@ -62,7 +62,7 @@ pub fn run(a: Box<StatsArgs>) -> Result<ExitCode, CliError> {
     } else {
         by.clone()
     };
-    let mut store = store::open_reader(&plan.url)?;
+    let mut store = super::query::open_reader(&plan)?;
     let buckets = match unit {
         None => None,
         Some(unit) => {

@@ -6,7 +6,7 @@
 //! README's synopsis (a test checks both).
 
 use crate::protocol::framing::DEFAULT_MAX_FRAME;
-use crate::settings::{DEFAULT_LISTEN, Size, Span, deserialize_from_str};
+use crate::settings::{DEFAULT_LISTEN, Dir, OrOff, Size, Span, deserialize_from_str};
 use crate::store::StoreUrl;
 use chrono::{DateTime, FixedOffset, Local, Offset, Utc};
 use std::fmt;
@@ -17,42 +17,58 @@ use std::time::Duration;
 
 /// Declares the settings: `Layer` (every key optional: one per source, stacked with
 /// [`Layer::over`]) and `Config` (the resolved values, defaults filled in).
+///
+/// A TOML table (`[retention]`) is a settings list of its own, named under `tables`;
+/// its flags and variables carry the table's name (`--retention-max-age`).
 macro_rules! settings {
-    ($( $(#[$attr:meta])* $name:ident : $ty:ty = $default:expr; )*) => {
+    ($layer:ident, $config:ident {
+        $( $(#[$attr:meta])* $name:ident : $ty:ty = $default:expr; )*
+    } tables {
+        $( $tname:ident : $tlayer:ident => $tconfig:ident; )*
+    }) => {
         /// One layer of settings — the TOML file, or the flags and `LOGRELAY_*` variables.
         #[derive(Debug, Default, Clone, clap::Args, serde::Deserialize)]
         #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-        pub struct Layer {
+        pub struct $layer {
             $( $(#[$attr])* pub $name: Option<$ty>, )*
+            $( #[command(flatten)] #[serde(default)] pub $tname: $tlayer, )*
         }
 
-        /// The relay's resolved settings (see [`Layer`] for what each means).
+        /// The resolved settings (see the layer for what each means).
         #[derive(Debug, Clone)]
-        pub struct Config {
+        pub struct $config {
             $( pub $name: $ty, )*
+            $( pub $tname: $tconfig, )*
         }
 
-        impl Default for Config {
+        impl Default for $config {
             fn default() -> Self {
-                Config { $( $name: $default, )* }
+                $config { $( $name: $default, )* $( $tname: $tconfig::default(), )* }
             }
         }
 
-        impl Layer {
+        impl $layer {
             /// This layer's keys, and `lower`'s where this one has none.
-            pub fn over(self, lower: Layer) -> Layer {
-                Layer { $( $name: self.$name.or(lower.$name), )* }
+            pub fn over(self, lower: $layer) -> $layer {
+                $layer {
+                    $( $name: self.$name.or(lower.$name), )*
+                    $( $tname: self.$tname.over(lower.$tname), )*
+                }
             }
 
-            fn or_defaults(self) -> Config {
-                let d = Config::default();
-                Config { $( $name: self.$name.unwrap_or(d.$name), )* }
+            fn or_defaults(self) -> $config {
+                let d = $config::default();
+                $config {
+                    $( $name: self.$name.unwrap_or(d.$name), )*
+                    $( $tname: self.$tname.or_defaults(), )*
+                }
             }
         }
     };
 }
 
 settings! {
+    Layer, Config {
     /// Address to listen on, TCP and UDP (repeatable, or comma separated) [default: 127.0.0.1:5514]
     #[arg(long, short = 'l', value_name = "ADDR", value_delimiter = ',', value_parser = listen_addr)]
     #[serde(default, deserialize_with = "listen_addrs")]
@@ -152,6 +168,29 @@ settings! {
     /// HTTP address for /metrics, /livez and /readyz, e.g. 127.0.0.1:9514, or off [default: off]
     #[arg(long, value_name = "ADDR")]
     metrics: MetricsAddr = MetricsAddr(None);
+    } tables {
+        retention: RetentionLayer => Retention;
+    }
+}
+
+settings! {
+    RetentionLayer, Retention {
+    /// Remove (whole blocks of) rows older than this, e.g. 30d [default: off]
+    #[arg(long = "retention-max-age", value_name = "DURATION")]
+    max_age: OrOff<Span> = OrOff(None);
+
+    /// Keep the store (file and WAL) within this size, e.g. 20GiB, removing the oldest rows [default: off]
+    #[arg(long = "retention-max-size", value_name = "SIZE")]
+    max_size: OrOff<Size> = OrOff(None);
+
+    /// Remove the oldest rows while the store's file system has less free space than this [default: off]
+    #[arg(long = "retention-keep-free", value_name = "SIZE")]
+    keep_free: OrOff<Size> = OrOff(None);
+
+    /// Before removing rows, write them to zstd-compressed JSON files here [default: off]
+    #[arg(long = "retention-archive-dir", value_name = "DIR")]
+    archive_dir: OrOff<Dir> = OrOff(None);
+    } tables {}
 }
 
 /// `spool-dir`: a directory, or (empty, the default) beside the store.
@@ -435,6 +474,50 @@ mod tests {
         assert_eq!(c.spool_max_size, Size::mib(2048));
     }
 
+    /// The tables of settings, for the names of their flags.
+    const TABLES: &[&str] = &["retention"];
+
+    #[test]
+    fn retention_is_a_table_with_its_own_flags() {
+        let file: Layer = toml::from_str(
+            "batch-rows = 10\n[retention]\nmax-age = \"30d\"\nmax-size = \"20GiB\"\narchive-dir = \"/tmp/a\"",
+        )
+        .unwrap();
+        let flags = Layer {
+            retention: RetentionLayer {
+                max_size: Some(OrOff(Some(Size::mib(64)))),
+                keep_free: Some(OrOff(None)),
+                ..RetentionLayer::default()
+            },
+            ..Layer::default()
+        };
+        let c = Config::resolve(flags.over(file)).unwrap();
+        let r = &c.retention;
+        assert_eq!(r.max_age.0, Some(Span(Duration::from_secs(30 * 86400))));
+        assert_eq!(r.max_size.0, Some(Size::mib(64)));
+        assert_eq!(r.keep_free.0, None);
+        assert_eq!(r.archive_dir.0, Some(Dir("/tmp/a".into())));
+        assert!(Config::default().retention.max_age.0.is_none());
+        assert!(toml::from_str::<Layer>("[retention]\nmax-age = \"soon\"").is_err());
+        assert!(toml::from_str::<Layer>("[retention]\nmax-sise = 1").is_err());
+        let cmd = with_env_vars(<Layer as clap::Args>::augment_args(clap::Command::new("t")));
+        let m = cmd
+            .try_get_matches_from([
+                "t",
+                "--retention-max-age",
+                "12h",
+                "--retention-max-size",
+                "off",
+            ])
+            .unwrap();
+        let l = <Layer as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
+        assert_eq!(
+            l.retention.max_age,
+            Some(OrOff(Some(Span(Duration::from_secs(43200)))))
+        );
+        assert_eq!(l.retention.max_size, Some(OrOff(None)));
+    }
+
     /// The example file and the README name every setting, and the file holds nothing
     /// the relay rejects, each value being the default.
     #[test]
@@ -444,7 +527,12 @@ mod tests {
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
         let cmd = <Layer as clap::Args>::augment_args(clap::Command::new("t"));
         for a in cmd.get_arguments() {
-            let key = a.get_long().unwrap();
+            let flag = a.get_long().unwrap();
+            // A table's setting is `KEY` under `[TABLE]` in the file, `--TABLE-KEY` as a flag.
+            let key = TABLES
+                .iter()
+                .find_map(|t| flag.strip_prefix(t)?.strip_prefix('-'))
+                .unwrap_or(flag);
             let in_example = example.lines().any(|l| {
                 l.trim_start_matches(['#', ' '])
                     .strip_prefix(key)
@@ -452,8 +540,8 @@ mod tests {
             });
             assert!(in_example, "fixtures/logrelayd.toml lacks the key {key}");
             assert!(
-                readme.contains(&format!("--{key} ")) || readme.contains(&format!("--{key}]")),
-                "README's synopsis lacks --{key}"
+                readme.contains(&format!("--{flag} ")) || readme.contains(&format!("--{flag}]")),
+                "README's synopsis lacks --{flag}"
             );
         }
         let c =

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod notify;
 pub mod reload;
 pub mod relp;
+pub mod retention;
 pub mod spool;
 pub mod spool_format;
 pub mod stats;
@@ -141,10 +142,14 @@ impl Relay {
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let stopping = Arc::new(std::sync::OnceLock::new());
+        let mut jobs: Vec<Box<dyn writer::Job>> = Vec::new();
+        if let Some(job) = retention::RetentionJob::new(&config.db, &config.retention)? {
+            jobs.push(Box::new(job));
+        }
         let w = Writer {
             sinks: vec![Box::new(StoreSink(store))],
             spool: Some(spool),
-            jobs: Vec::new(),
+            jobs,
             batch_rows: config.batch_rows,
             stats: stats.clone(),
             stopping: stopping.clone(),

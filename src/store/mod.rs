@@ -2,10 +2,14 @@
 //! SQL Server), the batch type the relay writes and the filter `logq` reads with.
 //! Stores know nothing of parsing: they take records, not bytes.
 
+pub mod archive;
+pub mod archive_query;
 pub mod batch;
 pub mod columns;
 pub mod filter;
 pub mod mssql;
+pub mod record_json;
+pub mod retention;
 pub mod sql;
 pub mod sqlite;
 pub mod stats;

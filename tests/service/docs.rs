@@ -237,8 +237,12 @@ fn toml_page(daemon: &clap::Command) -> Vec<u8> {
             .and_then(|v| v.first().map(|s| s.to_string()))
             .unwrap_or_else(|| "VALUE".into());
         let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-        // Each setting's TOML key is its flag's name.
-        let key = long;
+        // Each setting's TOML key is its flag's name; a table's settings (the flag
+        // --retention-max-age) are the key max-age under [retention].
+        let key = match long.strip_prefix("retention-") {
+            Some(k) => format!("[retention] {k}"),
+            None => long.to_string(),
+        };
         roff.control("TP", [])
             .text([bold(key), roman(" = "), italic(value)])
             .text([roman(format!(

@@ -77,7 +77,7 @@ fn cannot_init_wal(e: &rusqlite::Error) -> bool {
         if matches!(f.code, ErrorCode::ReadOnly | ErrorCode::CannotOpen))
 }
 
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+pub fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)

@@ -12,6 +12,7 @@ mod blocks;
 mod checkpoint;
 mod file;
 mod query;
+pub mod retention;
 pub mod sql;
 mod stats;
 mod tokens;
@@ -159,6 +160,20 @@ fn insert_sql() -> String {
     )
 }
 
+/// The INSERT with the row id given as the last parameter.
+fn insert_with_id_sql() -> String {
+    let names: Vec<&str> = written_columns()
+        .map(|(_, s)| s.name)
+        .chain(["host_id", "source_id", "id"])
+        .collect();
+    let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT OR IGNORE INTO Logs ({}) VALUES ({})",
+        names.join(", "),
+        marks.join(", ")
+    )
+}
+
 /// A record value as SQLite stores it in a column of that type; a time in a TEXT
 /// column (the original `timestamp`) is written into `scratch` as ISO-8601.
 fn to_sqlite<'a>(v: Value<'a>, ty: SqliteType, scratch: &'a mut String) -> ToSqlOutput<'a> {
@@ -291,13 +306,23 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const WAL_RESTART_FRAMES: i64 = 16_384;
 
 impl SqliteWriter {
-    fn insert_rows(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
+    /// Inserts the rows, with the given ids when `ids` is set (archived rows loaded for
+    /// a query keep theirs), else with new ones.
+    fn insert_rows(&mut self, batches: &[Batch], ids: Option<&[i64]>) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
         let mut n = 0;
         let mut summaries = Pending::default();
         let mut seqs = ClientSeqs::default();
         {
-            let mut stmt = tx.prepare_cached(&self.insert)?;
+            let with_id;
+            let sql: &str = match ids {
+                Some(_) => {
+                    with_id = insert_with_id_sql();
+                    &with_id
+                }
+                None => &self.insert,
+            };
+            let mut stmt = tx.prepare_cached(sql)?;
             let mut time_text = String::with_capacity(32);
             let rows = batches.iter().map(|b| {
                 let after = seqs.before(&tx, b)?;
@@ -314,6 +339,10 @@ impl SqliteWriter {
                 let source_id = self.source_ids.id(&tx, r.source)?;
                 stmt.raw_bind_parameter(i + 1, host_id)?;
                 stmt.raw_bind_parameter(i + 2, source_id)?;
+                if let Some(ids) = ids {
+                    let id = ids.get(n).copied().ok_or(rusqlite::Error::InvalidQuery)?;
+                    stmt.raw_bind_parameter(i + 3, id)?;
+                }
                 stmt.raw_execute()?;
                 let severity = r.level.code();
                 let facility = r.facility.map(crate::message::Facility::code);
@@ -516,7 +545,7 @@ impl Drop for SqliteWriter {
 
 impl StoreWriter for SqliteWriter {
     fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
-        let result = self.insert_rows(batches);
+        let result = self.insert_rows(batches, None);
         if result.is_err() {
             // The transaction rolled back: names it added to the dictionaries are gone.
             self.source_ids.ids.clear();
@@ -533,6 +562,51 @@ impl StoreWriter for SqliteWriter {
 
 fn last_id(conn: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(conn.query_row("SELECT max(id) FROM Logs", [], |r| r.get(0))?)
+}
+
+/// A store in a temporary file holding rows that keep their ids (archived rows loaded
+/// so that queries run on them exactly as on the live store); removed when dropped.
+pub struct ScratchStore {
+    writer: Option<SqliteWriter>,
+    path: PathBuf,
+}
+
+impl ScratchStore {
+    pub fn create() -> Result<ScratchStore, StoreError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir = std::env::temp_dir().join(format!("logq-{}-{nanos}", std::process::id()));
+        let path = dir.join("archive.db");
+        let writer = SqliteWriter::open(&path)?;
+        Ok(ScratchStore {
+            writer: Some(writer),
+            path,
+        })
+    }
+
+    /// Adds rows with their ids; an id already present is kept once.
+    pub fn insert(&mut self, batch: &Batch, ids: &[i64]) -> Result<usize, StoreError> {
+        match self.writer.as_mut() {
+            Some(w) => w.insert_rows(std::slice::from_ref(batch), Some(ids)),
+            None => Ok(0),
+        }
+    }
+
+    /// Done loading: a reader on the rows.
+    pub fn reader(&mut self) -> Result<SqliteReader, StoreError> {
+        self.writer = None;
+        SqliteReader::open(&self.path)
+    }
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        self.writer = None;
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// `logq`'s side: the file opened read-only, never created, migrated or altered.

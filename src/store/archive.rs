@@ -1,0 +1,352 @@
+//! Archives: the rows retention removes, as `logq -o json` records one per line,
+//! zstd-compressed, one file per id range (`logs-FIRST-LAST.jsonl.zst`) with a manifest
+//! beside it (`….manifest.json`: time range, id range, rows, SHA-256 of the file).
+//!
+//! Order of writing, so a crash never loses a row: the data file is written under a
+//! temporary name and synced, renamed, then the manifest the same way, then the
+//! directory is synced; only then are the rows removed from the store. A data file
+//! without a manifest is incomplete and ignored (its rows are still in the store); rows
+//! both archived and still stored (a crash before the removal) are told apart by id.
+
+use super::record_json;
+use super::{Batch, RecordRef, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+/// zstd level: 9 keeps a background pass cheap and the records at ~1/8 of their text.
+const LEVEL: i32 = 9;
+const MANIFEST_SUFFIX: &str = ".manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The data file's name, in the same directory.
+    pub file: String,
+    pub first_id: i64,
+    pub last_id: i64,
+    /// Earliest and latest event time of the rows, µs since the epoch and as text.
+    pub min_time_us: i64,
+    pub max_time_us: i64,
+    pub min_time: String,
+    pub max_time: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// An archive directory; it must exist (retention never creates one, so a missing
+/// mount is noticed instead of filling the disk below it).
+#[derive(Debug, Clone)]
+pub struct ArchiveDir {
+    path: PathBuf,
+}
+
+fn io_at(e: std::io::Error, path: &Path) -> StoreError {
+    StoreError::from(e).at(path)
+}
+
+/// Counts and hashes what passes through to the file.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn time_text(us: i64) -> String {
+    let mut s = String::new();
+    crate::timefmt::write_rfc3339_utc(us, 6, &mut s);
+    s
+}
+
+/// Writes `bytes` to `path` through a temporary name, synced before and after the rename.
+fn write_synced(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(|e| io_at(e, &tmp))?;
+    write(&mut f).map_err(|e| io_at(e, &tmp))?;
+    f.sync_all().map_err(|e| io_at(e, &tmp))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_at(e, path))
+}
+
+impl ArchiveDir {
+    pub fn open(path: &Path) -> Result<ArchiveDir, StoreError> {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => Ok(ArchiveDir {
+                path: path.to_path_buf(),
+            }),
+            Ok(_) => Err(StoreError::File {
+                path: path.to_path_buf(),
+                reason: "not a directory".into(),
+                hint: Some("retention.archive-dir must name a directory"),
+            }),
+            Err(e) => Err(StoreError::File {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+                hint: Some(
+                    "create the archive directory (logrelay never creates it, so an unmounted disk is noticed)",
+                ),
+            }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the rows `fill` streams (ids `first..=last`, in id order) to a new
+    /// archive file and its manifest, both synced.
+    pub fn write(
+        &self,
+        first: i64,
+        last: i64,
+        fill: impl FnOnce(&mut super::Visit<'_>) -> Result<(), StoreError>,
+    ) -> Result<Manifest, StoreError> {
+        // The directory may have gone (an unmounted disk) since it was opened.
+        ArchiveDir::open(&self.path)?;
+        let name = format!("logs-{first:015}-{last:015}.jsonl.zst");
+        let data = self.path.join(&name);
+        let tmp = data.with_extension("tmp");
+        let file = File::create(&tmp).map_err(|e| io_at(e, &tmp))?;
+        let hashing = Hashing {
+            inner: std::io::BufWriter::with_capacity(1 << 16, file),
+            hash: Sha256::new(),
+            bytes: 0,
+        };
+        let mut enc = zstd::Encoder::new(hashing, LEVEL).map_err(|e| io_at(e, &tmp))?;
+        enc.include_checksum(true).map_err(|e| io_at(e, &tmp))?;
+        let (mut rows, mut min_t, mut max_t) = (0u64, i64::MAX, i64::MIN);
+        let mut line = String::with_capacity(512);
+        let mut failed: Option<std::io::Error> = None;
+        fill(&mut |id, r: &RecordRef<'_>| {
+            line.clear();
+            record_json::write(id, r, &mut line);
+            line.push('\n');
+            if let Err(e) = enc.write_all(line.as_bytes()) {
+                failed = Some(e);
+                return false;
+            }
+            rows += 1;
+            min_t = min_t.min(r.time_us);
+            max_t = max_t.max(r.time_us);
+            true
+        })?;
+        if let Some(e) = failed {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_at(e, &tmp));
+        }
+        let done = enc.finish().and_then(|mut h| {
+            h.flush()?;
+            Ok(h)
+        });
+        let hashing = match done {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_at(e, &tmp));
+            }
+        };
+        let (bytes, sha) = (hashing.bytes, hex(&hashing.hash.finalize()));
+        let file = hashing
+            .inner
+            .into_inner()
+            .map_err(|e| io_at(e.into_error(), &tmp))?;
+        if let Err(e) = file.sync_all() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io_at(e, &tmp));
+        }
+        std::fs::rename(&tmp, &data).map_err(|e| io_at(e, &data))?;
+        if rows == 0 {
+            (min_t, max_t) = (0, 0);
+        }
+        let manifest = Manifest {
+            file: name.clone(),
+            first_id: first,
+            last_id: last,
+            min_time_us: min_t,
+            max_time_us: max_t,
+            min_time: time_text(min_t),
+            max_time: time_text(max_t),
+            rows,
+            bytes,
+            sha256: sha,
+        };
+        let text = serde_json::to_string_pretty(&manifest)
+            .map_err(|e| StoreError::Server(e.to_string()))?;
+        let mpath = self.path.join(format!(
+            "{}{MANIFEST_SUFFIX}",
+            name.trim_end_matches(".jsonl.zst")
+        ));
+        if let Err(e) = write_synced(&mpath, |f| f.write_all(text.as_bytes())) {
+            let _ = std::fs::remove_file(&data);
+            return Err(e);
+        }
+        File::open(&self.path)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_at(e, &self.path))?;
+        Ok(manifest)
+    }
+
+    /// Every manifest, in id order. A manifest that cannot be read is an error: its
+    /// rows would otherwise silently vanish from queries.
+    pub fn manifests(&self) -> Result<Vec<Manifest>, StoreError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.path).map_err(|e| io_at(e, &self.path))? {
+            let entry = entry.map_err(|e| io_at(e, &self.path))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if !name.ends_with(MANIFEST_SUFFIX) {
+                continue;
+            }
+            let path = entry.path();
+            let text = std::fs::read_to_string(&path).map_err(|e| io_at(e, &path))?;
+            let m: Manifest = serde_json::from_str(&text).map_err(|e| StoreError::File {
+                path: path.clone(),
+                reason: format!("bad manifest: {e}"),
+                hint: None,
+            })?;
+            out.push(m);
+        }
+        out.sort_by_key(|m| (m.first_id, m.last_id));
+        Ok(out)
+    }
+
+    /// Whether the ids `first..=last` are archived already.
+    pub fn covers(&self, first: i64, last: i64) -> Result<bool, StoreError> {
+        Ok(self
+            .manifests()?
+            .iter()
+            .any(|m| m.first_id <= first && m.last_id >= last))
+    }
+
+    /// Total bytes of the data files the manifests name.
+    pub fn size(&self) -> Result<(u64, u64), StoreError> {
+        let ms = self.manifests()?;
+        Ok((
+            ms.iter().map(|m| m.bytes).sum(),
+            ms.iter().map(|m| m.rows).sum(),
+        ))
+    }
+
+    /// Streams one archive file's records, in id order, into `rows` (id and record).
+    pub fn read(
+        &self,
+        m: &Manifest,
+        rows: &mut dyn FnMut(i64, &RecordRef<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.join(&m.file);
+        let file = File::open(&path).map_err(|e| io_at(e, &path))?;
+        let dec = zstd::Decoder::new(file).map_err(|e| io_at(e, &path))?;
+        let mut reader = BufReader::with_capacity(1 << 16, dec);
+        let mut line = String::new();
+        let mut batch = Batch::new();
+        let mut n = 0u64;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).map_err(|e| io_at(e, &path))? == 0 {
+                break;
+            }
+            n += 1;
+            batch.clear();
+            let id = record_json::read(line.trim_end_matches('\n'), &mut batch).map_err(|e| {
+                StoreError::File {
+                    path: path.clone(),
+                    reason: format!("record {n}: {e}"),
+                    hint: Some("run logq archive verify"),
+                }
+            })?;
+            if let Some(r) = batch.record_at(0) {
+                rows(id, &r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every file against its manifest: size, SHA-256, and that its records
+    /// parse, count as many and lie within its id and time ranges. One line per
+    /// problem; data files without a manifest are reported as incomplete.
+    pub fn verify(&self) -> Result<Vec<String>, StoreError> {
+        let mut problems = Vec::new();
+        let manifests = self.manifests()?;
+        for m in &manifests {
+            let path = self.path.join(&m.file);
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    problems.push(format!("{}: {e}", path.display()));
+                    continue;
+                }
+            };
+            if bytes.len() as u64 != m.bytes {
+                problems.push(format!(
+                    "{}: {} bytes, the manifest says {}",
+                    m.file,
+                    bytes.len(),
+                    m.bytes
+                ));
+            }
+            if hex(&Sha256::digest(&bytes)) != m.sha256 {
+                problems.push(format!("{}: SHA-256 differs from the manifest's", m.file));
+                continue;
+            }
+            let mut n = 0u64;
+            let mut outside = 0u64;
+            let read = self.read(m, &mut |id, r| {
+                n += 1;
+                if id < m.first_id
+                    || id > m.last_id
+                    || r.time_us < m.min_time_us
+                    || r.time_us > m.max_time_us
+                {
+                    outside += 1;
+                }
+                Ok(())
+            });
+            if let Err(e) = read {
+                problems.push(e.to_string());
+            } else if n != m.rows {
+                problems.push(format!(
+                    "{}: {n} records, the manifest says {}",
+                    m.file, m.rows
+                ));
+            }
+            if outside > 0 {
+                problems.push(format!(
+                    "{}: {outside} records outside the manifest's id or time range",
+                    m.file
+                ));
+            }
+        }
+        let named: std::collections::HashSet<&str> =
+            manifests.iter().map(|m| m.file.as_str()).collect();
+        for entry in std::fs::read_dir(&self.path)
+            .map_err(|e| io_at(e, &self.path))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.ends_with(".jsonl.zst") && !named.contains(name.as_str()) {
+                problems.push(format!("{name}: no manifest (an archive cut short; its rows were not removed from the store)"));
+            }
+        }
+        Ok(problems)
+    }
+}

@@ -1,0 +1,231 @@
+//! Retention: which rows to remove (oldest first, whole blocks), archiving them first
+//! when an archive directory is set, then removing them. The relay runs a pass in the
+//! background; `logq vacuum` runs one by hand.
+
+use super::StoreError;
+use super::archive::ArchiveDir;
+use super::sqlite::retention::SqliteRetention;
+use std::path::Path;
+use std::time::Duration;
+
+/// The limits, each off when `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub max_age: Option<Duration>,
+    /// The store's size on disk: pages in use plus the WAL.
+    pub max_size: Option<u64>,
+    /// Free space to leave on the store's file system (free pages inside the file count
+    /// as free: new rows go there first).
+    pub keep_free: Option<u64>,
+}
+
+impl Policy {
+    pub fn is_off(&self) -> bool {
+        self.max_age.is_none() && self.max_size.is_none() && self.keep_free.is_none()
+    }
+}
+
+/// One block: a range of row ids and the times its rows carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Block {
+    pub first_id: i64,
+    pub last_id: i64,
+    pub min_time_us: i64,
+    pub max_time_us: i64,
+}
+
+/// What a store takes on disk and holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub file_bytes: u64,
+    pub wal_bytes: u64,
+    /// Free pages inside the file (reused before the file grows).
+    pub free_bytes: u64,
+    pub rows: u64,
+    pub oldest_us: Option<i64>,
+    pub newest_us: Option<i64>,
+}
+
+impl Usage {
+    /// Bytes the rows need: the file without its free pages, plus the WAL.
+    pub fn used(&self) -> u64 {
+        self.file_bytes.saturating_sub(self.free_bytes) + self.wal_bytes
+    }
+}
+
+/// Free bytes for an unprivileged user on the file system holding `path`.
+pub fn fs_available(path: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("path holds a NUL byte"))?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and a statvfs to fill.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(s.f_bavail as u64 * s.f_frsize as u64)
+}
+
+/// The blocks the policy removes now, oldest first: every block wholly older than
+/// `max-age`, and as many of the oldest as bring the size within `max-size` and the
+/// free space above `keep-free` (a block's size estimated as the average).
+pub fn select(
+    policy: &Policy,
+    blocks: &[Block],
+    usage: &Usage,
+    fs_free: Option<u64>,
+    now_us: i64,
+) -> Vec<Block> {
+    let mut take = vec![false; blocks.len()];
+    if let Some(age) = policy.max_age {
+        let cutoff = now_us.saturating_sub(age.as_micros().min(i64::MAX as u128) as i64);
+        for (t, b) in take.iter_mut().zip(blocks) {
+            *t |= b.max_time_us < cutoff;
+        }
+    }
+    // +1: the newest block, never removed, holds rows too.
+    let per_block =
+        (usage.file_bytes.saturating_sub(usage.free_bytes) / (blocks.len() as u64 + 1)).max(1);
+    let mut excess = 0u64;
+    if let Some(max) = policy.max_size {
+        excess = excess.max(usage.used().saturating_sub(max));
+    }
+    if let (Some(keep), Some(free)) = (policy.keep_free, fs_free) {
+        excess = excess.max(keep.saturating_sub(free + usage.free_bytes));
+    }
+    let oldest = excess.div_ceil(per_block) as usize;
+    for t in take.iter_mut().take(oldest) {
+        *t = true;
+    }
+    blocks
+        .iter()
+        .zip(take)
+        .filter_map(|(b, t)| t.then_some(*b))
+        .collect()
+}
+
+/// Rows removed (or, in a dry run, that would be) in one id range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub first_id: i64,
+    pub last_id: i64,
+    pub min_time_us: i64,
+    pub max_time_us: i64,
+    pub rows: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    /// Archiving failed: nothing more was removed.
+    #[error(
+        "cannot archive to {dir}: {reason}; retention stopped, no row removed that was not archived"
+    )]
+    Archive { dir: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Blocks per archive file at most (about 65,000 rows).
+const BLOCKS_PER_FILE: usize = 16;
+
+/// Archives (when `archive` is set) and removes `blocks`, oldest first: each run of
+/// consecutive blocks goes to one archive file, written and synced with its manifest
+/// before any of its rows is removed. Rows already covered by a manifest (a pass cut
+/// short by a crash) are removed without being archived again.
+pub fn remove(
+    store: &mut SqliteRetention,
+    archive: Option<&ArchiveDir>,
+    blocks: &[Block],
+    removed: &mut Vec<Removed>,
+) -> Result<(), RetentionError> {
+    for group in runs(blocks) {
+        let (first, last) = (group[0].first_id, group[group.len() - 1].last_id);
+        if let Some(dir) = archive
+            && !dir.covers(first, last).map_err(|e| archive_error(dir, e))?
+        {
+            dir.write(first, last, |visit| store.rows(first, last, visit))
+                .map_err(|e| archive_error(dir, e))?;
+        }
+        for b in group {
+            let rows = store.remove(b.first_id, b.last_id)?;
+            removed.push(Removed {
+                first_id: b.first_id,
+                last_id: b.last_id,
+                min_time_us: b.min_time_us,
+                max_time_us: b.max_time_us,
+                rows,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn archive_error(dir: &ArchiveDir, e: StoreError) -> RetentionError {
+    RetentionError::Archive {
+        dir: dir.path().display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
+/// Consecutive blocks, at most [`BLOCKS_PER_FILE`] to a run.
+fn runs(blocks: &[Block]) -> Vec<&[Block]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in 1..=blocks.len() {
+        let cut = i == blocks.len()
+            || blocks[i].first_id != blocks[i - 1].last_id + 1
+            || i - start == BLOCKS_PER_FILE;
+        if cut {
+            out.push(&blocks[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(n: i64, max_time_us: i64) -> Block {
+        Block {
+            first_id: n << 12,
+            last_id: ((n + 1) << 12) - 1,
+            min_time_us: max_time_us - 10,
+            max_time_us,
+        }
+    }
+
+    #[test]
+    fn selects_wholly_old_blocks_and_the_oldest_for_size() {
+        let blocks: Vec<Block> = [100, 300, 200, 400]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| block(i as i64, *t))
+            .collect();
+        let usage = Usage {
+            file_bytes: 5_000,
+            ..Usage::default()
+        };
+        let age = Policy {
+            max_age: Some(Duration::from_micros(250)),
+            ..Policy::default()
+        };
+        let picked = select(&age, &blocks, &usage, None, 500);
+        assert_eq!(picked, [blocks[0], blocks[2]], "max_time < 250 only");
+        let size = Policy {
+            max_size: Some(3_000),
+            ..Policy::default()
+        };
+        // 1,000 bytes a block (5 blocks with the newest): 2,000 over is two blocks.
+        assert_eq!(select(&size, &blocks, &usage, None, 500), blocks[..2]);
+        let free = Policy {
+            keep_free: Some(1_500),
+            ..Policy::default()
+        };
+        assert_eq!(select(&free, &blocks, &usage, Some(600), 500), blocks[..1]);
+        assert!(select(&Policy::default(), &blocks, &usage, Some(0), 500).is_empty());
+        let picked = [blocks[0], blocks[1], blocks[3]];
+        assert_eq!(runs(&picked).len(), 2);
+    }
+}

@@ -1,0 +1,191 @@
+//! Removing old rows from the SQLite store, in whole blocks (the 4,096-id ranges of
+//! `LogBlocks`), oldest first, each block in its own short transaction so the relay's
+//! writer waits at most one block's delete.
+//!
+//! SQLite keeps the pages that deleted rows free inside the file and reuses them for
+//! new rows: the file stops growing but does not shrink. Its size on disk is counted
+//! as the pages in use plus the WAL, so the file settles at about the cap; `logq vacuum`
+//! gives the free pages back to the file system on request (`VACUUM`).
+
+use super::blocks::BLOCK_SHIFT;
+use super::file;
+use crate::store::retention::{Block, Usage};
+use crate::store::{Filter, Query, StoreError, Visit};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A connection of its own to an existing store, for retention and `logq vacuum`.
+pub struct SqliteRetention {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl SqliteRetention {
+    /// Opens an existing, current store to remove rows from; never creates one.
+    pub fn open(path: &Path) -> Result<SqliteRetention, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let found = file::identify(&file::open_read_only(path)?.conn).map_err(|e| e.at(path))?;
+        super::check(path, found, false)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn =
+            Connection::open_with_flags(path, flags).map_err(|e| StoreError::from(e).at(path))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(|e| StoreError::from(e).at(path))?;
+        Ok(SqliteRetention {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing store only to look at it (`logq --disk-usage`).
+    pub fn open_read_only(path: &Path) -> Result<SqliteRetention, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.to_path_buf()));
+        }
+        let conn = file::open_read_only(path)?.conn;
+        let found = file::identify(&conn).map_err(|e| e.at(path))?;
+        super::check(path, found, false)?;
+        Ok(SqliteRetention {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Rows stored with ids `first..=last`.
+    pub fn count(&self, first: i64, last: i64) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM Logs WHERE id BETWEEN ?1 AND ?2",
+                [first, last],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| StoreError::from(e).at(&self.path))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Sizes on disk and what the store holds.
+    pub fn usage(&self) -> Result<Usage, StoreError> {
+        self.usage_inner().map_err(|e| e.at(&self.path))
+    }
+
+    fn usage_inner(&self) -> Result<Usage, StoreError> {
+        let file_bytes = std::fs::metadata(&self.path)?.len();
+        let wal_bytes =
+            std::fs::metadata(super::file::sidecar(&self.path, "-wal")).map_or(0, |m| m.len());
+        let page: i64 = self
+            .conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))?;
+        let free: i64 = self
+            .conn
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+        let (rows, oldest, newest): (i64, Option<i64>, Option<i64>) = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM Logs), (SELECT min(time_us) FROM Logs), \
+             (SELECT max(time_us) FROM Logs)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(Usage {
+            file_bytes,
+            wal_bytes,
+            free_bytes: (free.max(0) * page.max(0)) as u64,
+            rows: rows.max(0) as u64,
+            oldest_us: oldest,
+            newest_us: newest,
+        })
+    }
+
+    /// Every block but the newest (which the writer may still be filling, and whose
+    /// last id keeps new ids from ever reusing removed ones), oldest first.
+    pub fn blocks(&self) -> Result<Vec<Block>, StoreError> {
+        let inner = || -> rusqlite::Result<Vec<Block>> {
+            let last: Option<i64> = self
+                .conn
+                .query_row("SELECT max(id) FROM Logs", [], |r| r.get(0))?;
+            let Some(last) = last else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = self.conn.prepare(
+                "SELECT block, min_time_us, max_time_us FROM LogBlocks WHERE block < ?1 ORDER BY block",
+            )?;
+            let rows = stmt.query_map([last >> BLOCK_SHIFT], |r| {
+                let block: i64 = r.get(0)?;
+                Ok(Block {
+                    first_id: block << BLOCK_SHIFT,
+                    last_id: ((block + 1) << BLOCK_SHIFT) - 1,
+                    min_time_us: r.get(1)?,
+                    max_time_us: r.get(2)?,
+                })
+            })?;
+            rows.collect()
+        };
+        inner().map_err(|e| StoreError::from(e).at(&self.path))
+    }
+
+    /// Streams the rows with ids `first..=last` in id order (what an archive holds).
+    pub fn rows(&self, first: i64, last: i64, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        let q = Query {
+            filter: Filter {
+                after_id: Some(first - 1),
+                upto_id: Some(last),
+                ..Filter::default()
+            },
+            newest_first: false,
+            by_id: true,
+            limit: None,
+        };
+        super::query::run(&self.conn, &q, visit).map_err(|e| e.at(&self.path))
+    }
+
+    /// Removes the rows with ids `first..=last` and the summaries and word filters of
+    /// the blocks wholly inside that range, in one transaction; returns the rows removed.
+    pub fn remove(&mut self, first: i64, last: i64) -> Result<u64, StoreError> {
+        let inner = |conn: &mut Connection| -> rusqlite::Result<u64> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n = tx.execute("DELETE FROM Logs WHERE id BETWEEN ?1 AND ?2", [first, last])?;
+            let lo = (first + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT;
+            let hi = ((last + 1) >> BLOCK_SHIFT) - 1;
+            for table in ["LogBlocks", "LogTokens"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE block BETWEEN ?1 AND ?2"),
+                    [lo, hi],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n as u64)
+        };
+        inner(&mut self.conn).map_err(|e| StoreError::from(e).at(&self.path))
+    }
+
+    /// Empties the WAL into the file and cuts it to nothing, waiting at most `wait`
+    /// for readers; `false` when it could not now.
+    pub fn truncate_wal(&self, wait: Duration) -> bool {
+        if self.conn.busy_timeout(wait).is_err() {
+            return false;
+        }
+        let busy = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap_or(1);
+        let _ = self.conn.busy_timeout(Duration::from_secs(10));
+        busy == 0
+    }
+
+    /// `VACUUM`: rewrites the file without its free pages (needs about the file's size
+    /// again in free space while it runs, and blocks the relay's writer meanwhile).
+    pub fn vacuum(&self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("VACUUM")
+            .map_err(|e| StoreError::from(e).at(&self.path))?;
+        self.truncate_wal(Duration::from_secs(1));
+        Ok(())
+    }
+}
