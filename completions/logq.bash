@@ -16,6 +16,9 @@ _logq() {
             ",$1")
                 cmd="logq"
                 ;;
+            logq,archive)
+                cmd="logq__subcmd__archive"
+                ;;
             logq,send)
                 cmd="logq__subcmd__send"
                 ;;
@@ -25,6 +28,12 @@ _logq() {
             logq,stats)
                 cmd="logq__subcmd__stats"
                 ;;
+            logq,vacuum)
+                cmd="logq__subcmd__vacuum"
+                ;;
+            logq__subcmd__archive,verify)
+                cmd="logq__subcmd__archive__subcmd__verify"
+                ;;
             *)
                 ;;
         esac
@@ -32,7 +41,7 @@ _logq() {
 
     case "${cmd}" in
         logq)
-            opts="-p -S -U -t -s -H -g -w -n -F -N -A -B -C -e -r -f -o -a -h -V --priority --since --until --source --host --facility --grep --word --lines --count --field --fields --after-context --before-context --context --no-pager --pager-end --reverse --follow --output --all --output-fields --utc --color --fail-if-empty --db --config --help --version send simulate stats"
+            opts="-p -S -U -t -s -H -g -w -n -F -N -A -B -C -e -r -f -o -a -h -V --priority --since --until --source --host --facility --grep --word --lines --count --field --fields --after-context --before-context --context --no-pager --pager-end --reverse --follow --output --all --output-fields --utc --color --fail-if-empty --db --config --archive --disk-usage --help --version send simulate stats vacuum archive"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -166,6 +175,38 @@ _logq() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --archive)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        logq__subcmd__archive)
+            opts="-h --help verify"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        logq__subcmd__archive__subcmd__verify)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
@@ -274,7 +315,7 @@ _logq() {
             return 0
             ;;
         logq__subcmd__stats)
-            opts="-p -S -U -t -s -H -g -w -n -F -N -A -B -C -e -r -f -o -a -h --by --bucket --priority --since --until --source --host --facility --grep --word --lines --count --field --fields --after-context --before-context --context --no-pager --pager-end --reverse --follow --output --all --output-fields --utc --color --fail-if-empty --db --config --help"
+            opts="-p -S -U -t -s -H -g -w -n -F -N -A -B -C -e -r -f -o -a -h --by --bucket --priority --since --until --source --host --facility --grep --word --lines --count --field --fields --after-context --before-context --context --no-pager --pager-end --reverse --follow --output --all --output-fields --utc --color --fail-if-empty --db --config --archive --disk-usage --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -406,6 +447,44 @@ _logq() {
                     ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --archive)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        logq__subcmd__vacuum)
+            opts="-h --max-age --max-size --dry-run --archive --db --config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --max-age)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --archive)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --db)

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_logq_global_optspecs
-    string join \n p/priority= S/since= U/until= s/source= H/host= facility= g/grep= w/word= n/lines= count F/field= N/fields A/after-context= B/before-context= C/context= no-pager e/pager-end r/reverse f/follow o/output= a/all output-fields= utc color= fail-if-empty db= config= h/help V/version
+    string join \n p/priority= S/since= U/until= s/source= H/host= facility= g/grep= w/word= n/lines= count F/field= N/fields A/after-context= B/before-context= C/context= no-pager e/pager-end r/reverse f/follow o/output= a/all output-fields= utc color= fail-if-empty db= config= archive= disk-usage h/help V/version
 end
 
 function __fish_logq_needs_command
@@ -52,6 +52,7 @@ always\t''
 never\t''"
 complete -c logq -n "__fish_logq_needs_command" -l db -d 'The store [default: the config file\'s db, or the default SQLite file]' -r
 complete -c logq -n "__fish_logq_needs_command" -l config -d 'logrelayd\'s TOML config file, to find its store' -r -F
+complete -c logq -n "__fish_logq_needs_command" -l archive -d 'Also query the archives in DIR (default: the config file\'s retention.archive-dir)' -r -F
 complete -c logq -n "__fish_logq_needs_command" -l count -d 'Print the number of matching rows instead of the rows'
 complete -c logq -n "__fish_logq_needs_command" -s N -l fields -d 'List the fields rows have (and the SDID.PARAM names of recent rows)'
 complete -c logq -n "__fish_logq_needs_command" -l no-pager -d 'Do not pipe the output into a pager'
@@ -61,11 +62,14 @@ complete -c logq -n "__fish_logq_needs_command" -s f -l follow -d 'Print the las
 complete -c logq -n "__fish_logq_needs_command" -s a -l all -d 'Print control characters in text output raw (default: escaped as \\xNN)'
 complete -c logq -n "__fish_logq_needs_command" -l utc -d 'Show times in UTC (default: the local zone)'
 complete -c logq -n "__fish_logq_needs_command" -l fail-if-empty -d 'Exit 1 when no row matched'
+complete -c logq -n "__fish_logq_needs_command" -l disk-usage -d 'Show the store\'s size on disk, rows, oldest and newest time, and the archives\' size'
 complete -c logq -n "__fish_logq_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logq -n "__fish_logq_needs_command" -s V -l version -d 'Print version'
 complete -c logq -n "__fish_logq_needs_command" -a "send" -d 'Send one message, or every line of standard input, to a relay'
 complete -c logq -n "__fish_logq_needs_command" -a "simulate" -d 'Simulate many client services sending logs (also a load generator)'
 complete -c logq -n "__fish_logq_needs_command" -a "stats" -d 'Count the matching rows per time bucket and per level, source, host or facility'
+complete -c logq -n "__fish_logq_needs_command" -a "vacuum" -d 'Remove the oldest rows (archiving them first when an archive dir is set), then give the free space back to the file system'
+complete -c logq -n "__fish_logq_needs_command" -a "archive" -d 'Look after archives: `logq archive verify DIR`'
 complete -c logq -n "__fish_logq_using_subcommand send" -s p -l priority -d 'Level: a name, an alias or 0-7' -r
 complete -c logq -n "__fish_logq_using_subcommand send" -s s -l source -d 'Source (app name / tag)' -r
 complete -c logq -n "__fish_logq_using_subcommand send" -l facility -d 'Facility name or number' -r
@@ -120,6 +124,7 @@ always\t''
 never\t''"
 complete -c logq -n "__fish_logq_using_subcommand stats" -l db -d 'The store [default: the config file\'s db, or the default SQLite file]' -r
 complete -c logq -n "__fish_logq_using_subcommand stats" -l config -d 'logrelayd\'s TOML config file, to find its store' -r -F
+complete -c logq -n "__fish_logq_using_subcommand stats" -l archive -d 'Also query the archives in DIR (default: the config file\'s retention.archive-dir)' -r -F
 complete -c logq -n "__fish_logq_using_subcommand stats" -l count -d 'Print the number of matching rows instead of the rows'
 complete -c logq -n "__fish_logq_using_subcommand stats" -s N -l fields -d 'List the fields rows have (and the SDID.PARAM names of recent rows)'
 complete -c logq -n "__fish_logq_using_subcommand stats" -l no-pager -d 'Do not pipe the output into a pager'
@@ -129,4 +134,15 @@ complete -c logq -n "__fish_logq_using_subcommand stats" -s f -l follow -d 'Prin
 complete -c logq -n "__fish_logq_using_subcommand stats" -s a -l all -d 'Print control characters in text output raw (default: escaped as \\xNN)'
 complete -c logq -n "__fish_logq_using_subcommand stats" -l utc -d 'Show times in UTC (default: the local zone)'
 complete -c logq -n "__fish_logq_using_subcommand stats" -l fail-if-empty -d 'Exit 1 when no row matched'
+complete -c logq -n "__fish_logq_using_subcommand stats" -l disk-usage -d 'Show the store\'s size on disk, rows, oldest and newest time, and the archives\' size'
 complete -c logq -n "__fish_logq_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c logq -n "__fish_logq_using_subcommand vacuum" -l max-age -d 'Remove the blocks of rows wholly older than this (e.g. 30d)' -r
+complete -c logq -n "__fish_logq_using_subcommand vacuum" -l max-size -d 'Remove the oldest rows until the store (pages in use and WAL) fits in this' -r
+complete -c logq -n "__fish_logq_using_subcommand vacuum" -l archive -d 'Archive what is removed here first (default: the config file\'s retention.archive-dir)' -r -F
+complete -c logq -n "__fish_logq_using_subcommand vacuum" -l db -d 'The store [default: the config file\'s db, or the default SQLite file]' -r
+complete -c logq -n "__fish_logq_using_subcommand vacuum" -l config -d 'logrelayd\'s TOML config file, to find its store and archive dir' -r -F
+complete -c logq -n "__fish_logq_using_subcommand vacuum" -l dry-run -d 'Say what would be removed, and remove nothing'
+complete -c logq -n "__fish_logq_using_subcommand vacuum" -s h -l help -d 'Print help'
+complete -c logq -n "__fish_logq_using_subcommand archive; and not __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
+complete -c logq -n "__fish_logq_using_subcommand archive; and not __fish_seen_subcommand_from verify" -f -a "verify" -d 'Check every archive file against its manifest (size, SHA-256, records, ranges)'
+complete -c logq -n "__fish_logq_using_subcommand archive; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
