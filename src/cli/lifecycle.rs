@@ -113,6 +113,7 @@ pub fn vacuum(a: VacuumArgs) -> Result<ExitCode, CliError> {
         max_age: a.max_age.map(|s| s.0),
         max_size: a.max_size.map(|s| s.0),
         keep_free: None,
+        headroom_blocks: 0,
     };
     let usage = store.usage()?;
     let now_us = chrono::Utc::now().timestamp_micros();
@@ -156,7 +157,13 @@ pub fn vacuum(a: VacuumArgs) -> Result<ExitCode, CliError> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut removed: Vec<Removed> = Vec::new();
-    let result = retention::remove(&mut store, archive.as_ref(), &blocks, &mut removed);
+    let result = retention::remove(
+        &mut store,
+        archive.as_ref(),
+        &blocks,
+        &mut removed,
+        &mut |_| {},
+    );
     let done: u64 = removed.iter().map(|r| r.rows).sum();
     if let Err(e) = result {
         return Err(CliError::Runtime(format!(

@@ -77,8 +77,11 @@ impl Relay {
     /// Opens the store (creating it) and binds every listener.
     pub async fn bind(config: Config) -> Result<Relay, String> {
         let auth = Arc::new(auth::Auth::load(&config)?);
-        let store = store::open_writer(&config.db)
+        let mut store = store::open_writer(&config.db)
             .map_err(|e| format!("cannot open store {}: {e}", config.db))?;
+        if let Some(bytes) = retention::wal_limit(&config.retention) {
+            store.limit_wal(bytes);
+        }
         let spool_dir = config.spool_dir();
         let spool =
             Spool::open(&spool_dir, config.spool_max_size.bytes()).map_err(|e| e.to_string())?;

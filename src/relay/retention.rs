@@ -1,4 +1,4 @@
-//! The relay's retention: a pass every second, on the writer's thread between batches
+//! The relay's retention: a pass four times a second, on the writer's thread between batches
 //! (a periodic job), that removes the oldest blocks the `[retention]` limits call for,
 //! archiving them first when `archive-dir` is set. It uses a connection of its own and
 //! one short transaction per block.
@@ -14,8 +14,10 @@ use std::time::Duration;
 
 /// Time between passes.
 const EVERY: Duration = Duration::from_millis(250);
-/// A WAL beyond this share of `max-size` is emptied and cut after a pass.
-const WAL_SHARE: u64 = 8;
+/// A WAL beyond this share of `max-size` is emptied and cut.
+const WAL_SHARE: u64 = 16;
+/// How long a pass tries to cut the WAL (readers holding an old snapshot delay it).
+const WAL_WAIT: Duration = Duration::from_millis(100);
 
 static FAILED: Limiter = Limiter::new("retention failed");
 static ARCHIVE_FAILED: Limiter = Limiter::new("retention stopped: cannot archive");
@@ -70,7 +72,11 @@ impl RetentionJob {
         let Some(store) = self.store.as_mut() else {
             return Ok(0);
         };
-        let usage = store.usage()?;
+        // The WAL counts in the store's size: cut it before measuring (the writer's
+        // commits since the last pass) and after removing (a delete rewrites the pages
+        // it frees), so the file plus WAL stays within max-size.
+        cut_wal(&self.policy, store);
+        let usage = store.sizes()?;
         let dir = self
             .path
             .parent()
@@ -90,16 +96,37 @@ impl RetentionJob {
                 })?),
                 None => None,
             };
-            retention::remove(store, archive.as_ref(), &blocks, &mut removed)?;
-        }
-        if let Some(max) = self.policy.max_size
-            && store.usage()?.wal_bytes > max / WAL_SHARE
-            && !store.truncate_wal(Duration::from_millis(300))
-        {
-            tracing::debug!("WAL truncation postponed (a reader or checkpoint is busy)");
+            // A removal writes about a block of WAL: cut it before and after each.
+            force_cut_wal(&self.policy, store);
+            let policy = &self.policy;
+            retention::remove(store, archive.as_ref(), &blocks, &mut removed, &mut |s| {
+                force_cut_wal(policy, s)
+            })?;
         }
         Ok(removed.iter().map(|r| r.rows).sum())
     }
+}
+
+/// With max-size, empties and cuts a WAL grown past a sixteenth of the cap.
+fn cut_wal(policy: &Policy, store: &SqliteRetention) {
+    let Some(max) = policy.max_size else {
+        return;
+    };
+    if store.sizes().map_or(0, |u| u.wal_bytes) > max / WAL_SHARE {
+        force_cut_wal(policy, store);
+    }
+}
+
+/// With max-size, empties and cuts the WAL whatever its size.
+fn force_cut_wal(policy: &Policy, store: &SqliteRetention) {
+    if policy.max_size.is_some() && !store.truncate_wal(WAL_WAIT) {
+        tracing::debug!("WAL truncation postponed (a reader holds an old snapshot)");
+    }
+}
+
+/// The WAL size the writer keeps under with `max-size` (a sixteenth of it).
+pub fn wal_limit(r: &Retention) -> Option<u64> {
+    policy(r).max_size.map(|max| max / WAL_SHARE)
 }
 
 fn policy(r: &Retention) -> Policy {
@@ -107,6 +134,7 @@ fn policy(r: &Retention) -> Policy {
         max_age: r.max_age.0.map(|s| s.0),
         max_size: r.max_size.0.map(|s| s.0),
         keep_free: r.keep_free.0.map(|s| s.0),
+        headroom_blocks: 2,
     }
 }
 

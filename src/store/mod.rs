@@ -149,6 +149,9 @@ pub trait StoreWriter: Send {
     /// The highest row id (SQL Server: the follow cursor), or `None` for an empty
     /// store; the writer calls it to reach the store at start.
     fn last_id(&mut self) -> Result<Option<i64>, StoreError>;
+    /// Keeps the write-ahead log (where the backend has one) under about `bytes` on
+    /// disk, emptying it between transactions: retention's `max-size` counts it.
+    fn limit_wal(&mut self, _bytes: u64) {}
 }
 
 /// The writer's interface under its name from before writing and reading were split.

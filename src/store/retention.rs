@@ -17,6 +17,11 @@ pub struct Policy {
     /// Free space to leave on the store's file system (free pages inside the file count
     /// as free: new rows go there first).
     pub keep_free: Option<u64>,
+    /// Blocks of room kept under `max-size` and above `keep-free`. The relay keeps two:
+    /// it removes before the limit is reached, so that the WAL a removal writes (about
+    /// a block: the pages it empties) and what arrives until the next pass stay within
+    /// the limit. `logq vacuum` keeps none.
+    pub headroom_blocks: u64,
 }
 
 impl Policy {
@@ -86,12 +91,13 @@ pub fn select(
     // +1: the newest block, never removed, holds rows too.
     let per_block =
         (usage.file_bytes.saturating_sub(usage.free_bytes) / (blocks.len() as u64 + 1)).max(1);
+    let headroom = per_block.saturating_mul(policy.headroom_blocks);
     let mut excess = 0u64;
     if let Some(max) = policy.max_size {
-        excess = excess.max(usage.used().saturating_sub(max));
+        excess = excess.max((usage.used() + headroom).saturating_sub(max));
     }
     if let (Some(keep), Some(free)) = (policy.keep_free, fs_free) {
-        excess = excess.max(keep.saturating_sub(free + usage.free_bytes));
+        excess = excess.max((keep + headroom).saturating_sub(free + usage.free_bytes));
     }
     let oldest = excess.div_ceil(per_block) as usize;
     for t in take.iter_mut().take(oldest) {
@@ -131,12 +137,14 @@ const BLOCKS_PER_FILE: usize = 16;
 /// Archives (when `archive` is set) and removes `blocks`, oldest first: each run of
 /// consecutive blocks goes to one archive file, written and synced with its manifest
 /// before any of its rows is removed. Rows already covered by a manifest (a pass cut
-/// short by a crash) are removed without being archived again.
+/// short by a crash) are removed without being archived again. `after_block` runs
+/// after each block's removal (the relay cuts the WAL there).
 pub fn remove(
     store: &mut SqliteRetention,
     archive: Option<&ArchiveDir>,
     blocks: &[Block],
     removed: &mut Vec<Removed>,
+    after_block: &mut dyn FnMut(&SqliteRetention),
 ) -> Result<(), RetentionError> {
     for group in runs(blocks) {
         let (first, last) = (group[0].first_id, group[group.len() - 1].last_id);
@@ -155,6 +163,7 @@ pub fn remove(
                 max_time_us: b.max_time_us,
                 rows,
             });
+            after_block(store);
         }
     }
     Ok(())
@@ -219,6 +228,11 @@ mod tests {
         };
         // 1,000 bytes a block (5 blocks with the newest): 2,000 over is two blocks.
         assert_eq!(select(&size, &blocks, &usage, None, 500), blocks[..2]);
+        let room = Policy {
+            headroom_blocks: 1,
+            ..size.clone()
+        };
+        assert_eq!(select(&room, &blocks, &usage, None, 500), blocks[..3]);
         let free = Policy {
             keep_free: Some(1_500),
             ..Policy::default()

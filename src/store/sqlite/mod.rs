@@ -299,6 +299,8 @@ pub struct SqliteWriter {
     checkpointer: Option<Checkpointer>,
     /// The token filter of the block being filled.
     tokens: tokens::BlockTokens,
+    /// WAL bytes beyond which the writer empties it (retention's `max-size`).
+    wal_limit: Option<u64>,
 }
 
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -372,7 +374,17 @@ impl SqliteWriter {
     /// writer itself runs a RESTART checkpoint between transactions: little is left to
     /// copy, and the next transaction writes the WAL from its start again. It waits at
     /// most 50 ms for readers; if one holds an old snapshot longer, it tries later.
+    ///
+    /// Under a WAL limit (retention's `max-size`) the writer instead cuts the WAL to
+    /// nothing (TRUNCATE) whenever the file passes the limit: a stat per commit.
     fn restart_wal_if_large(&mut self) {
+        if let Some(limit) = self.wal_limit {
+            let wal = std::fs::metadata(file::sidecar(&self.path, "-wal")).map_or(0, |m| m.len());
+            if wal > limit {
+                self.checkpoint_now("TRUNCATE");
+            }
+            return;
+        }
         let Some(frames) = self.checkpointer.as_ref().map(|c| &c.wal_frames) else {
             return;
         };
@@ -380,13 +392,19 @@ impl SqliteWriter {
             return;
         }
         frames.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.checkpoint_now("RESTART");
+    }
+
+    /// A RESTART or TRUNCATE checkpoint, waiting at most 50 ms for readers (a busy one
+    /// is tried again after a later commit).
+    fn checkpoint_now(&mut self, mode: &str) {
         let short = std::time::Duration::from_millis(50);
         if self.conn.busy_timeout(short).is_ok() {
-            if let Err(e) = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+            if let Err(e) =
+                self.conn
+                    .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
             {
-                tracing::debug!(error = %e, "WAL restart postponed");
+                tracing::debug!(error = %e, "WAL checkpoint postponed");
             }
             let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
         }
@@ -461,6 +479,7 @@ impl SqliteWriter {
             host_ids: NameIds::new("Hosts"),
             checkpointer: None,
             tokens: tokens::BlockTokens::default(),
+            wal_limit: None,
         };
         store.upgrade()?;
         store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -553,6 +572,10 @@ impl StoreWriter for SqliteWriter {
             self.tokens.forget();
         }
         result.map_err(|e| e.at(&self.path))
+    }
+
+    fn limit_wal(&mut self, bytes: u64) {
+        self.wal_limit = Some(bytes);
     }
 
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {

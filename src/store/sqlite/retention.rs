@@ -75,7 +75,13 @@ impl SqliteRetention {
         self.usage_inner().map_err(|e| e.at(&self.path))
     }
 
-    fn usage_inner(&self) -> Result<Usage, StoreError> {
+    /// Sizes on disk only (file, WAL, free pages): what a retention pass needs, cheap
+    /// at any store size (no row count).
+    pub fn sizes(&self) -> Result<Usage, StoreError> {
+        self.sizes_inner().map_err(|e| e.at(&self.path))
+    }
+
+    fn sizes_inner(&self) -> Result<Usage, StoreError> {
         let file_bytes = std::fs::metadata(&self.path)?.len();
         let wal_bytes =
             std::fs::metadata(super::file::sidecar(&self.path, "-wal")).map_or(0, |m| m.len());
@@ -85,6 +91,16 @@ impl SqliteRetention {
         let free: i64 = self
             .conn
             .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+        Ok(Usage {
+            file_bytes,
+            wal_bytes,
+            free_bytes: (free.max(0) * page.max(0)) as u64,
+            ..Usage::default()
+        })
+    }
+
+    fn usage_inner(&self) -> Result<Usage, StoreError> {
+        let sizes = self.sizes_inner()?;
         let (rows, oldest, newest): (i64, Option<i64>, Option<i64>) = self.conn.query_row(
             "SELECT (SELECT count(*) FROM Logs), (SELECT min(time_us) FROM Logs), \
              (SELECT max(time_us) FROM Logs)",
@@ -92,12 +108,10 @@ impl SqliteRetention {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         Ok(Usage {
-            file_bytes,
-            wal_bytes,
-            free_bytes: (free.max(0) * page.max(0)) as u64,
             rows: rows.max(0) as u64,
             oldest_us: oldest,
             newest_us: newest,
+            ..sizes
         })
     }
 
@@ -163,20 +177,34 @@ impl SqliteRetention {
         inner(&mut self.conn).map_err(|e| StoreError::from(e).at(&self.path))
     }
 
-    /// Empties the WAL into the file and cuts it to nothing, waiting at most `wait`
-    /// for readers; `false` when it could not now.
+    /// Empties the WAL into the file and cuts it to nothing, trying for at most `wait`;
+    /// `false` when it could not now. A checkpoint already running on another
+    /// connection (the writer's background checkpointer, four times a second) makes
+    /// SQLite answer busy at once without its busy handler: that is retried here after
+    /// a short sleep, so a collision does not postpone the truncation a whole pass.
     pub fn truncate_wal(&self, wait: Duration) -> bool {
-        if self.conn.busy_timeout(wait).is_err() {
+        let deadline = std::time::Instant::now() + wait;
+        let step = Duration::from_millis(20).min(wait);
+        if self.conn.busy_timeout(step).is_err() {
             return false;
         }
-        let busy = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .unwrap_or(1);
+        let done = loop {
+            let busy = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap_or(1);
+            if busy == 0 {
+                break true;
+            }
+            if std::time::Instant::now() >= deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
         let _ = self.conn.busy_timeout(Duration::from_secs(10));
-        busy == 0
+        done
     }
 
     /// `VACUUM`: rewrites the file without its free pages (needs about the file's size
