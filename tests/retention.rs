@@ -175,6 +175,14 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
         })
         .collect();
     assert_eq!(filtered.lines().collect::<Vec<_>>(), want);
+    // Word search (block word filters) and counts (block summaries) after the removal.
+    let has_word = |l: &String| l.contains("user=u42 ");
+    let words = ok(logq(&db, &["-o", "json", "-w", "u42"]));
+    let want: Vec<&String> = reference.values().filter(|l| has_word(l)).collect();
+    assert!(!want.is_empty());
+    assert_eq!(words.lines().collect::<Vec<_>>(), want);
+    let count = ok(logq(&db, &["--count"]));
+    assert_eq!(count.trim(), reference.len().to_string());
     // Every removed row is archived exactly once, as logq printed it.
     let mut in_archive = archived(&archive);
     in_archive.sort();
@@ -187,6 +195,13 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
     // Store and archives together print what the store printed before.
     let a = archive.to_str().unwrap();
     assert_eq!(ok(logq(&db, &["-o", "json", "--archive", a])), before);
+    let count = ok(logq(&db, &["--count", "--archive", a, "-w", "u42"]));
+    let want = before_rows.values().filter(|l| has_word(l)).count();
+    assert_eq!(
+        count.trim(),
+        want.to_string(),
+        "counts include the archives"
+    );
     let tail = ok(logq(
         &db,
         &[
