@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_logrelayd_global_optspecs
-    string join \n config= no-udp print-schema= l/listen= listen-relp= udp= db= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= listen-tls= tls-cert= tls-key= tls-client-ca= tls-allow= auth-tokens-file= auth-required= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= h/help V/version
+    string join \n config= no-udp print-schema= l/listen= listen-relp= udp= db= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= listen-tls= tls-cert= tls-key= tls-client-ca= tls-allow= auth-tokens-file= auth-required= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= retention-max-age= retention-max-size= retention-keep-free= retention-archive-dir= h/help V/version
 end
 
 function __fish_logrelayd_needs_command
@@ -52,6 +52,10 @@ complete -c logrelayd -n "__fish_logrelayd_needs_command" -l spool-dir -d 'Disk 
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l spool-max-size -d 'Most bytes the spool may take; when full, senders are held back [default: 1GiB]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l udp-recv-buffer -d 'UDP socket receive buffer asked of the kernel [default: 8MiB]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l metrics -d 'HTTP address for /metrics, /livez and /readyz, e.g. 127.0.0.1:9514, or off [default: off]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l retention-max-age -d 'Remove (whole blocks of) rows older than this, e.g. 30d [default: off]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l retention-max-size -d 'Keep the store (file and WAL) within this size, e.g. 20GiB, removing the oldest rows [default: off]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l retention-keep-free -d 'Remove the oldest rows while the store\'s file system has less free space than this [default: off]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l retention-archive-dir -d 'Before removing rows, write them to zstd-compressed JSON files here [default: off]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l no-udp -d 'Do not receive UDP datagrams (the same as --udp false)'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -s h -l help -d 'Print help'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -s V -l version -d 'Print version'
