@@ -38,7 +38,7 @@ _logrelayd() {
 
     case "${cmd}" in
         logrelayd)
-            opts="-l -h -V --config --no-udp --print-schema --listen --listen-relp --udp --db --max-frame --max-connections --idle-timeout --batch-rows --zone --stats-interval --listen-tls --tls-cert --tls-key --tls-client-ca --tls-allow --auth-tokens-file --auth-required --log --memory-budget --spool-dir --spool-max-size --udp-recv-buffer --metrics --retention-max-age --retention-max-size --retention-keep-free --retention-archive-dir --help --version migrate spool check-config"
+            opts="-l -h -V --config --no-udp --print-schema --listen --listen-relp --udp --db --forward-to --max-frame --max-connections --idle-timeout --batch-rows --zone --stats-interval --listen-tls --tls-cert --tls-key --tls-client-ca --tls-allow --auth-tokens-file --auth-required --log --memory-budget --spool-dir --spool-max-size --udp-recv-buffer --metrics --retention-max-age --retention-max-size --retention-keep-free --retention-archive-dir --help --version migrate spool check-config"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -69,6 +69,10 @@ _logrelayd() {
                     return 0
                     ;;
                 --db)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forward-to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_logrelayd_global_optspecs
-    string join \n config= no-udp print-schema= l/listen= listen-relp= udp= db= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= listen-tls= tls-cert= tls-key= tls-client-ca= tls-allow= auth-tokens-file= auth-required= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= retention-max-age= retention-max-size= retention-keep-free= retention-archive-dir= h/help V/version
+    string join \n config= no-udp print-schema= l/listen= listen-relp= udp= db= forward-to= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= listen-tls= tls-cert= tls-key= tls-client-ca= tls-allow= auth-tokens-file= auth-required= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= retention-max-age= retention-max-size= retention-keep-free= retention-archive-dir= h/help V/version
 end
 
 function __fish_logrelayd_needs_command
@@ -31,7 +31,8 @@ complete -c logrelayd -n "__fish_logrelayd_needs_command" -s l -l listen -d 'Add
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l listen-relp -d 'Address to take RELP on (rsyslog\'s omrelp; conventionally port 2514), repeatable [default: none]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l udp -d 'Also receive syslog datagrams on the listen ports [default: true]' -r -f -a "true\t''
 false\t''"
-complete -c logrelayd -n "__fish_logrelayd_needs_command" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l db -d 'The store: sqlite:PATH, a SQL Server connection (mssql://… or ADO.NET), or none (forward only) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l forward-to -d 'Upstream relay to forward everything to, HOST:PORT: native protocol with acknowledgements, through a spool of its own (repeatable, or comma separated; `[[forward]]` tables in the file) [default: none]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l max-frame -d 'Longest frame in bytes; longer frames are truncated and counted [default: 65536]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l max-connections -d 'Most TCP connections at once; more are refused and counted [default: 10000]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l idle-timeout -d 'Close a connection idle this long (seconds, or 10min, 1h) [default: 10min]' -r
@@ -63,24 +64,24 @@ complete -c logrelayd -n "__fish_logrelayd_needs_command" -f -a "migrate" -d 'Br
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -f -a "spool" -d 'Inspect the disk spool (read-only; the daemon may be running)'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -f -a "check-config" -d 'Check a configuration file (and the flags and variables given with it), then exit: 0 when the relay would start with it, 2 with the reason when not'
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand migrate" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
-complete -c logrelayd -n "__fish_logrelayd_using_subcommand migrate" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand migrate" -l db -d 'The store: sqlite:PATH, a SQL Server connection (mssql://… or ADO.NET), or none (forward only) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand migrate" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand migrate" -s h -l help -d 'Print help'
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
-complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -l db -d 'The store: sqlite:PATH, a SQL Server connection (mssql://… or ADO.NET), or none (forward only) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -s h -l help -d 'Print help'
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -f -a "status" -d 'Segments, bytes and rows waiting to be stored'
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and not __fish_seen_subcommand_from status verify" -f -a "verify" -d 'Check every record\'s checksum; exit 1 if a record is torn or damaged'
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from status" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
-complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from status" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from status" -l db -d 'The store: sqlite:PATH, a SQL Server connection (mssql://… or ADO.NET), or none (forward only) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from status" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help'
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from verify" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
-complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from verify" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from verify" -l db -d 'The store: sqlite:PATH, a SQL Server connection (mssql://… or ADO.NET), or none (forward only) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from verify" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand spool; and __fish_seen_subcommand_from verify" -s h -l help -d 'Print help'
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -l config -d 'TOML configuration file (see fixtures/logrelayd.toml)' -r -F
-complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -l db -d 'The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
+complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -l db -d 'The store: sqlite:PATH, a SQL Server connection (mssql://… or ADO.NET), or none (forward only) [default: sqlite:~/.local/share/logrelay/logs.db]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -l spool-dir -d 'Disk spool for when the store fails [default: beside the store, logs.db.spool]' -r
 complete -c logrelayd -n "__fish_logrelayd_using_subcommand check-config" -s h -l help -d 'Print help'

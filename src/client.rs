@@ -17,7 +17,7 @@ use crate::message::{Level, LogMessage, SdElement};
 use crate::protocol::serialize::to_json_line;
 use chrono::Utc;
 use std::borrow::Cow;
-mod link;
+pub(crate) mod link;
 mod unacked;
 
 use link::Link;

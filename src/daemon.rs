@@ -156,7 +156,11 @@ impl Settings {
 
 fn migrate(config: &Config) -> ExitCode {
     let mut progress = |line: &str| eprintln!("logrelayd migrate: {line}");
-    match crate::store::migrate(&config.db, &mut progress) {
+    let crate::relay::config::Db::Store(url) = &config.db else {
+        eprintln!("logrelayd migrate: error: db = none: there is no store to migrate");
+        return ExitCode::from(1);
+    };
+    match crate::store::migrate(url, &mut progress) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("logrelayd migrate: error: {e}");

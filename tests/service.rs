@@ -99,7 +99,8 @@ fn the_toml_page_names_keys_the_file_accepts() {
             .expect("run check-config");
         let err = String::from_utf8_lossy(&out.stderr);
         // Lists whose empty value means "off" take `[]`; nothing else does.
-        let empty_is_off = ["listen-tls", "tls-allow", "listen-relp"].contains(&key.as_str());
+        let empty_is_off =
+            ["listen-tls", "tls-allow", "listen-relp", "forward-to"].contains(&key.as_str());
         assert!(
             empty_is_off || !out.status.success(),
             "{key} = [] accepted?"

@@ -289,6 +289,10 @@ fn config_str(path: &Path, keys: &[&str]) -> Result<Option<String>, String> {
     }
     match value {
         None => Ok(None),
+        Some(toml::Value::String(s)) if s.trim() == "none" => Err(format!(
+            "{}: db = none (that relay forwards and stores nothing): name a store with --db",
+            path.display()
+        )),
         Some(toml::Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(format!(
             "bad config {}: {} must be a string",

@@ -5,6 +5,7 @@
 //! Adding a setting: one entry here, a line in `fixtures/logrelayd.toml` and one in the
 //! README's synopsis (a test checks both).
 
+use super::forward::ForwardOptions;
 use crate::protocol::framing::DEFAULT_MAX_FRAME;
 use crate::settings::{DEFAULT_LISTEN, Dir, OrOff, Size, Span, deserialize_from_str};
 use crate::store::StoreUrl;
@@ -84,10 +85,21 @@ settings! {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     udp: bool = true;
 
-    /// The store: sqlite:PATH or a SQL Server connection (mssql://… or ADO.NET)
-    /// [default: sqlite:~/.local/share/logrelay/logs.db]
+    /// The store: sqlite:PATH, a SQL Server connection (mssql://… or ADO.NET), or none
+    /// (forward only) [default: sqlite:~/.local/share/logrelay/logs.db]
     #[arg(long, value_name = "URL", global = true)]
-    db: StoreUrl = StoreUrl::default_sqlite();
+    db: Db = Db::Store(StoreUrl::default_sqlite());
+
+    /// Upstream relay to forward everything to, HOST:PORT: native protocol with
+    /// acknowledgements, through a spool of its own (repeatable, or comma separated;
+    /// `[[forward]]` tables in the file) [default: none]
+    #[arg(long, value_name = "HOST:PORT", value_delimiter = ',', value_parser = forward_target)]
+    forward_to: Vec<String> = Vec::new();
+
+    /// `[[forward]]` tables (file only): `to`, and optionally `spool-dir` and
+    /// `spool-max-size` for that link; they add to forward-to.
+    #[arg(skip)]
+    forward: Vec<ForwardOptions> = Vec::new();
 
     /// Longest frame in bytes; longer frames are truncated and counted [default: 65536]
     #[arg(long, value_name = "BYTES")]
@@ -215,15 +227,94 @@ impl Config {
             return d.clone();
         }
         match &self.db {
-            StoreUrl::Sqlite(p) => {
+            Db::Store(StoreUrl::Sqlite(p)) => {
                 let mut name = p.file_name().unwrap_or_default().to_os_string();
                 name.push(".spool");
                 p.with_file_name(name)
             }
-            StoreUrl::Mssql(_) => dirs::data_dir()
+            Db::Store(StoreUrl::Mssql(_)) | Db::None => dirs::data_dir()
                 .map(|d| d.join("logrelay").join("spool"))
                 .unwrap_or_else(|| PathBuf::from("logrelay.spool")),
         }
+    }
+
+    /// Every upstream relay: `forward-to` addresses, then `[[forward]]` tables.
+    pub fn forwards(&self) -> Vec<ForwardOptions> {
+        let mut all: Vec<ForwardOptions> = self
+            .forward_to
+            .iter()
+            .map(|t| ForwardOptions::new(t))
+            .collect();
+        all.extend(self.forward.iter().cloned());
+        all
+    }
+}
+
+/// `db`: a store, or `none` for a relay that only forwards.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Db {
+    Store(StoreUrl),
+    None,
+}
+
+impl FromStr for Db {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Db, String> {
+        match s.trim() {
+            "none" => Ok(Db::None),
+            url => StoreUrl::parse(url)
+                .map(Db::Store)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Db {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Db::Store(url) => write!(f, "{url}"),
+            Db::None => f.write_str("none (forward only)"),
+        }
+    }
+}
+
+fn forward_target(s: &str) -> Result<String, String> {
+    super::forward::check_target(s).map(|()| s.trim().to_string())
+}
+
+impl Config {
+    /// Checks the forwarding settings: valid targets, one spool each, and something to
+    /// do with the rows.
+    fn check_forwarding(&self) -> Result<(), String> {
+        let all = self.forwards();
+        let spool = self.spool_dir();
+        let mut dirs = Vec::new();
+        for f in &all {
+            super::forward::check_target(&f.to)?;
+            let dir = f.spool_dir(&spool);
+            if dirs.contains(&dir) || dir == spool {
+                return Err(format!(
+                    "forward to {}: its spool {} is used twice (give each [[forward]] its own spool-dir)",
+                    f.to,
+                    dir.display()
+                ));
+            }
+            dirs.push(dir);
+        }
+        let r = &self.retention;
+        let retains = r.max_age.0.is_some()
+            || r.max_size.0.is_some()
+            || r.keep_free.0.is_some()
+            || r.archive_dir.0.is_some();
+        if self.db == Db::None && retains {
+            return Err("retention needs a store (db is none)".into());
+        }
+        if self.db == Db::None && all.is_empty() {
+            return Err(
+                "db = none needs forward-to (or [[forward]]): the rows would go nowhere".into(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -317,6 +408,7 @@ impl Config {
             return Err(format!("udp-recv-buffer {} too large", c.udp_recv_buffer));
         }
         super::tls::check_settings(&c)?;
+        c.check_forwarding()?;
         Ok(c)
     }
 }
@@ -405,7 +497,7 @@ impl FromStr for StoreUrl {
     }
 }
 
-deserialize_from_str!(Zone, LogLevel, StoreUrl, SpoolDir, MetricsAddr);
+deserialize_from_str!(Zone, LogLevel, StoreUrl, SpoolDir, MetricsAddr, Db);
 
 #[cfg(test)]
 mod tests {
@@ -458,9 +550,36 @@ mod tests {
     }
 
     #[test]
+    fn forward_to_and_forward_tables_add_up() {
+        let file: Layer = toml::from_str(
+            "db = \"none\"\nspool-dir = \"/sp\"\nforward-to = [\"central-1:5514\"]\n\
+             [[forward]]\nto = \"central-2:5514\"\nspool-max-size = \"2GiB\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file).unwrap();
+        assert_eq!(c.db, Db::None);
+        let f = c.forwards();
+        assert_eq!(f.len(), 2);
+        assert_eq!(
+            f[0].spool_dir(&c.spool_dir()),
+            PathBuf::from("/sp/forward-central-1-5514")
+        );
+        assert_eq!(f[1].to, "central-2:5514");
+        assert_eq!(f[1].spool_max_size, Some(Size::mib(2048)));
+        let err = |toml_text: &str| match toml::from_str::<Layer>(toml_text) {
+            Ok(l) => Config::resolve(l).unwrap_err(),
+            Err(e) => e.to_string(),
+        };
+        assert!(err("db = \"none\"").contains("forward-to"));
+        assert!(err("forward-to = [\"central\"]").contains("HOST:PORT"));
+        assert!(err("forward-to = [\"a:1\", \"a:1\"]").contains("used twice"));
+        assert!(err("[[forward]]\nto = \"a:1\"\ncolour = 1").contains("unknown field"));
+    }
+
+    #[test]
     fn spool_lives_beside_a_sqlite_store() {
         let c = Config {
-            db: StoreUrl::Sqlite("/var/lib/logrelay/logs.db".into()),
+            db: Db::Store(StoreUrl::Sqlite("/var/lib/logrelay/logs.db".into())),
             ..Config::default()
         };
         assert_eq!(

@@ -14,6 +14,8 @@ pub mod auth;
 pub mod budget;
 pub mod config;
 pub mod connection;
+pub mod forward;
+pub mod forward_wire;
 pub mod health;
 pub mod hello;
 pub mod logging;
@@ -77,11 +79,17 @@ impl Relay {
     /// Opens the store (creating it) and binds every listener.
     pub async fn bind(config: Config) -> Result<Relay, String> {
         let auth = Arc::new(auth::Auth::load(&config)?);
-        let mut store = store::open_writer(&config.db)
-            .map_err(|e| format!("cannot open store {}: {e}", config.db))?;
-        if let Some(bytes) = retention::wal_limit(&config.retention) {
-            store.limit_wal(bytes);
-        }
+        let store = match &config.db {
+            config::Db::Store(url) => {
+                let mut store =
+                    store::open_writer(url).map_err(|e| format!("cannot open store {url}: {e}"))?;
+                if let Some(bytes) = retention::wal_limit(&config.retention) {
+                    store.limit_wal(bytes);
+                }
+                Some(store)
+            }
+            config::Db::None => None,
+        };
         let spool_dir = config.spool_dir();
         let spool =
             Spool::open(&spool_dir, config.spool_max_size.bytes()).map_err(|e| e.to_string())?;
@@ -146,11 +154,31 @@ impl Relay {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let stopping = Arc::new(std::sync::OnceLock::new());
         let mut jobs: Vec<Box<dyn writer::Job>> = Vec::new();
-        if let Some(job) = retention::RetentionJob::new(&config.db, &config.retention)? {
+        if let config::Db::Store(url) = &config.db
+            && let Some(job) = retention::RetentionJob::new(url, &config.retention)?
+        {
             jobs.push(Box::new(job));
         }
+        // The store first: a batch it refuses goes to the relay's spool before any
+        // forwarding spool took it, so its replay forwards it once.
+        let mut sinks: Vec<Box<dyn writer::Sink>> = Vec::new();
+        if let Some(store) = store {
+            sinks.push(Box::new(StoreSink(store)));
+        }
+        for f in config.forwards() {
+            let sink = forward::ForwardSink::start(
+                &f,
+                &spool_dir,
+                config.spool_max_size,
+                config.batch_rows,
+                stats.clone(),
+                stopping.clone(),
+            )?;
+            tracing::info!(to = %f.to, spool = %f.spool_dir(&spool_dir).display(), "forwarding");
+            sinks.push(Box::new(sink));
+        }
         let w = Writer {
-            sinks: vec![Box::new(StoreSink(store))],
+            sinks,
             spool: Some(spool),
             jobs,
             batch_rows: config.batch_rows,

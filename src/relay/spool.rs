@@ -5,6 +5,10 @@
 //! (except the one chunk a crash interrupts between the store's commit and the write
 //! of `replay.pos`: that one is stored twice, never lost). Each run writes into a new
 //! segment, so nothing is ever appended after a torn tail.
+//!
+//! Rows are numbered as they are committed: `replay.pos` also keeps the number of the
+//! next row (from 1), so a row has the same number however often a crash makes it be
+//! read again. Forwarding sends it as the row's `seq` (`super::forward`).
 
 use super::spool_format::{self, MAGIC, Read};
 use crate::log_limit::Limiter;
@@ -47,6 +51,8 @@ struct Pos {
 pub struct Chunk {
     pub batches: Vec<Batch>,
     rows: u64,
+    /// The number of the chunk's first row (see the module's doc).
+    pub first_seq: u64,
     /// Where the replay stands once this chunk is stored.
     next: Pos,
     /// The oldest segment is used up (its end, or a torn record, was reached).
@@ -66,6 +72,8 @@ pub struct Spool {
     /// The segment this run appends to.
     active: Option<(u64, File)>,
     pos: Pos,
+    /// The number of the first row not yet committed.
+    seq: u64,
     next_id: u64,
     encoded: Vec<u8>,
     scratch: Vec<u8>,
@@ -87,7 +95,10 @@ impl Spool {
             err,
         };
         create_private_dir(dir).map_err(io)?;
-        let pos = read_pos(dir);
+        let (pos, seq) = match read_pos(dir) {
+            Some((p, seq)) => (Some(p), seq),
+            None => (None, 1),
+        };
         let mut segments = Vec::new();
         for id in list_segments(dir).map_err(io)? {
             let path = dir.join(seg_name(id));
@@ -115,6 +126,7 @@ impl Spool {
             segments: segments.into(),
             active: None,
             pos,
+            seq,
             next_id,
             encoded: Vec::new(),
             scratch: Vec::new(),
@@ -124,6 +136,11 @@ impl Spool {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The number of the next row to commit (1 for a spool that never committed one).
+    pub fn next_seq(&self) -> u64 {
+        self.seq
     }
 
     pub fn is_empty(&self) -> bool {
@@ -229,6 +246,7 @@ impl Spool {
                 return Ok(Some(Chunk {
                     batches: Vec::new(),
                     rows: 0,
+                    first_seq: self.seq,
                     next: Pos {
                         id: seg.id,
                         offset: 0,
@@ -268,6 +286,7 @@ impl Spool {
         Ok(Some(Chunk {
             batches,
             rows,
+            first_seq: self.seq,
             next: Pos { id: seg.id, offset },
             finished_segment: finished,
         }))
@@ -291,6 +310,7 @@ impl Spool {
             return Ok(());
         };
         front.rows = front.rows.saturating_sub(chunk.rows);
+        self.seq = chunk.first_seq + chunk.rows;
         if chunk.finished_segment {
             let id = front.id;
             self.segments.pop_front();
@@ -332,7 +352,7 @@ impl Spool {
 
     fn write_pos(&self) -> Result<(), SpoolError> {
         let tmp = self.dir.join("replay.pos.tmp");
-        let text = format!("{} {}\n", self.pos.id, self.pos.offset);
+        let text = format!("{} {} {}\n", self.pos.id, self.pos.offset, self.seq);
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, self.dir.join(POS_FILE)))
             .map_err(|e| self.io(e))
@@ -346,13 +366,16 @@ impl Spool {
     }
 }
 
-fn read_pos(dir: &Path) -> Option<Pos> {
+/// Where the replay stands, and the number of the next row (1 in a file written before
+/// rows were numbered).
+fn read_pos(dir: &Path) -> Option<(Pos, u64)> {
     let text = std::fs::read_to_string(dir.join(POS_FILE)).ok()?;
     let mut it = text.split_whitespace().map(|w| w.parse::<u64>().ok());
-    Some(Pos {
+    let pos = Pos {
         id: it.next()??,
         offset: it.next()??,
-    })
+    };
+    Some((pos, it.next().flatten().unwrap_or(1).max(1)))
 }
 
 fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
@@ -414,7 +437,7 @@ pub fn status(dir: &Path) -> std::io::Result<String> {
     if !dir.exists() {
         return Ok(format!("spool {}: empty (no directory yet)", dir.display()));
     }
-    let pos = read_pos(dir);
+    let pos = read_pos(dir).map(|(p, _)| p);
     let mut out = String::new();
     let (mut total_rows, mut total_bytes, mut n) = (0u64, 0u64, 0usize);
     for id in list_segments(dir)? {
@@ -538,6 +561,34 @@ mod tests {
         let s = Spool::open(dir.path(), 1 << 30).unwrap();
         assert!(s.is_empty());
         assert_eq!(list_segments(dir.path()).unwrap(), Vec::<u64>::new());
+    }
+
+    /// A row keeps its number when it is read again after a crash, and numbering goes
+    /// on past a spool that emptied (forwarding's `seq` depends on both).
+    #[test]
+    fn rows_keep_their_numbers_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(s.next_seq(), 1);
+        s.append([batch("a", 2)].iter(), false).unwrap();
+        s.append([batch("b", 3)].iter(), false).unwrap();
+        let c = s.read_chunk(1).unwrap().unwrap();
+        assert_eq!((c.first_seq, c.rows()), (1, 2));
+        s.commit(&c).unwrap();
+        // Read, not committed, then a crash: the same rows come back with the same numbers.
+        let c = s.read_chunk(1).unwrap().unwrap();
+        assert_eq!(c.first_seq, 3);
+        drop(s);
+        let mut s = Spool::open(dir.path(), 1 << 30).unwrap();
+        let c = s.read_chunk(10).unwrap().unwrap();
+        assert_eq!((c.first_seq, c.rows()), (3, 3));
+        s.commit(&c).unwrap();
+        assert!(s.is_empty());
+        drop(s);
+        let mut s = Spool::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(s.next_seq(), 6);
+        s.append([batch("c", 1)].iter(), false).unwrap();
+        assert_eq!(s.read_chunk(10).unwrap().unwrap().first_seq, 6);
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub struct Stats {
     pub udp_kernel_dropped: AtomicU64,
     /// Reads made past a spent memory budget so an incomplete frame could finish.
     pub budget_overdrafts: AtomicU64,
+    /// Rows an upstream relay acknowledged (forwarding).
+    pub forwarded: AtomicU64,
+    /// Rows waiting in the forwarding spools for an upstream acknowledgement.
+    pub forward_backlog: AtomicU64,
     /// Commit latency, store health and the watchdog heartbeat, fed by the writer.
     pub writer: super::health::WriterHealth,
     /// Connections refused by authentication, by [`Refusal`] (index = position in ALL).
@@ -97,6 +101,7 @@ pub const GAUGES: &[&str] = &[
     "memory_budget_bytes",
     "spool_bytes",
     "spool_max_bytes",
+    "forward_backlog",
 ];
 
 /// A point-in-time copy of [`Stats`].
@@ -121,6 +126,8 @@ pub struct Snapshot {
     pub memory_budget_bytes: u64,
     pub spool_bytes: u64,
     pub spool_max_bytes: u64,
+    pub forwarded: u64,
+    pub forward_backlog: u64,
     pub refused: [u64; REFUSALS],
 }
 
@@ -158,6 +165,8 @@ impl Stats {
             spool_torn: self.spool_torn.load(Relaxed),
             udp_kernel_dropped: self.udp_kernel_dropped.load(Relaxed),
             budget_overdrafts: self.budget_overdrafts.load(Relaxed),
+            forwarded: self.forwarded.load(Relaxed),
+            forward_backlog: self.forward_backlog.load(Relaxed),
             refused: std::array::from_fn(|i| self.refused[i].load(Relaxed)),
         }
     }
@@ -189,6 +198,14 @@ impl std::fmt::Display for Snapshot {
             self.memory_budget_used_bytes,
             self.spool_bytes
         )?;
+        // Only on a relay that forwards.
+        if self.forwarded > 0 || self.forward_backlog > 0 {
+            write!(
+                f,
+                " forwarded={} forward_backlog={}",
+                self.forwarded, self.forward_backlog
+            )?;
+        }
         // Only the reasons that happened: most relays never refuse anyone.
         for (r, n) in Refusal::ALL.iter().zip(self.refused) {
             if n > 0 {

@@ -1,6 +1,6 @@
 //! The batch writer: one thread that takes batches off the channel and commits as many
 //! as are waiting (up to `batch_rows`) in one transaction to its sinks, in order
-//! (today one: the store). When the channel is empty it commits at once, so latency
+//! (the store, then one per upstream relay it forwards to, `super::forward`). When the channel is empty it commits at once, so latency
 //! stays low at low rates and transactions grow by themselves under load.
 //!
 //! When the store fails, batches go to the disk spool instead (in order: once anything
@@ -249,11 +249,14 @@ impl Writer {
     fn write_sinks(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
         let started = Instant::now();
         let mut written = || {
-            let mut n = 0;
+            // Rows written is the first sink's count (the store's, which leaves out the
+            // rows a client resent); the others take every row.
+            let mut n = None;
             for s in &mut self.sinks {
-                n = s.write(batches)?;
+                let k = s.write(batches)?;
+                n.get_or_insert(k);
             }
-            Ok(n)
+            Ok(n.unwrap_or(0))
         };
         let result = written();
         // Commit latency and store health for /metrics and /readyz; the watchdog ping.

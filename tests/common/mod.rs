@@ -81,9 +81,21 @@ impl Daemon {
         listen: &str,
         extra: &[&str],
     ) -> Daemon {
+        let url = format!("sqlite:{}", db.display());
+        Daemon::start_args(dir, db, &url, listen, extra)
+    }
+
+    /// A relay on `listen` with `--db db_arg` (`none`, for one that only forwards);
+    /// `db` is where [`Daemon::rows`] looks.
+    pub fn start_args(
+        dir: tempfile::TempDir,
+        db: PathBuf,
+        db_arg: &str,
+        listen: &str,
+        extra: &[&str],
+    ) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_logrelayd"))
-            .args(["--listen", listen, "--db"])
-            .arg(format!("sqlite:{}", db.display()))
+            .args(["--listen", listen, "--db", db_arg])
             .args(["--stats-interval", "3600", "--zone", "UTC"])
             .args(extra)
             .env_remove("LOGRELAY_LISTEN")

@@ -129,6 +129,10 @@ const DAEMON_EXAMPLES: &[Item] = &[
         "logrelayd --listen 0.0.0.0:5514 --db sqlite:/srv/logs/logs.db",
     ),
     Example(
+        "Edge relay that stores nothing and forwards to a central relay (through a spool, with acknowledgements):",
+        "logrelayd --db none --forward-to central-1.example.net:5514",
+    ),
+    Example(
         "Check the settings before a restart or reload:",
         "logrelayd check-config /etc/logrelay/logrelayd.toml",
     ),
