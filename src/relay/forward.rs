@@ -10,16 +10,17 @@
 //! so a chunk sent again after a crash or a reconnect has the same numbers and the
 //! upstream's store drops what it already has (docs/PROTOCOL.md, "Forwarding").
 //!
-//! One chunk (up to `batch-rows` rows) is in flight at a time; the spool moves past it
-//! only once the upstream acknowledged its last row.
+//! Up to [`WINDOW`] chunks (of `batch-rows` rows, or one received batch) are in flight;
+//! the spool moves past a chunk only once the upstream acknowledged its last row.
 
-use super::spool::{Spool, SpoolError};
+use super::spool::{Chunk, Spool, SpoolError};
 use super::stats::Stats;
 use super::writer::Sink;
 use crate::client::link::Link;
 use crate::log_limit::{Limiter, thousands};
 use crate::settings::Size;
 use crate::store::{Batch, StoreError};
+use std::collections::VecDeque;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,6 +89,8 @@ pub fn check_target(s: &str) -> Result<(), String> {
 const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Chunks on the wire at once: the next ones are written while the upstream commits.
+const WINDOW: usize = 4;
 /// How often the sender looks for an acknowledgement (the `Link` keeps the latest in
 /// an atomic its reader thread raises).
 const ACK_POLL: Duration = Duration::from_micros(500);
@@ -271,85 +274,122 @@ impl Sender {
         let mut link: Option<Link> = None;
         let mut backoff = Duration::from_millis(50);
         let mut lines = String::new();
+        // Chunks written and not yet acknowledged, oldest first, with their last `seq`
+        // and when they were written.
+        let mut inflight: VecDeque<(Chunk, u64, Instant)> = VecDeque::new();
         while !self.stopped() {
-            // The oldest chunk not yet acknowledged (read again after a failure).
-            let chunk = {
-                let mut spool = lock(&self.shared.spool);
-                if spool.is_empty() {
-                    let _ = self
-                        .shared
-                        .appended
-                        .wait_timeout(spool, Duration::from_millis(200));
-                    continue;
-                }
-                spool.read_chunk(self.chunk_rows)
-            };
-            let chunk = match chunk {
-                Ok(Some(c)) => c,
-                Ok(None) => continue,
-                Err(e) => {
-                    crate::error_limited!(SPOOL_ERROR, to = %self.to, error = %e, "cannot read the forwarding spool");
-                    self.pause(Duration::from_secs(1));
-                    continue;
-                }
-            };
-            if chunk.rows() > 0 {
-                if link.as_ref().is_none_or(Link::closed) {
-                    link = match connect(&self.to, &self.client) {
-                        Ok(l) => Some(l),
-                        Err(e) => {
-                            let waiting = lock(&self.shared.spool).rows();
+            if link.as_ref().is_none_or(Link::closed) {
+                // Whatever was in flight is sent again, from the spool's position.
+                inflight.clear();
+                link = match connect(&self.to, &self.client) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        let waiting = lock(&self.shared.spool).rows();
+                        if waiting > 0 {
                             crate::warn_limited!(UNREACHABLE, error = %e, "upstream relay unreachable; {} rows wait in the forwarding spool", thousands(waiting));
-                            self.pause(backoff);
-                            backoff = (backoff * 2).min(MAX_BACKOFF);
-                            continue;
                         }
-                    };
-                }
-                let Some(l) = link.as_mut() else { continue };
-                lines.clear();
-                let mut seq = chunk.first_seq;
-                for b in &chunk.batches {
-                    for r in b.iter() {
-                        super::forward_wire::push_line(&r, seq, &mut lines);
-                        seq += 1;
+                        self.pause(backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                };
+            }
+            let Some(l) = link.as_mut() else { continue };
+            let mut progress = false;
+            // Keep up to WINDOW chunks on the wire.
+            if inflight.len() < WINDOW {
+                let on_wire: u64 = inflight.iter().map(|(c, _, _)| c.rows()).sum();
+                match self.next_chunk(inflight.back().map(|(c, _, _)| c), on_wire) {
+                    Ok(Some(chunk)) => {
+                        progress = true;
+                        let last = chunk.first_seq + chunk.rows() - 1;
+                        if chunk.rows() > 0 {
+                            lines.clear();
+                            let mut seq = chunk.first_seq;
+                            for b in &chunk.batches {
+                                for r in b.iter() {
+                                    super::forward_wire::push_line(&r, seq, &mut lines);
+                                    seq += 1;
+                                }
+                            }
+                            if l.write_all(lines.as_bytes()).is_err() {
+                                link = None;
+                                continue;
+                            }
+                        }
+                        inflight.push_back((chunk, last, Instant::now()));
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        crate::error_limited!(SPOOL_ERROR, to = %self.to, error = %e, "cannot read the forwarding spool");
+                        self.pause(Duration::from_secs(1));
+                        continue;
                     }
                 }
-                let last = seq - 1;
-                if l.write_all(lines.as_bytes()).is_err() || !self.wait_ack(l, last) {
-                    link = None; // the same chunk again on a new connection
-                    continue;
-                }
+            }
+            // Move past what the upstream acknowledged, in order (a chunk without rows,
+            // the end of a segment, needs no acknowledgement).
+            let acked = l.acked();
+            while inflight
+                .front()
+                .is_some_and(|(c, last, _)| c.rows() == 0 || *last <= acked)
+            {
+                let Some((chunk, _, _)) = inflight.pop_front() else {
+                    break;
+                };
+                progress = true;
                 backoff = Duration::from_millis(50);
                 Stats::add(&self.stats.forwarded, chunk.rows());
+                let mut spool = lock(&self.shared.spool);
+                if let Err(e) = spool.commit(&chunk) {
+                    crate::error_limited!(SPOOL_ERROR, to = %self.to, error = %e, "cannot record forwarding progress");
+                }
+                drop(spool);
+                let _ = self.stats.forward_backlog.fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    |b| Some(b.saturating_sub(chunk.rows())),
+                );
             }
-            // Acknowledged (or a torn segment skipped): move past it.
-            let mut spool = lock(&self.shared.spool);
-            if let Err(e) = spool.commit(&chunk) {
-                crate::error_limited!(SPOOL_ERROR, to = %self.to, error = %e, "cannot record forwarding progress");
+            if inflight
+                .front()
+                .is_some_and(|(_, _, at)| at.elapsed() > ACK_TIMEOUT)
+            {
+                crate::warn_limited!(UNREACHABLE, to = %self.to, "no acknowledgement from the upstream relay in {ACK_TIMEOUT:?}; reconnecting");
+                link = None;
+                continue;
             }
-            drop(spool);
-            let _ = self.stats.forward_backlog.fetch_update(
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-                |b| Some(b.saturating_sub(chunk.rows())),
-            );
+            if !progress {
+                if inflight.is_empty() {
+                    // Nothing to send: wait for the writer to append.
+                    let spool = lock(&self.shared.spool);
+                    if spool.is_empty() {
+                        let _ = self
+                            .shared
+                            .appended
+                            .wait_timeout(spool, Duration::from_millis(200));
+                    }
+                } else {
+                    std::thread::sleep(ACK_POLL);
+                }
+            }
         }
     }
 
-    /// Waits until the upstream acknowledged `last`; false when the connection closed,
-    /// the wait timed out or the relay stops (the chunk stays in the spool).
-    fn wait_ack(&self, link: &Link, last: u64) -> bool {
-        let deadline = Instant::now() + ACK_TIMEOUT;
-        loop {
-            if link.acked() >= last {
-                return true;
-            }
-            if link.closed() || self.stopped() || Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(ACK_POLL);
+    /// The chunk after `prev` (the oldest not acknowledged when `prev` is `None`);
+    /// `None` when nothing new is there yet (`on_wire`: rows of the chunks in flight).
+    fn next_chunk(&self, prev: Option<&Chunk>, on_wire: u64) -> Result<Option<Chunk>, SpoolError> {
+        let mut spool = lock(&self.shared.spool);
+        // Every row not yet acknowledged is already on the wire: nothing to read.
+        if spool.rows() <= on_wire {
+            return Ok(None);
         }
+        let chunk = match prev {
+            None => spool.read_chunk(self.chunk_rows)?,
+            Some(p) => spool.read_after(p, self.chunk_rows)?,
+        };
+        // No rows and not the end of a segment: nothing appended since.
+        Ok(chunk.filter(|c| c.rows() > 0 || c.ends_segment()))
     }
 
     /// Sleeps up to `d`, waking early at stop.

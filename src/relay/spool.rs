@@ -63,6 +63,11 @@ impl Chunk {
     pub fn rows(&self) -> u64 {
         self.rows
     }
+
+    /// Whether the chunk reaches the end of its segment (nothing more will be appended).
+    pub fn ends_segment(&self) -> bool {
+        self.finished_segment
+    }
 }
 
 pub struct Spool {
@@ -234,27 +239,57 @@ impl Spool {
         let Some(seg) = self.segments.front().copied() else {
             return Ok(None);
         };
-        let path = self.dir.join(seg_name(seg.id));
+        let offset = (self.pos.id == seg.id && self.pos.offset > 0).then_some(self.pos.offset);
+        self.read_from(seg.id, offset, self.seq, max_rows).map(Some)
+    }
+
+    /// Reads the records after `prev` (read, not yet committed), so that several chunks
+    /// can be in flight; they must be committed in the order they were read. A chunk
+    /// with no rows that is not `finished` means nothing more has been appended yet.
+    pub fn read_after(
+        &mut self,
+        prev: &Chunk,
+        max_rows: usize,
+    ) -> Result<Option<Chunk>, SpoolError> {
+        let first_seq = prev.first_seq + prev.rows;
+        if !prev.finished_segment {
+            return self
+                .read_from(prev.next.id, Some(prev.next.offset), first_seq, max_rows)
+                .map(Some);
+        }
+        let Some(seg) = self.segments.iter().find(|s| s.id > prev.next.id).copied() else {
+            return Ok(None);
+        };
+        self.read_from(seg.id, None, first_seq, max_rows).map(Some)
+    }
+
+    /// Reads segment `id` from `offset` (`None`: its start, after the magic).
+    fn read_from(
+        &mut self,
+        id: u64,
+        offset: Option<u64>,
+        first_seq: u64,
+        max_rows: usize,
+    ) -> Result<Chunk, SpoolError> {
+        let path = self.dir.join(seg_name(id));
         let mut file = File::open(&path).map_err(|e| self.io(e))?;
-        let start = if self.pos.id == seg.id && self.pos.offset > 0 {
-            self.pos.offset
-        } else {
-            let mut magic = [0u8; 8];
-            let ok = file.read_exact(&mut magic).is_ok() && &magic == MAGIC;
-            if !ok {
-                self.note_torn(&path, 0, "not a spool segment");
-                return Ok(Some(Chunk {
-                    batches: Vec::new(),
-                    rows: 0,
-                    first_seq: self.seq,
-                    next: Pos {
-                        id: seg.id,
-                        offset: 0,
-                    },
-                    finished_segment: true,
-                }));
+        let start = match offset {
+            Some(o) => o,
+            None => {
+                let mut magic = [0u8; 8];
+                let ok = file.read_exact(&mut magic).is_ok() && &magic == MAGIC;
+                if !ok {
+                    self.note_torn(&path, 0, "not a spool segment");
+                    return Ok(Chunk {
+                        batches: Vec::new(),
+                        rows: 0,
+                        first_seq,
+                        next: Pos { id, offset: 0 },
+                        finished_segment: true,
+                    });
+                }
+                MAGIC.len() as u64
             }
-            MAGIC.len() as u64
         };
         file.seek(SeekFrom::Start(start)).map_err(|e| self.io(e))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
@@ -273,7 +308,7 @@ impl Spool {
                 }
                 Read::End => {
                     // The segment this run is still writing is never finished here.
-                    finished = self.active.as_ref().is_none_or(|(id, _)| *id != seg.id);
+                    finished = self.active.as_ref().is_none_or(|(a, _)| *a != id);
                     break;
                 }
                 Read::Torn { why } => {
@@ -283,13 +318,13 @@ impl Spool {
                 }
             }
         }
-        Ok(Some(Chunk {
+        Ok(Chunk {
             batches,
             rows,
-            first_seq: self.seq,
-            next: Pos { id: seg.id, offset },
+            first_seq,
+            next: Pos { id, offset },
             finished_segment: finished,
-        }))
+        })
     }
 
     fn note_torn(&mut self, path: &Path, offset: u64, why: &str) {
@@ -589,6 +624,47 @@ mod tests {
         assert_eq!(s.next_seq(), 6);
         s.append([batch("c", 1)].iter(), false).unwrap();
         assert_eq!(s.read_chunk(10).unwrap().unwrap().first_seq, 6);
+    }
+
+    /// Chunks read ahead follow each other, across segments, and commit in order.
+    #[test]
+    fn chunks_read_ahead_follow_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spool::open(dir.path(), 1 << 30).unwrap();
+        s.append([batch("a", 2)].iter(), false).unwrap();
+        drop(s);
+        let mut s = Spool::open(dir.path(), 1 << 30).unwrap();
+        s.append([batch("b", 2)].iter(), false).unwrap(); // a second segment
+        s.append([batch("c", 1)].iter(), false).unwrap();
+        let mut chunks = vec![s.read_chunk(1).unwrap().unwrap()];
+        loop {
+            let next = s.read_after(chunks.last().unwrap(), 1).unwrap().unwrap();
+            if next.rows() == 0 && !next.finished_segment {
+                break; // nothing appended after the last one yet
+            }
+            chunks.push(next);
+        }
+        let mut seen = Vec::new();
+        for c in &chunks {
+            let mut seq = c.first_seq;
+            for b in &c.batches {
+                for r in b.iter() {
+                    seen.push((seq, r.message.to_string()));
+                    seq += 1;
+                }
+            }
+        }
+        let expected: Vec<(u64, String)> = ["a-0", "a-1", "b-0", "b-1", "c-0"]
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as u64 + 1, m.to_string()))
+            .collect();
+        assert_eq!(seen, expected);
+        for c in &chunks {
+            s.commit(c).unwrap();
+        }
+        assert!(s.is_empty());
+        assert_eq!(s.next_seq(), 6);
     }
 
     #[test]
