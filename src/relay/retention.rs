@@ -52,9 +52,15 @@ impl RetentionJob {
 
     /// One pass: what the limits call for, archived (if set) and removed.
     pub fn run_once(&mut self) {
+        let started = std::time::Instant::now();
         match self.pass() {
             Ok(0) => {}
-            Ok(rows) => tracing::info!("retention removed {} rows", thousands(rows)),
+            // The pass's time is how long ingest waited for it (it runs on the writer).
+            Ok(rows) => tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "retention removed {} rows",
+                thousands(rows)
+            ),
             Err(e @ RetentionError::Archive { .. }) => {
                 crate::error_limited!(ARCHIVE_FAILED, "{e}");
             }

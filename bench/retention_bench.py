@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Ingest with and without retention, the configurations alternating in one run.
+
+    python3 bench/retention_bench.py --workload W.octet [--n 1000000] [--runs 3]
+        [--cap 128MiB] [--relay target/release/logrelayd]
+
+W.octet is ../shared/bench/gen_rfc5424.py output (--framing octet). Each run starts a
+fresh relay on a fresh store, sends the workload with ../shared/bench/replay.py over 4
+connections and times it until /metrics says every message is stored. Configurations:
+`plain` (no retention), `max-size` (retention-max-size CAP, smaller than the workload's
+store so retention removes blocks for most of the run), `archive` (the same with an
+archive dir: every removed row is archived first). For each it prints msg/s, the ratio
+to `plain` in the same round, the passes that removed rows (how many, the longest and
+their total: ingest waits for a pass, which runs on the writer's thread) and the store's
+and archives' size at the end.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPLAY = os.path.join(HERE, "..", "..", "shared", "bench", "replay.py")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stored(metrics_port):
+    try:
+        page = urllib.request.urlopen(
+            f"http://127.0.0.1:{metrics_port}/metrics", timeout=2
+        ).read().decode()
+    except OSError:
+        return None
+    m = re.search(r"^logrelay_stored_total (\d+)$", page, re.M)
+    return int(m.group(1)) if m else None
+
+
+def du(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def one(args, name, extra, work):
+    d = tempfile.mkdtemp(prefix=f"ret-{name}-", dir=work)
+    port, mport = free_port(), free_port()
+    cmd = [args.relay, "--listen", f"127.0.0.1:{port}", "--no-udp",
+           "--db", f"sqlite:{d}/logs.db", "--metrics", f"127.0.0.1:{mport}",
+           "--spool-dir", f"{d}/spool"]
+    if "archive" in extra:
+        os.mkdir(f"{d}/arch")
+        extra = [x.replace("{arch}", f"{d}/arch") for x in extra]
+    cmd += extra
+    env = dict(os.environ, RUST_LOG="info")
+    env.pop("LOGRELAY_CONFIG", None)
+    log = open(f"{d}/relay.log", "w")
+    p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.time() + 30
+        while stored(mport) is None:
+            if time.time() > deadline or p.poll() is not None:
+                raise SystemExit(f"{name}: relay did not start; see {d}/relay.log")
+            time.sleep(0.05)
+        t0 = time.time()
+        subprocess.run([sys.executable, REPLAY, "--file", args.workload, "--port",
+                        str(port), "--connections", "4"], check=True,
+                       stdout=subprocess.DEVNULL)
+        deadline = time.time() + 600
+        while (stored(mport) or 0) < args.n:
+            if time.time() > deadline:
+                raise SystemExit(f"{name}: not every message stored in 600 s")
+            time.sleep(0.02)
+        secs = time.time() - t0
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=120)
+        log.close()
+    passes = []
+    for line in open(f"{d}/relay.log", errors="replace"):
+        m = re.search(r"retention removed ([\d,]+) rows", line)
+        ms = re.search(r"\bms=(\d+)", line)
+        if m and ms:
+            passes.append((int(ms.group(1)), int(m.group(1).replace(",", ""))))
+    db = sum(os.path.getsize(f"{d}/{f}") for f in os.listdir(d) if f.startswith("logs.db"))
+    res = {
+        "config": name, "seconds": secs, "msg_s": args.n / secs,
+        "passes": len(passes), "pass_ms_max": max((p[0] for p in passes), default=0),
+        "pass_ms_sum": sum(p[0] for p in passes),
+        "rows_removed": sum(p[1] for p in passes),
+        "store_bytes": db, "archive_bytes": du(f"{d}/arch") if "archive" in name else 0,
+    }
+    if not args.keep:
+        shutil.rmtree(d, ignore_errors=True)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", required=True)
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--cap", default="128MiB")
+    ap.add_argument("--relay", default="target/release/logrelayd")
+    ap.add_argument("--work", default="/tmp")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    configs = [
+        ("plain", []),
+        ("max-size", ["--retention-max-size", args.cap]),
+        ("archive", ["--retention-max-size", args.cap, "--retention-archive-dir", "{arch}"]),
+    ]
+    results = {name: [] for name, _ in configs}
+    for r in range(args.runs):
+        for name, extra in configs:
+            res = one(args, name, extra, args.work)
+            res["round"] = r
+            results[name].append(res)
+            print(json.dumps(res), flush=True)
+    plain = statistics.median(x["msg_s"] for x in results["plain"])
+    print("\n| config | msg/s (median) | min / max | vs plain | passes removing rows "
+          "| longest pass | passes' total | store at end | archives |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, _ in configs:
+        xs = results[name]
+        rates = [x["msg_s"] for x in xs]
+        med = statistics.median(rates)
+        print(f"| {name} | {med:,.0f} | {min(rates):,.0f} / {max(rates):,.0f} "
+              f"| {100 * med / plain:.0f} % | {statistics.median(x['passes'] for x in xs):.0f} "
+              f"| {max(x['pass_ms_max'] for x in xs)} ms "
+              f"| {statistics.median(x['pass_ms_sum'] for x in xs):.0f} ms "
+              f"| {statistics.median(x['store_bytes'] for x in xs) / 2**20:.0f} MiB "
+              f"| {statistics.median(x['archive_bytes'] for x in xs) / 2**20:.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()
