@@ -67,7 +67,7 @@ def one(args, name, extra, work):
     cmd = [args.relay, "--listen", f"127.0.0.1:{port}", "--no-udp",
            "--db", f"sqlite:{d}/logs.db", "--metrics", f"127.0.0.1:{mport}",
            "--spool-dir", f"{d}/spool"]
-    if "archive" in extra:
+    if name == "archive":
         os.mkdir(f"{d}/arch")
         extra = [x.replace("{arch}", f"{d}/arch") for x in extra]
     cmd += extra
