@@ -293,6 +293,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             zone: shared.config.zone.offset_at(received),
         };
         let mut batch = Batch::with_capacity(256, buf.len() + buf.len() / 4);
+        batch.hash_words(shared.hash_words);
         if let Some(a) = &acks {
             batch.set_delivery(client.clone(), a.clone());
         }

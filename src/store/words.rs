@@ -78,6 +78,64 @@ pub fn for_each_word(text: &str, buf: &mut String, f: &mut impl FnMut(&str)) {
     }
 }
 
+/// The hash a word is filed under in the token filters: XXH3-64 of the lower-cased
+/// word, a fixed, documented function, so filters written by one version are read by
+/// the next.
+pub fn token_hash(token: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(token.as_bytes())
+}
+
+/// Calls `f` with the hash of each word a row's token filter indexes: the message's
+/// and the structured-data values' (hostnames and sources are indexed per block, from
+/// the dictionaries). Words repeated within a row may be passed more than once. `buf`
+/// is scratch space.
+pub fn for_each_token_hash(
+    message: &str,
+    structured_data: Option<&str>,
+    buf: &mut String,
+    f: &mut impl FnMut(u64),
+) {
+    for_each_word_hash(message, buf, f);
+    if let Some(sd) = structured_data {
+        for_each_sd_value(sd, &mut |v| for_each_word_hash(v, buf, f));
+    }
+}
+
+/// Calls `f` with the [`token_hash`] of each word of `text`: the words of
+/// [`for_each_word`], but ASCII words already in lower case are hashed where they
+/// lie, without a copy (most words of most messages).
+pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64)) {
+    if !text.is_ascii() {
+        for_each_word(text, buf, &mut |t| f(token_hash(t)));
+        return;
+    }
+    let bytes = text.as_bytes();
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && !is_word(bytes[i]) {
+            i += 1;
+        }
+        let start = i;
+        let mut upper = false;
+        while i < bytes.len() && is_word(bytes[i]) {
+            upper |= bytes[i].is_ascii_uppercase();
+            i += 1;
+        }
+        if i > start {
+            let word = &text[start..i];
+            if upper {
+                buf.clear();
+                buf.push_str(word);
+                buf.make_ascii_lowercase();
+                f(token_hash(buf));
+            } else {
+                f(token_hash(word));
+            }
+        }
+    }
+}
+
 /// Calls `f` with each value string of a structured-data JSON text as the stores keep it
 /// (`{"SDID":{"PARAM":"VALUE","REPEATED":["V1","V2"]}}`), escapes decoded. Keys are
 /// skipped. Text that is not such JSON yields what it can and never panics.
@@ -338,6 +396,30 @@ mod tests {
             ["grüße", "σοφια", "日本語テキスト"]
         );
         assert_eq!(words(" -- "), Vec::<String>::new());
+    }
+
+    /// The in-place hashing sees the same words as [`for_each_word`].
+    #[test]
+    fn word_hashes_are_the_hashes_of_the_words() {
+        let mut buf = String::new();
+        for text in [
+            "Failed password for USER_1 from 192.0.2.7 port 22",
+            "",
+            " -- x",
+            "Grüße, ΣΟΦΙΑ! 日本語テキスト",
+            "trailing_Word",
+        ] {
+            let mut want = Vec::new();
+            for_each_word(text, &mut buf, &mut |w| want.push(token_hash(w)));
+            let mut got = Vec::new();
+            for_each_word_hash(text, &mut buf, &mut |h| got.push(h));
+            assert_eq!(got, want, "{text}");
+        }
+        let mut got = Vec::new();
+        for_each_token_hash("a B", Some(r#"{"x":{"k":"Vee"}}"#), &mut buf, &mut |h| {
+            got.push(h)
+        });
+        assert_eq!(got, ["a", "b", "vee"].map(token_hash));
     }
 
     #[test]

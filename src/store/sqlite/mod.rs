@@ -328,9 +328,9 @@ impl SqliteWriter {
             let mut time_text = String::with_capacity(32);
             let rows = batches.iter().map(|b| {
                 let after = seqs.before(&tx, b)?;
-                Ok::<_, rusqlite::Error>(b.iter_after(after))
+                Ok::<_, rusqlite::Error>(b.indexed_after(after).map(move |(i, r)| (b, i, r)))
             });
-            for r in rows.collect::<Result<Vec<_>, _>>()?.into_iter().flatten() {
+            for (b, row, r) in rows.collect::<Result<Vec<_>, _>>()?.into_iter().flatten() {
                 let mut i = 0;
                 for (c, sqlite) in written_columns() {
                     i += 1;
@@ -349,7 +349,8 @@ impl SqliteWriter {
                 let severity = r.level.code();
                 let facility = r.facility.map(crate::message::Facility::code);
                 let id = tx.last_insert_rowid();
-                self.tokens.add(id, r.message, r.structured_data);
+                self.tokens
+                    .add(id, r.message, r.structured_data, b.row_token_hashes(row));
                 summaries.add(&RowFacts {
                     id,
                     time_us: r.time_us,
@@ -580,6 +581,10 @@ impl StoreWriter for SqliteWriter {
 
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
         last_id(&self.conn).map_err(|e| e.at(&self.path))
+    }
+
+    fn wants_word_hashes(&self) -> bool {
+        true
     }
 }
 

@@ -20,9 +20,9 @@
 //! rebuilds the filter from the stored rows instead.
 
 use super::blocks::{BLOCK_SHIFT, decode_names};
-use crate::store::words::{Words, for_each_sd_value, for_each_word};
+pub use crate::store::words::token_hash;
+use crate::store::words::{Words, for_each_token_hash, for_each_word_hash};
 use rusqlite::{Connection, OptionalExtension, Transaction};
-use xxhash_rust::xxh3::xxh3_64;
 
 /// The first byte of a stored filter: its format.
 const FORMAT: u8 = 1;
@@ -43,11 +43,6 @@ const SALT: [u32; 8] = [
     0x9efc_4947,
     0x5c6b_fb31,
 ];
-
-/// The hash a token is filed under.
-pub fn token_hash(token: &str) -> u64 {
-    xxh3_64(token.as_bytes())
-}
 
 /// The eight bits (one per word) a hash sets in its block.
 fn mask(h: u64) -> [u32; 8] {
@@ -119,7 +114,7 @@ impl Sbbf {
     }
 
     fn insert_words(&mut self, text: &str, buf: &mut String) {
-        for_each_word(text, buf, &mut |t| self.insert(token_hash(t)));
+        for_each_word_hash(text, buf, &mut |h| self.insert(h));
     }
 
     pub fn to_blob(&self) -> Vec<u8> {
@@ -166,10 +161,7 @@ fn block_has(b: &[u32; 8], h: u64) -> bool {
 /// The words of a row that the filter indexes (hostname and source are added per
 /// block from the dictionaries, see [`BlockTokens::write`]).
 fn insert_row(f: &mut Sbbf, message: &str, structured_data: Option<&str>, buf: &mut String) {
-    f.insert_words(message, buf);
-    if let Some(sd) = structured_data {
-        for_each_sd_value(sd, &mut |v| f.insert_words(v, buf));
-    }
+    for_each_token_hash(message, structured_data, buf, &mut |h| f.insert(h));
 }
 
 /// How many row ids a block can hold (block 0 starts at id 1).
@@ -206,15 +198,29 @@ impl Default for BlockTokens {
 }
 
 impl BlockTokens {
-    /// Files a stored row's words under its block.
-    pub fn add(&mut self, id: i64, message: &str, structured_data: Option<&str>) {
+    /// Files a stored row's words under its block: `hashes` when the connection that
+    /// parsed the row already hashed them (the usual case), else hashed here.
+    pub fn add(
+        &mut self,
+        id: i64,
+        message: &str,
+        structured_data: Option<&str>,
+        hashes: Option<&[u64]>,
+    ) {
         let block = id >> BLOCK_SHIFT;
         if self.block != Some(block) {
             self.finish();
             self.block = Some(block);
         }
         self.rows += 1;
-        insert_row(&mut self.working, message, structured_data, &mut self.buf);
+        match hashes {
+            Some(hashes) => {
+                for &h in hashes {
+                    self.working.insert(h);
+                }
+            }
+            None => insert_row(&mut self.working, message, structured_data, &mut self.buf),
+        }
     }
 
     /// The open block is complete: a later id has been stored (ids only grow).
