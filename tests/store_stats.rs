@@ -121,7 +121,7 @@ fn summary_counts_equal_counting_every_row() {
     // alone comes from the summaries and still sees them; one that reads rows does not.
     // This shows that the summaries, not the rows, answered.
     let conn = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
-    conn.execute("DELETE FROM Logs WHERE id BETWEEN 4096 AND 8191", [])
+    conn.execute("DELETE FROM LogRows WHERE id BETWEEN 4096 AND 8191", [])
         .unwrap();
     assert_eq!(s.count(&Filter::default()).unwrap(), 12_000);
     let read = Filter {

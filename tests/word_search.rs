@@ -247,7 +247,7 @@ fn blocks_whose_filter_rules_a_word_out_are_not_read() {
     );
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute(
-        "UPDATE Logs SET message = 'smuggled' WHERE id IN (100, 12700)",
+        "UPDATE LogRows SET message = 'smuggled' WHERE id IN (100, 12700)",
         [],
     )
     .unwrap();
@@ -261,8 +261,11 @@ fn blocks_whose_filter_rules_a_word_out_are_not_read() {
     // A damaged filter blob reads as unknown too.
     conn.execute("UPDATE LogTokens SET filter = x'0102' WHERE block = 1", [])
         .unwrap();
-    conn.execute("UPDATE Logs SET message = 'smuggled' WHERE id = 4200", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE LogRows SET message = 'smuggled' WHERE id = 4200",
+        [],
+    )
+    .unwrap();
     let found = ids(&mut s, word_filter(&["smuggled"]), false, None);
     assert_eq!(found, vec![100, 4200, 12700]);
 }
@@ -302,9 +305,15 @@ fn filters_survive_restarts_and_are_backfilled() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(blocks, vec![0]);
-    // Back to schema 3: no filters, no counts. A writer migrates and backfills.
+    // Back to schema 3: no filters, no counts, and the rows in a `Logs` table with the
+    // names and texts (schema 5 made it a view). A writer migrates and backfills.
     conn.execute_batch(
-        "DROP TABLE LogTokens; ALTER TABLE LogBlocks DROP COLUMN counts; PRAGMA user_version = 3;",
+        "DROP TABLE LogTokens; ALTER TABLE LogBlocks DROP COLUMN counts;
+         CREATE TABLE LogsV3 AS SELECT id, time_us, received_us, severity, facility, hostname,
+             source, host_id, source_id, procid, msgid, structured_data, message, protocol,
+             peer, timestamp, LogLevel FROM Logs;
+         DROP VIEW Logs; DROP TABLE LogRows; DROP TABLE Peers;
+         ALTER TABLE LogsV3 RENAME TO Logs; PRAGMA user_version = 3;",
     )
     .unwrap();
     drop(conn);
@@ -319,7 +328,7 @@ fn filters_survive_restarts_and_are_backfilled() {
         .query_row("SELECT count(*) FROM LogTokens", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1);
-    conn.execute("UPDATE Logs SET message = 'smuggled' WHERE id = 7", [])
+    conn.execute("UPDATE LogRows SET message = 'smuggled' WHERE id = 7", [])
         .unwrap();
     assert!(ids(&mut s, word_filter(&["smuggled"]), false, None).is_empty());
     assert_eq!(ids(&mut s, word_filter(&["needle"]), false, None).len(), 1);

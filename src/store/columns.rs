@@ -51,14 +51,54 @@ impl TsqlType {
     }
 }
 
-/// A column in the SQLite `Logs` table.
+/// A column of the SQLite `Logs` view, which readers query (see `sqlite::MIGRATION_5`).
 #[derive(Debug, Clone, Copy)]
 pub struct SqliteColumn {
     pub name: &'static str,
+    /// Its type as the view gives it.
     pub ty: SqliteType,
     pub not_null: bool,
     /// Whether queries read it back into the record.
     pub read: bool,
+    /// How the base table `LogRows` keeps it: each value once.
+    pub stored: Stored,
+}
+
+/// A dictionary table of names (`Hosts`, `Sources`, `Peers`): rows keep the id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dict {
+    Hosts,
+    Sources,
+    Peers,
+}
+
+impl Dict {
+    pub const ALL: [Dict; 3] = [Dict::Hosts, Dict::Sources, Dict::Peers];
+
+    pub fn table(self) -> &'static str {
+        match self {
+            Dict::Hosts => "Hosts",
+            Dict::Sources => "Sources",
+            Dict::Peers => "Peers",
+        }
+    }
+}
+
+/// How `LogRows` keeps a column of the `Logs` view.
+#[derive(Debug, Clone, Copy)]
+pub enum Stored {
+    /// Under the same name, as the value.
+    AsIs,
+    /// As the name's id in a dictionary, in the column `id_column`.
+    NameId { dict: Dict, id_column: &'static str },
+    /// A peer address `ADDRESS:PORT` as the address's id in `Peers` (`peer_id`) and the
+    /// port (`peer_port`): a dictionary of whole addresses would grow by one name per
+    /// connection.
+    Peer,
+    /// As a small integer code under the same name; the view spells it out.
+    Code(fn(&RecordRef<'_>) -> i64),
+    /// Not stored: the view computes it from other columns.
+    Computed,
 }
 
 /// A column in SQL Server's `dbo.Logs`.
@@ -89,6 +129,22 @@ const fn sqlite(name: &'static str, ty: SqliteType, not_null: bool) -> Option<Sq
         ty,
         not_null,
         read: true,
+        stored: Stored::AsIs,
+    })
+}
+
+/// A name kept in a dictionary (`hostname`, `source`).
+const fn sqlite_name(
+    name: &'static str,
+    dict: Dict,
+    id_column: &'static str,
+) -> Option<SqliteColumn> {
+    Some(SqliteColumn {
+        name,
+        ty: SqliteType::Text,
+        not_null: false,
+        read: true,
+        stored: Stored::NameId { dict, id_column },
     })
 }
 
@@ -177,14 +233,14 @@ pub static COLUMNS: &[Column] = &[
     },
     Column {
         field: "hostname",
-        sqlite: sqlite("hostname", S::Text, false),
+        sqlite: sqlite_name("hostname", Dict::Hosts, "host_id"),
         tsql: tsql("hostname", T::NVarChar(Some(255))),
         get: |r| opt_text(r.hostname),
         set: Some(|r, v| r.hostname = text(v)),
     },
     Column {
         field: "source",
-        sqlite: sqlite("source", S::Text, false),
+        sqlite: sqlite_name("source", Dict::Sources, "source_id"),
         tsql: tsql("source", T::NVarChar(Some(255))),
         get: |r| opt_text(r.source),
         set: Some(|r, v| r.source = text(v)),
@@ -219,7 +275,14 @@ pub static COLUMNS: &[Column] = &[
     },
     Column {
         field: "protocol",
-        sqlite: sqlite("protocol", S::Text, true),
+        sqlite: Some(SqliteColumn {
+            name: "protocol",
+            ty: S::Text,
+            not_null: true,
+            read: true,
+            // Protocol::ALL's order; the view's CASE is checked against it by a test.
+            stored: Stored::Code(|r| r.protocol as i64),
+        }),
         tsql: tsql("protocol", T::VarChar(8)),
         get: |r| Value::Text(r.protocol.name()),
         set: Some(|r, v| {
@@ -230,19 +293,27 @@ pub static COLUMNS: &[Column] = &[
     },
     Column {
         field: "peer",
-        sqlite: sqlite("peer", S::Text, false),
+        sqlite: Some(SqliteColumn {
+            name: "peer",
+            ty: S::Text,
+            not_null: false,
+            read: true,
+            stored: Stored::Peer,
+        }),
         tsql: tsql("peer", T::NVarChar(Some(64))),
         get: |r| opt_text(r.peer),
         set: Some(|r, v| r.peer = text(v)),
     },
-    // The original table's columns, written for its old readers, never read back.
+    // The original table's columns, computed by the view for its old readers (the
+    // values are `time_us` and `severity`), never read back.
     Column {
         field: "time_us",
         sqlite: Some(SqliteColumn {
             name: "timestamp",
             ty: S::Text,
-            not_null: true,
+            not_null: false,
             read: false,
+            stored: Stored::Computed,
         }),
         tsql: Some(TsqlColumn {
             name: "timestamp",
@@ -258,8 +329,9 @@ pub static COLUMNS: &[Column] = &[
         sqlite: Some(SqliteColumn {
             name: "LogLevel",
             ty: S::Text,
-            not_null: true,
+            not_null: false,
             read: false,
+            stored: Stored::Computed,
         }),
         tsql: Some(TsqlColumn {
             name: "LogLevel",

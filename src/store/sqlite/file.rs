@@ -108,8 +108,10 @@ pub fn identify(conn: &Connection) -> Result<Found, StoreError> {
         }
         Err(e) => return Err(e.into()),
     };
+    // `Logs` is a table up to schema version 4, a view over `LogRows` since.
     let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') \
+         AND name NOT LIKE 'sqlite_%'",
     )?;
     let tables = stmt
         .query_map([], |r| r.get::<_, String>(0))?

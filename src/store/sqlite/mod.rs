@@ -11,14 +11,17 @@
 mod blocks;
 mod checkpoint;
 mod file;
+mod peer;
 mod query;
 pub mod retention;
 pub mod sql;
 mod stats;
 mod tokens;
 
-use super::columns::{COLUMNS, SqliteColumn, SqliteType, Value};
-use super::{Batch, Query, StatRow, StatsQuery, StoreError, StoreReader, StoreWriter, Visit};
+use super::columns::{COLUMNS, Dict, Stored, Value};
+use super::{
+    Batch, Query, RecordRef, StatRow, StatsQuery, StoreError, StoreReader, StoreWriter, Visit,
+};
 use blocks::{Pending, RowFacts};
 use checkpoint::Checkpointer;
 use file::Found;
@@ -49,6 +52,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         sql: MIGRATION_4,
         fill: Some(backfill_4),
+    },
+    Migration {
+        sql: MIGRATION_5,
+        fill: Some(copy_rows_5),
     },
 ];
 
@@ -121,6 +128,96 @@ const MIGRATION_4: &str =
         filter BLOB NOT NULL          -- split-block Bloom filter of XXH3 token hashes
     );";
 
+/// The `Logs` view's SELECT over the base table `LogRows` (with `$hint` after the base
+/// table: readers that scan id ranges say `NOT INDEXED`). The dictionaries are LEFT
+/// JOINed on their primary keys, which SQLite leaves out of a query that reads none of
+/// their columns; `timestamp` and `LogLevel` are computed only when selected.
+macro_rules! logs_select {
+    ($hint:literal) => {
+        concat!(
+            "SELECT r.id AS id, r.time_us AS time_us, r.received_us AS received_us,
+        r.severity AS severity, r.facility AS facility,
+        h.name AS hostname, s.name AS source, r.host_id AS host_id, r.source_id AS source_id,
+        r.procid AS procid, r.msgid AS msgid, r.structured_data AS structured_data,
+        r.message AS message,
+        CASE r.protocol WHEN 0 THEN 'rfc5424' WHEN 1 THEN 'rfc3164' WHEN 2 THEN 'json'
+            ELSE 'raw' END AS protocol,
+        CASE WHEN r.peer_port IS NULL THEN p.name ELSE p.name || ':' || r.peer_port END AS peer,
+        r.peer_id AS peer_id, r.peer_port AS peer_port,
+        strftime('%Y-%m-%dT%H:%M:%fZ', (r.time_us / 1000) / 1000.0, 'unixepoch') AS timestamp,
+        CASE r.severity WHEN 0 THEN 'EMERG' WHEN 1 THEN 'ALERT' WHEN 2 THEN 'CRITICAL'
+            WHEN 3 THEN 'ERROR' WHEN 4 THEN 'WARNING' WHEN 5 THEN 'NOTICE' WHEN 6 THEN 'INFO'
+            ELSE 'DEBUG' END AS LogLevel
+    FROM LogRows AS r ",
+            $hint,
+            "
+        LEFT JOIN Hosts AS h ON h.id = r.host_id
+        LEFT JOIN Sources AS s ON s.id = r.source_id
+        LEFT JOIN Peers AS p ON p.id = r.peer_id"
+        )
+    };
+}
+
+const MIGRATION_5: &str = concat!(
+    // 5: each value stored once. The rows move to `LogRows`: names as dictionary ids
+    // only (peers too, as address id and port), the protocol as a code, and no
+    // `timestamp`/`LogLevel` text beside `time_us`/`severity`. `Logs` becomes a view with
+    // every column it had, so `SELECT id, timestamp, LogLevel, message, source FROM Logs`
+    // reads as before. Narrow, often-filtered columns first: a row is decoded from its
+    // start.
+    "ALTER TABLE Logs RENAME TO LogsV4;
+    CREATE TABLE Peers (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+    CREATE TABLE LogRows (
+        id INTEGER PRIMARY KEY,
+        time_us INTEGER NOT NULL,
+        received_us INTEGER NOT NULL,
+        severity INTEGER NOT NULL,
+        facility INTEGER,
+        host_id INTEGER,
+        source_id INTEGER,
+        protocol INTEGER NOT NULL,    -- 0 rfc5424, 1 rfc3164, 2 json, 3 raw
+        peer_id INTEGER,              -- Peers.id of the address
+        peer_port INTEGER,            -- NULL: Peers.name is the whole peer text
+        procid TEXT,
+        msgid TEXT,
+        structured_data TEXT,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX LogRows_time ON LogRows (time_us);
+    CREATE VIEW Logs AS ",
+    logs_select!(""),
+    ";"
+);
+
+/// Migration 5's fill: the rows of the old table into `LogRows`, in one statement
+/// (peers split by [`peer::register_functions`]), then the old table dropped (its pages
+/// are reused by new rows; `VACUUM` gives them back to the file system).
+fn copy_rows_5(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO Peers (name)
+            SELECT DISTINCT logrelay_peer_address(peer) FROM LogsV4 WHERE peer IS NOT NULL;
+        INSERT OR IGNORE INTO Hosts (name)
+            SELECT DISTINCT hostname FROM LogsV4 WHERE host_id IS NULL AND hostname IS NOT NULL;
+        INSERT OR IGNORE INTO Sources (name)
+            SELECT DISTINCT source FROM LogsV4 WHERE source_id IS NULL AND source IS NOT NULL;
+        INSERT INTO LogRows (id, time_us, received_us, severity, facility, host_id, source_id,
+                protocol, peer_id, peer_port, procid, msgid, structured_data, message)
+            SELECT l.id, l.time_us, l.received_us, l.severity, l.facility,
+                COALESCE(l.host_id, (SELECT id FROM Hosts WHERE name = l.hostname)),
+                COALESCE(l.source_id, (SELECT id FROM Sources WHERE name = l.source)),
+                CASE l.protocol WHEN 'rfc5424' THEN 0 WHEN 'rfc3164' THEN 1 WHEN 'json' THEN 2
+                    ELSE 3 END,
+                p.id, logrelay_peer_port(l.peer), l.procid, l.msgid, l.structured_data, l.message
+            FROM LogsV4 AS l LEFT JOIN Peers AS p ON p.name = logrelay_peer_address(l.peer)
+            ORDER BY l.id;
+        DROP TABLE LogsV4;",
+    )
+}
+
+/// The `Logs` view as a subquery that scans id ranges of `LogRows` without the time
+/// index (block scans: a whole block is cheaper to read and sort than the index walk).
+pub(super) const LOGS_NOT_INDEXED: &str = concat!("(", logs_select!("NOT INDEXED"), ")");
+
 /// Every migration, in order, as one SQL script.
 pub fn schema_sql() -> String {
     MIGRATIONS
@@ -130,6 +227,7 @@ pub fn schema_sql() -> String {
             let fill = match i {
                 1 => "-- then logrelay summarises the rows already stored into LogBlocks\n",
                 3 => "-- then logrelay counts and indexes the words of the rows already stored\n",
+                4 => "-- then logrelay copies the rows of LogsV4 into LogRows and drops LogsV4\n",
                 _ => "",
             };
             format!(
@@ -141,56 +239,71 @@ pub fn schema_sql() -> String {
         .collect()
 }
 
-/// The record columns the writer fills, from the column list.
-fn written_columns() -> impl Iterator<Item = (&'static super::columns::Column, SqliteColumn)> {
-    COLUMNS.iter().filter_map(|c| Some((c, c.sqlite?)))
+/// How the writer fills one `LogRows` column.
+#[derive(Clone, Copy)]
+enum Bind {
+    /// The record's value.
+    Value(for<'a> fn(&RecordRef<'a>) -> Value<'a>),
+    /// The id of the row's name in this dictionary.
+    NameId(Dict),
+    PeerPort,
+    Code(fn(&RecordRef<'_>) -> i64),
 }
 
-/// `INSERT INTO Logs (…record columns…, host_id, source_id) VALUES (?1, …)`.
-fn insert_sql() -> String {
-    let names: Vec<&str> = written_columns()
-        .map(|(_, s)| s.name)
-        .chain(["host_id", "source_id"])
-        .collect();
-    let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
-    format!(
-        "INSERT INTO Logs ({}) VALUES ({})",
-        names.join(", "),
-        marks.join(", ")
-    )
-}
-
-/// The INSERT with the row id given as the last parameter.
-fn insert_with_id_sql() -> String {
-    let names: Vec<&str> = written_columns()
-        .map(|(_, s)| s.name)
-        .chain(["host_id", "source_id", "id"])
-        .collect();
-    let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
-    format!(
-        "INSERT OR IGNORE INTO Logs ({}) VALUES ({})",
-        names.join(", "),
-        marks.join(", ")
-    )
-}
-
-/// A record value as SQLite stores it in a column of that type; a time in a TEXT
-/// column (the original `timestamp`) is written into `scratch` as ISO-8601.
-fn to_sqlite<'a>(v: Value<'a>, ty: SqliteType, scratch: &'a mut String) -> ToSqlOutput<'a> {
-    ToSqlOutput::Borrowed(match (v, ty) {
-        (Value::Null, _) => ValueRef::Null,
-        (Value::Int(i), _) | (Value::Time(i), SqliteType::Integer) => ValueRef::Integer(i),
-        (Value::Time(us), SqliteType::Text) => {
-            scratch.clear();
-            write_iso_millis(us, scratch);
-            ValueRef::Text(scratch.as_bytes())
+/// The `LogRows` columns the writer fills and how, from the column list: each value
+/// once (the view computes `timestamp`, `LogLevel` and the names).
+fn stored_columns() -> Vec<(&'static str, Bind)> {
+    let mut out = Vec::new();
+    for c in COLUMNS {
+        let Some(s) = c.sqlite else { continue };
+        match s.stored {
+            Stored::AsIs => out.push((s.name, Bind::Value(c.get))),
+            Stored::NameId { dict, id_column } => out.push((id_column, Bind::NameId(dict))),
+            Stored::Peer => {
+                out.push(("peer_id", Bind::NameId(Dict::Peers)));
+                out.push(("peer_port", Bind::PeerPort));
+            }
+            Stored::Code(f) => out.push((s.name, Bind::Code(f))),
+            Stored::Computed => {}
         }
-        (Value::Text(t), _) => ValueRef::Text(t.as_bytes()),
-    })
+    }
+    out
 }
 
-/// Dictionary ids of source and host names: block summaries hold these small integers,
-/// and filters compare them instead of strings.
+/// `INSERT INTO LogRows (time_us, …) VALUES (?1, …)`.
+fn insert_sql(columns: &[(&str, Bind)]) -> String {
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT INTO LogRows ({}) VALUES ({})",
+        names.join(", "),
+        marks.join(", ")
+    )
+}
+
+/// The INSERT with the row id given as the last parameter (an id already present is
+/// kept once).
+fn insert_with_id_sql(columns: &[(&str, Bind)]) -> String {
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).chain(["id"]).collect();
+    let marks: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+    format!(
+        "INSERT OR IGNORE INTO LogRows ({}) VALUES ({})",
+        names.join(", "),
+        marks.join(", ")
+    )
+}
+
+/// A record value as SQLite stores it.
+fn to_sqlite(v: Value<'_>) -> ValueRef<'_> {
+    match v {
+        Value::Null => ValueRef::Null,
+        Value::Int(i) | Value::Time(i) => ValueRef::Integer(i),
+        Value::Text(t) => ValueRef::Text(t.as_bytes()),
+    }
+}
+
+/// Dictionary ids of names (sources, hosts, peer addresses): rows and block summaries
+/// hold these small integers, and filters compare them instead of strings.
 struct NameIds {
     table: &'static str,
     ids: std::collections::HashMap<String, i64>,
@@ -291,10 +404,11 @@ impl ClientSeqs {
 pub struct SqliteWriter {
     conn: Connection,
     path: PathBuf,
+    /// The `LogRows` columns and the INSERT that fills them.
+    columns: Vec<(&'static str, Bind)>,
     insert: String,
-    /// Ids of source and host names already in `Sources` / `Hosts`.
-    source_ids: NameIds,
-    host_ids: NameIds,
+    /// Ids of names already in `Hosts`, `Sources`, `Peers` (in [`Dict::ALL`] order).
+    names: [NameIds; 3],
     /// The background checkpointer.
     checkpointer: Option<Checkpointer>,
     /// The token filter of the block being filled.
@@ -319,33 +433,45 @@ impl SqliteWriter {
             let with_id;
             let sql: &str = match ids {
                 Some(_) => {
-                    with_id = insert_with_id_sql();
+                    with_id = insert_with_id_sql(&self.columns);
                     &with_id
                 }
                 None => &self.insert,
             };
             let mut stmt = tx.prepare_cached(sql)?;
-            let mut time_text = String::with_capacity(32);
             let rows = batches.iter().map(|b| {
                 let after = seqs.before(&tx, b)?;
                 Ok::<_, rusqlite::Error>(b.indexed_after(after).map(move |(i, r)| (b, i, r)))
             });
             for (b, row, r) in rows.collect::<Result<Vec<_>, _>>()?.into_iter().flatten() {
-                let mut i = 0;
-                for (c, sqlite) in written_columns() {
-                    i += 1;
-                    let value = to_sqlite((c.get)(&r), sqlite.ty, &mut time_text);
-                    stmt.raw_bind_parameter(i, value)?;
+                let (peer, port) = match r.peer.map(peer::split) {
+                    Some((address, port)) => (Some(address), port),
+                    None => (None, None),
+                };
+                let name_ids = [
+                    self.names[0].id(&tx, r.hostname)?,
+                    self.names[1].id(&tx, r.source)?,
+                    self.names[2].id(&tx, peer)?,
+                ];
+                for (i, (_, bind)) in self.columns.iter().enumerate() {
+                    let value = match *bind {
+                        Bind::Value(get) => to_sqlite(get(&r)),
+                        Bind::NameId(dict) => {
+                            name_ids[dict as usize].map_or(ValueRef::Null, ValueRef::Integer)
+                        }
+                        Bind::PeerPort => {
+                            port.map_or(ValueRef::Null, |p| ValueRef::Integer(p.into()))
+                        }
+                        Bind::Code(code) => ValueRef::Integer(code(&r)),
+                    };
+                    stmt.raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(value))?;
                 }
-                let host_id = self.host_ids.id(&tx, r.hostname)?;
-                let source_id = self.source_ids.id(&tx, r.source)?;
-                stmt.raw_bind_parameter(i + 1, host_id)?;
-                stmt.raw_bind_parameter(i + 2, source_id)?;
                 if let Some(ids) = ids {
                     let id = ids.get(n).copied().ok_or(rusqlite::Error::InvalidQuery)?;
-                    stmt.raw_bind_parameter(i + 3, id)?;
+                    stmt.raw_bind_parameter(self.columns.len() + 1, id)?;
                 }
                 stmt.raw_execute()?;
+                let [host_id, source_id, _] = name_ids;
                 let severity = r.level.code();
                 let facility = r.facility.map(crate::message::Facility::code);
                 let id = tx.last_insert_rowid();
@@ -463,6 +589,8 @@ impl SqliteWriter {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        peer::register_functions(&conn)?;
+        let columns = stored_columns();
         // 8 KiB pages: fewer B-tree splits and WAL frames than 4 KiB on this
         // append-heavy table (takes effect only when the file is created).
         conn.pragma_update(None, "page_size", 8192)?;
@@ -475,9 +603,9 @@ impl SqliteWriter {
         let mut store = SqliteWriter {
             conn,
             path: path.to_path_buf(),
-            insert: insert_sql(),
-            source_ids: NameIds::new("Sources"),
-            host_ids: NameIds::new("Hosts"),
+            insert: insert_sql(&columns),
+            columns,
+            names: Dict::ALL.map(|d| NameIds::new(d.table())),
             checkpointer: None,
             tokens: tokens::BlockTokens::default(),
             wal_limit: None,
@@ -522,7 +650,9 @@ impl SqliteWriter {
     }
 }
 
-/// `2026-11-23T10:00:00.123Z`, the original table's `timestamp` text (UTC, ms).
+/// `2026-11-23T10:00:00.123Z`, the original table's `timestamp` text (UTC, ms), as
+/// versions before 5 stored it (the view computes it now).
+#[cfg(test)]
 fn write_iso_millis(us: i64, out: &mut String) {
     crate::timefmt::write_rfc3339_utc(us, 3, out);
 }
@@ -568,8 +698,9 @@ impl StoreWriter for SqliteWriter {
         let result = self.insert_rows(batches, None);
         if result.is_err() {
             // The transaction rolled back: names it added to the dictionaries are gone.
-            self.source_ids.ids.clear();
-            self.host_ids.ids.clear();
+            for n in &mut self.names {
+                n.ids.clear();
+            }
             self.tokens.forget();
         }
         result.map_err(|e| e.at(&self.path))
@@ -589,7 +720,7 @@ impl StoreWriter for SqliteWriter {
 }
 
 fn last_id(conn: &Connection) -> Result<Option<i64>, StoreError> {
-    Ok(conn.query_row("SELECT max(id) FROM Logs", [], |r| r.get(0))?)
+    Ok(conn.query_row("SELECT max(id) FROM LogRows", [], |r| r.get(0))?)
 }
 
 /// A store in a temporary file holding rows that keep their ids (archived rows loaded
@@ -706,30 +837,141 @@ mod tests {
     use super::*;
     use crate::store::Filter;
     use crate::store::columns::SqliteType;
+    use rusqlite::OptionalExtension;
 
-    /// The column list and the migrated schema agree on every column's name, type and
-    /// NOT NULL: a field added to the list without its migration fails here.
+    /// The column list and the migrated schema agree: every listed column is in the
+    /// `Logs` view, and every stored one in `LogRows` with its type and NOT NULL. A
+    /// field added to the list without its migration fails here.
     #[test]
     fn schema_has_every_listed_column() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
         let w = SqliteWriter::open(&path).unwrap();
-        for c in COLUMNS.iter().filter_map(|c| c.sqlite) {
-            let (ty, not_null): (String, bool) = w
-                .conn
+        let column = |table: &str, name: &str| -> Option<(String, bool)> {
+            w.conn
                 .query_row(
-                    "SELECT type, \"notnull\" FROM pragma_table_info('Logs') WHERE name = ?1",
-                    [c.name],
+                    "SELECT type, \"notnull\" FROM pragma_table_info(?1) WHERE name = ?2",
+                    [table, name],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
-                .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+                .optional()
+                .unwrap()
+        };
+        for c in COLUMNS.iter().filter_map(|c| c.sqlite) {
+            assert!(column("Logs", c.name).is_some(), "view lacks {}", c.name);
             let want = match c.ty {
                 SqliteType::Integer => "INTEGER",
                 SqliteType::Text => "TEXT",
             };
-            assert_eq!((ty.as_str(), not_null), (want, c.not_null), "{}", c.name);
+            match c.stored {
+                Stored::AsIs => assert_eq!(
+                    column("LogRows", c.name),
+                    Some((want.to_string(), c.not_null)),
+                    "{}",
+                    c.name
+                ),
+                Stored::Code(_) => assert_eq!(
+                    column("LogRows", c.name),
+                    Some(("INTEGER".to_string(), c.not_null)),
+                    "{}",
+                    c.name
+                ),
+                Stored::Computed => assert_eq!(column("LogRows", c.name), None),
+                Stored::NameId { .. } | Stored::Peer => {
+                    assert_eq!(column("LogRows", c.name), None, "{} stored twice", c.name)
+                }
+            }
         }
-        assert!(insert_sql().contains("host_id, source_id) VALUES"));
+        for (name, _) in stored_columns() {
+            assert!(column("LogRows", name).is_some(), "{name}");
+        }
+        let stored: i64 = w
+            .conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('LogRows')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            stored as usize,
+            stored_columns().len() + 1,
+            "id and the stored"
+        );
+    }
+
+    /// What the view computes (`timestamp`, `LogLevel`, `protocol`, `peer`, the names)
+    /// is what versions before 5 stored as text.
+    #[test]
+    fn view_gives_what_was_stored_before() {
+        use crate::message::{Level, LogMessage, Protocol};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.db");
+        let mut w = SqliteWriter::open(&path).unwrap();
+        let peers = [
+            None,
+            Some("192.0.2.1:514"),
+            Some("[2001:db8::1]:60000"),
+            Some("no-port"),
+            Some("h:0514"),
+        ];
+        let times = [
+            0i64,
+            1_700_000_000_123_456,
+            1_700_000_000_999_999,
+            -1_000,
+            253_402_300_799_999_000,
+        ];
+        let mut batch = Batch::new();
+        let mut want = Vec::new();
+        for i in 0..40usize {
+            let level = Level::from_code((i % 8) as u8).unwrap();
+            let t = times[i % times.len()];
+            let mut m = LogMessage::new(
+                format!("m{i}"),
+                level,
+                chrono::DateTime::from_timestamp_micros(t).unwrap(),
+            );
+            m.protocol = Protocol::ALL[i % 4];
+            m.peer = peers[i % peers.len()].map(Into::into);
+            m.hostname = (i % 3 != 0).then(|| format!("host{}", i % 3).into());
+            m.source = (i % 2 == 0).then(|| "app".into());
+            batch.push(&m);
+            let mut ts = String::new();
+            write_iso_millis(t, &mut ts);
+            want.push((
+                ts,
+                level.log_level_name().to_string(),
+                m.protocol.name().to_string(),
+                m.peer.as_deref().map(str::to_string),
+                m.hostname.as_deref().map(str::to_string),
+                m.source.as_deref().map(str::to_string),
+            ));
+        }
+        w.insert(&[batch]).unwrap();
+        let got: Vec<_> = w
+            .conn
+            .prepare("SELECT timestamp, LogLevel, protocol, peer, hostname, source FROM Logs ORDER BY id")
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(got, want);
+        let peers: i64 = w
+            .conn
+            .query_row("SELECT count(*) FROM Peers", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(peers, 4, "addresses, not address and port");
     }
 
     /// A store written by version 1 (per-row indexes, no summaries) is migrated: its
@@ -768,7 +1010,7 @@ mod tests {
                     None::<String>,
                     format!("m{i}"),
                     "rfc5424",
-                    None::<String>,
+                    (i % 2 == 0).then(|| format!("192.0.2.{}:{}", i % 7, 1000 + i)),
                     "t",
                     "Info",
                     None::<i64>,
@@ -807,5 +1049,32 @@ mod tests {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, MIGRATIONS.len() as i64);
+        // Version 5 moved names, peers and the protocol into ids and codes.
+        let row: (String, String, String, Option<String>) = store
+            .conn
+            .query_row(
+                "SELECT hostname, protocol, message, peer FROM Logs WHERE id = 11",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            (
+                "h".into(),
+                "rfc5424".into(),
+                "m10".into(),
+                Some("192.0.2.3:1010".into())
+            )
+        );
+        let (rows, peers): (i64, i64) = store
+            .conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM Logs WHERE peer IS NULL), (SELECT count(*) FROM Peers)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((rows, peers), (2_500, 7));
     }
 }

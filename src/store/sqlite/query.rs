@@ -79,7 +79,8 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     let n = sql.params.len();
     sql.and(&format!("id BETWEEN ?{} AND ?{}", n + 1, n + 2));
     let text = format!(
-        "SELECT {columns} FROM Logs NOT INDEXED {} ORDER BY {order}",
+        "SELECT {columns} FROM {} {} ORDER BY {order}",
+        super::LOGS_NOT_INDEXED,
         sql.clause
     );
     let mut stmt = conn.prepare_cached(&text)?;

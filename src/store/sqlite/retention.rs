@@ -58,7 +58,7 @@ impl SqliteRetention {
     pub fn count(&self, first: i64, last: i64) -> Result<u64, StoreError> {
         self.conn
             .query_row(
-                "SELECT count(*) FROM Logs WHERE id BETWEEN ?1 AND ?2",
+                "SELECT count(*) FROM LogRows WHERE id BETWEEN ?1 AND ?2",
                 [first, last],
                 |r| r.get::<_, i64>(0),
             )
@@ -102,8 +102,8 @@ impl SqliteRetention {
     fn usage_inner(&self) -> Result<Usage, StoreError> {
         let sizes = self.sizes_inner()?;
         let (rows, oldest, newest): (i64, Option<i64>, Option<i64>) = self.conn.query_row(
-            "SELECT (SELECT count(*) FROM Logs), (SELECT min(time_us) FROM Logs), \
-             (SELECT max(time_us) FROM Logs)",
+            "SELECT (SELECT count(*) FROM LogRows), (SELECT min(time_us) FROM LogRows), \
+             (SELECT max(time_us) FROM LogRows)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
@@ -119,9 +119,9 @@ impl SqliteRetention {
     /// last id keeps new ids from ever reusing removed ones), oldest first.
     pub fn blocks(&self) -> Result<Vec<Block>, StoreError> {
         let inner = || -> rusqlite::Result<Vec<Block>> {
-            let last: Option<i64> = self
-                .conn
-                .query_row("SELECT max(id) FROM Logs", [], |r| r.get(0))?;
+            let last: Option<i64> =
+                self.conn
+                    .query_row("SELECT max(id) FROM LogRows", [], |r| r.get(0))?;
             let Some(last) = last else {
                 return Ok(Vec::new());
             };
@@ -162,7 +162,10 @@ impl SqliteRetention {
     pub fn remove(&mut self, first: i64, last: i64) -> Result<u64, StoreError> {
         let inner = |conn: &mut Connection| -> rusqlite::Result<u64> {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n = tx.execute("DELETE FROM Logs WHERE id BETWEEN ?1 AND ?2", [first, last])?;
+            let n = tx.execute(
+                "DELETE FROM LogRows WHERE id BETWEEN ?1 AND ?2",
+                [first, last],
+            )?;
             let lo = (first + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT;
             let hi = ((last + 1) >> BLOCK_SHIFT) - 1;
             for table in ["LogBlocks", "LogTokens"] {

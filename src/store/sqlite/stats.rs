@@ -33,7 +33,8 @@ pub fn stats(conn: &Connection, q: &StatsQuery) -> Result<Vec<StatRow>, StoreErr
     let n = sql.params.len();
     sql.and(&format!("id BETWEEN ?{} AND ?{}", n + 1, n + 2));
     let text = format!(
-        "SELECT time_us, severity, facility, source_id, host_id FROM Logs NOT INDEXED {}",
+        "SELECT time_us, severity, facility, source_id, host_id FROM {} {}",
+        super::LOGS_NOT_INDEXED,
         sql.clause
     );
     let mut stmt = conn.prepare_cached(&text)?;
