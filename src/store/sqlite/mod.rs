@@ -418,8 +418,10 @@ pub struct SqliteWriter {
 }
 
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// WAL frames (8 KiB pages: 128 MiB) beyond which the writer makes the WAL start over.
-const WAL_RESTART_FRAMES: i64 = 16_384;
+/// WAL frames (8 KiB pages: 32 MiB) beyond which the writer makes the WAL start over.
+/// The WAL is part of the store's footprint on disk; the background checkpointer has
+/// copied most of it by then, so a smaller WAL costs the writer little (BENCHMARKS.md).
+const WAL_RESTART_FRAMES: i64 = 4_096;
 
 impl SqliteWriter {
     /// Inserts the rows, with the given ids when `ids` is set (archived rows loaded for
@@ -497,7 +499,7 @@ impl SqliteWriter {
     }
 
     /// PASSIVE checkpoints copy the WAL in the background but, with the writer always
-    /// appending, never finish, so the WAL would only grow. Once it passes 128 MiB the
+    /// appending, never finish, so the WAL would only grow. Once it passes 32 MiB the
     /// writer itself runs a RESTART checkpoint between transactions: little is left to
     /// copy, and the next transaction writes the WAL from its start again. It waits at
     /// most 50 ms for readers; if one holds an old snapshot longer, it tries later.
@@ -612,10 +614,10 @@ impl SqliteWriter {
         };
         store.upgrade()?;
         store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // After a checkpoint lets the WAL start over, cut the file back to 64 MiB.
+        // After a checkpoint lets the WAL start over, cut the file back to 32 MiB.
         store
             .conn
-            .pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+            .pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)?;
         store.checkpointer = Some(Checkpointer::start(path)?);
         Ok(store)
     }
