@@ -969,6 +969,30 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert_eq!(got, want);
+        // logq's reader looks the names up itself (`query::RowReader`): the same values.
+        drop(w);
+        let mut r = SqliteReader::open(&path).unwrap();
+        let mut read = Vec::new();
+        let by_id = Query {
+            by_id: true,
+            ..Query::default()
+        };
+        r.query(&by_id, &mut |_, rec| {
+            read.push((
+                rec.protocol.name().to_string(),
+                rec.peer.map(str::to_string),
+                rec.hostname.map(str::to_string),
+                rec.source.map(str::to_string),
+            ));
+            true
+        })
+        .unwrap();
+        let want_read: Vec<_> = want
+            .iter()
+            .map(|(_, _, p, peer, h, s)| (p.clone(), peer.clone(), h.clone(), s.clone()))
+            .collect();
+        assert_eq!(read, want_read);
+        let w = r;
         let peers: i64 = w
             .conn
             .query_row("SELECT count(*) FROM Peers", [], |r| r.get(0))

@@ -8,12 +8,12 @@
 use super::blocks::{BLOCK_SHIFT, decode_counts, decode_names};
 use super::sql::{name_match, row_clause};
 use super::tokens::Probe;
-use crate::store::columns::{self, Column, Value};
+use crate::store::columns::{self, Dict, Stored, Value};
 use crate::store::sql::{Param, Sql};
 use crate::store::{Batch, Filter, Query, RecordRef, StoreError, Visit};
 use rusqlite::ToSql;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, Row, Statement};
+use rusqlite::{Connection, OptionalExtension, Row, Statement};
 use std::collections::HashSet;
 
 impl ToSql for Param {
@@ -27,17 +27,130 @@ impl ToSql for Param {
 
 type Setter = for<'a> fn(&mut RecordRef<'a>, Value<'a>);
 
-/// The columns queries read, after `id`, from the column list.
-fn read_columns() -> impl Iterator<Item = (&'static Column, Setter)> {
-    columns::readable(|c| c.sqlite.is_some_and(|s| s.read))
+/// Where a read column's value is in a SELECT row.
+#[derive(Debug, Clone, Copy)]
+enum Read {
+    /// As the column's value.
+    Direct(usize),
+    /// As a dictionary id, whose name [`RowReader`] looks up.
+    Name(Dict, usize),
+    /// As `peer_id` (here) and `peer_port` (the next column).
+    Peer(usize),
 }
 
-/// `id, time_us, …`: the SELECT list.
-fn select_list() -> String {
-    std::iter::once("id")
-        .chain(read_columns().filter_map(|(c, _)| Some(c.sqlite?.name)))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// Names of the dictionaries' ids met so far, at most this many per dictionary (then
+/// the map starts over).
+const MAX_NAMES: usize = 100_000;
+
+/// Turns SELECT rows into records. Rows are read with their dictionary ids, not the
+/// names: the names are looked up here, once per id, from the small dictionary
+/// tables; three joins per row in SQL cost a full scan (`-g`) ~18 % more CPU.
+pub(super) struct RowReader<'c> {
+    conn: &'c Connection,
+    /// `id, …`: the SELECT list.
+    pub select: String,
+    columns: Vec<(Setter, Read)>,
+    names: [std::collections::HashMap<i64, Option<Box<str>>>; 3],
+    /// The current row's peer text, if it has one.
+    peer: Option<String>,
+}
+
+impl<'c> RowReader<'c> {
+    pub fn new(conn: &'c Connection) -> RowReader<'c> {
+        let mut select = vec!["id"];
+        let mut columns = Vec::new();
+        for (c, set) in columns::readable(|c| c.sqlite.is_some_and(|s| s.read)) {
+            let Some(s) = c.sqlite else { continue };
+            let at = select.len();
+            let read = match s.stored {
+                Stored::NameId { dict, id_column } => {
+                    select.push(id_column);
+                    Read::Name(dict, at)
+                }
+                Stored::Peer => {
+                    select.extend(["peer_id", "peer_port"]);
+                    Read::Peer(at)
+                }
+                Stored::AsIs | Stored::Code(_) | Stored::Computed => {
+                    select.push(s.name);
+                    Read::Direct(at)
+                }
+            };
+            columns.push((set, read));
+        }
+        RowReader {
+            conn,
+            select: select.join(", "),
+            columns,
+            names: Default::default(),
+            peer: None,
+        }
+    }
+
+    /// Makes sure the name of `id` is known.
+    fn load(&mut self, dict: Dict, id: i64) -> rusqlite::Result<()> {
+        let map = &mut self.names[dict as usize];
+        if map.contains_key(&id) {
+            return Ok(());
+        }
+        if map.len() >= MAX_NAMES {
+            map.clear();
+        }
+        let name: Option<String> = self
+            .conn
+            .prepare_cached(&format!("SELECT name FROM {} WHERE id = ?1", dict.table()))?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        map.insert(id, name.map(String::into_boxed_str));
+        Ok(())
+    }
+
+    fn name(&self, dict: Dict, id: Option<i64>) -> Option<&str> {
+        self.names[dict as usize].get(&id?)?.as_deref()
+    }
+
+    /// A SELECT row as a record (borrowing the row's text and the names).
+    pub fn record<'r>(&'r mut self, row: &'r Row<'_>) -> rusqlite::Result<(i64, RecordRef<'r>)> {
+        for i in 0..self.columns.len() {
+            match self.columns[i].1 {
+                Read::Direct(_) => {}
+                Read::Name(dict, at) => {
+                    if let Some(id) = row.get::<_, Option<i64>>(at)? {
+                        self.load(dict, id)?;
+                    }
+                }
+                Read::Peer(at) => {
+                    let id = row.get::<_, Option<i64>>(at)?;
+                    if let Some(id) = id {
+                        self.load(Dict::Peers, id)?;
+                    }
+                    let port = row.get::<_, Option<i64>>(at + 1)?;
+                    let mut text = self.peer.take().unwrap_or_default();
+                    text.clear();
+                    self.peer = self.name(Dict::Peers, id).map(|address| {
+                        text.push_str(address);
+                        if let Some(port) = port {
+                            use std::fmt::Write;
+                            let _ = write!(text, ":{port}");
+                        }
+                        text
+                    });
+                }
+            }
+        }
+        let mut record = columns::EMPTY;
+        for &(set, read) in &self.columns {
+            let v = match read {
+                Read::Direct(at) => value(row, at)?,
+                Read::Name(dict, at) => self
+                    .name(dict, row.get::<_, Option<i64>>(at)?)
+                    .map_or(Value::Null, Value::Text),
+                Read::Peer(_) => self.peer.as_deref().map_or(Value::Null, Value::Text),
+            };
+            set(&mut record, v);
+        }
+        Ok((row.get(0)?, record))
+    }
 }
 
 pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
@@ -50,7 +163,8 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     // Sources and hosts are already resolved to dictionary ids: compare those (ids we
     // made, so literal) instead of a per-row subquery, which measured 6× slower.
     let mut sql = row_sql(&prune, &q.filter);
-    let columns = select_list();
+    let mut reader = RowReader::new(conn);
+    let columns = reader.select.clone();
     let dir = if q.newest_first { "DESC" } else { "ASC" };
     let order = if q.by_id {
         format!("id {dir}")
@@ -66,7 +180,7 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
         let mut stmt = conn.prepare_cached(&text)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(sql.params.iter()))?;
         while let Some(row) = rows.next()? {
-            let (id, record) = record(row)?;
+            let (id, record) = reader.record(row)?;
             if !visit(id, &record) {
                 break;
             }
@@ -86,9 +200,25 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     let mut stmt = conn.prepare_cached(&text)?;
     let left = q.limit.unwrap_or(u64::MAX);
     if q.by_id {
-        in_id_order(&mut stmt, &sql.params, &blocks, q.newest_first, left, visit)
+        in_id_order(
+            &mut stmt,
+            &mut reader,
+            &sql.params,
+            &blocks,
+            q.newest_first,
+            left,
+            visit,
+        )
     } else {
-        in_time_order(&mut stmt, &sql.params, blocks, q.newest_first, left, visit)
+        in_time_order(
+            &mut stmt,
+            &mut reader,
+            &sql.params,
+            blocks,
+            q.newest_first,
+            left,
+            visit,
+        )
     }
 }
 
@@ -278,7 +408,12 @@ fn scan<'s>(
     stmt.query(rusqlite::params_from_iter(params.iter().chain(&range)))
 }
 
-fn read_block(stmt: &mut Statement<'_>, params: &[Param], b: &Block) -> Result<Cursor, StoreError> {
+fn read_block(
+    stmt: &mut Statement<'_>,
+    reader: &mut RowReader<'_>,
+    params: &[Param],
+    b: &Block,
+) -> Result<Cursor, StoreError> {
     let mut rows = scan(stmt, params, b)?;
     let mut c = Cursor {
         rows: Batch::new(),
@@ -286,7 +421,7 @@ fn read_block(stmt: &mut Statement<'_>, params: &[Param], b: &Block) -> Result<C
         next: 0,
     };
     while let Some(row) = rows.next()? {
-        let (id, r) = record(row)?;
+        let (id, r) = reader.record(row)?;
         c.keys.push((r.time_us, id));
         c.rows.push_record(&r);
     }
@@ -297,6 +432,7 @@ fn read_block(stmt: &mut Statement<'_>, params: &[Param], b: &Block) -> Result<C
 /// had enough (the limit, or `visit` said stop).
 fn stream_block(
     stmt: &mut Statement<'_>,
+    reader: &mut RowReader<'_>,
     params: &[Param],
     b: &Block,
     left: &mut u64,
@@ -307,7 +443,7 @@ fn stream_block(
         if *left == 0 {
             return Ok(false);
         }
-        let (id, r) = record(row)?;
+        let (id, r) = reader.record(row)?;
         if !visit(id, &r) {
             return Ok(false);
         }
@@ -319,6 +455,7 @@ fn stream_block(
 /// Streams the blocks' rows block after block (ids never overlap between blocks).
 fn in_id_order(
     stmt: &mut Statement<'_>,
+    reader: &mut RowReader<'_>,
     params: &[Param],
     blocks: &[Block],
     newest_first: bool,
@@ -330,7 +467,7 @@ fn in_id_order(
         order.reverse();
     }
     for b in order {
-        if !stream_block(stmt, params, b, &mut left, visit)? {
+        if !stream_block(stmt, reader, params, b, &mut left, visit)? {
             break;
         }
     }
@@ -343,6 +480,7 @@ fn in_id_order(
 /// few blocks are held in memory, and a block that overlaps none is streamed.
 fn in_time_order(
     stmt: &mut Statement<'_>,
+    reader: &mut RowReader<'_>,
     params: &[Param],
     mut blocks: Vec<Block>,
     newest_first: bool,
@@ -382,12 +520,12 @@ fn in_time_order(
                     }
                 });
             if alone {
-                if !stream_block(stmt, params, b, &mut left, visit)? {
+                if !stream_block(stmt, reader, params, b, &mut left, visit)? {
                     break;
                 }
                 continue;
             }
-            let c = read_block(stmt, params, b)?;
+            let c = read_block(stmt, reader, params, b)?;
             if c.head().is_some() {
                 open.push(c);
             }
@@ -409,16 +547,6 @@ fn in_time_order(
         }
     }
     Ok(())
-}
-
-/// A stored row as a record (borrowing the row's text), column by column as the
-/// column list reads them.
-fn record<'r>(row: &'r Row<'_>) -> rusqlite::Result<(i64, RecordRef<'r>)> {
-    let mut record = columns::EMPTY;
-    for (i, (_, set)) in read_columns().enumerate() {
-        set(&mut record, value(row, i + 1)?);
-    }
-    Ok((row.get(0)?, record))
 }
 
 fn value<'a>(row: &'a Row<'_>, i: usize) -> rusqlite::Result<Value<'a>> {
