@@ -38,19 +38,54 @@ enum Read {
     Peer(usize),
 }
 
-/// Names of the dictionaries' ids met so far, at most this many per dictionary (then
-/// the map starts over).
-const MAX_NAMES: usize = 100_000;
+/// Names of ids below this are kept in a vector indexed by id (the dictionaries' ids
+/// are small and dense); the few others in a map of at most this many entries.
+const DENSE_IDS: usize = 1 << 16;
+
+/// One dictionary's names as met so far: `None` not looked up yet, `Some(None)` an id
+/// with no name.
+#[derive(Default)]
+struct NameCache {
+    dense: Vec<Option<Option<Box<str>>>>,
+    sparse: std::collections::HashMap<i64, Option<Box<str>>>,
+}
+
+impl NameCache {
+    fn get(&self, id: i64) -> Option<&Option<Box<str>>> {
+        match usize::try_from(id) {
+            Ok(i) if i < DENSE_IDS => self.dense.get(i)?.as_ref(),
+            _ => self.sparse.get(&id),
+        }
+    }
+
+    fn insert(&mut self, id: i64, name: Option<Box<str>>) {
+        match usize::try_from(id) {
+            Ok(i) if i < DENSE_IDS => {
+                if self.dense.len() <= i {
+                    self.dense.resize(i + 1, None);
+                }
+                self.dense[i] = Some(name);
+            }
+            _ => {
+                if self.sparse.len() >= DENSE_IDS {
+                    self.sparse.clear();
+                }
+                self.sparse.insert(id, name);
+            }
+        }
+    }
+}
 
 /// Turns SELECT rows into records. Rows are read with their dictionary ids, not the
 /// names: the names are looked up here, once per id, from the small dictionary
-/// tables; three joins per row in SQL cost a full scan (`-g`) ~18 % more CPU.
+/// tables; three joins per row in SQL cost a full scan (`-g`) ~18 % more CPU, and so did
+/// hash maps; ids are small and dense, so a vector indexed by id holds them.
 pub(super) struct RowReader<'c> {
     conn: &'c Connection,
     /// `id, …`: the SELECT list.
     pub select: String,
     columns: Vec<(Setter, Read)>,
-    names: [std::collections::HashMap<i64, Option<Box<str>>>; 3],
+    names: [NameCache; 3],
     /// The current row's peer text, if it has one.
     peer: Option<String>,
 }
@@ -89,24 +124,20 @@ impl<'c> RowReader<'c> {
 
     /// Makes sure the name of `id` is known.
     fn load(&mut self, dict: Dict, id: i64) -> rusqlite::Result<()> {
-        let map = &mut self.names[dict as usize];
-        if map.contains_key(&id) {
+        if self.names[dict as usize].get(id).is_some() {
             return Ok(());
-        }
-        if map.len() >= MAX_NAMES {
-            map.clear();
         }
         let name: Option<String> = self
             .conn
             .prepare_cached(&format!("SELECT name FROM {} WHERE id = ?1", dict.table()))?
             .query_row([id], |r| r.get(0))
             .optional()?;
-        map.insert(id, name.map(String::into_boxed_str));
+        self.names[dict as usize].insert(id, name.map(String::into_boxed_str));
         Ok(())
     }
 
     fn name(&self, dict: Dict, id: Option<i64>) -> Option<&str> {
-        self.names[dict as usize].get(&id?)?.as_deref()
+        self.names[dict as usize].get(id?)?.as_deref()
     }
 
     /// A SELECT row as a record (borrowing the row's text and the names).
