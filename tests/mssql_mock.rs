@@ -563,3 +563,90 @@ fn a_timed_out_bulk_load_is_checked_before_it_is_retried() {
         started.elapsed()
     );
 }
+
+/// A batch of an acknowledging client named `client`, its rows numbered `seqs`.
+fn numbered(client: &str, seqs: std::ops::RangeInclusive<u64>) -> logrelay::store::Batch {
+    use logrelay::message::LogMessage;
+    use logrelay::store::batch::AckPoint;
+    let mut batch = logrelay::store::Batch::new();
+    batch.set_delivery(Some(client.into()), Arc::new(AckPoint::default()));
+    for seq in seqs {
+        batch.push(&LogMessage::new(
+            format!("seq {seq}"),
+            Level::Info,
+            chrono::Utc::now(),
+        ));
+        batch.push_seq(Some(seq));
+    }
+    batch
+}
+
+/// Rows of acknowledging clients are loaded in a transaction that first reads their
+/// marks in dbo.ClientSeq: a chunk resent in full is not loaded at all (nothing stored,
+/// no bulk load), a chunk with one row above the mark, or a client without a mark, is.
+/// What is stored in the end (and the MERGE of the marks) needs a real server: the
+/// `resends_are_stored_once` twin in store_conformance.rs.
+#[test]
+fn resent_rows_at_or_below_the_stored_mark_are_not_loaded() {
+    let mock = Mock::start(false);
+    mock.register(&schema::check_sql(), schema_state(150, Some(0), &[]));
+    // The fake cannot bulk-load: a load that is attempted fails here, first statement
+    // (as a deadlock, so the store gives up after its few quick retries).
+    let metadata = format!(
+        "SELECT TOP 0 {} FROM dbo.Logs",
+        logrelay::store::mssql::insert_columns().join(", ")
+    );
+    mock.register(
+        &metadata,
+        QueryResponse::error_only(TerminalError::new(1205, 13, "bulk load attempted")),
+    );
+    // The marks the table holds (the fake answers whatever the WHERE clause asks).
+    assert!(
+        logrelay::store::mssql::client_seq::read_sql(1).contains("WITH (UPDLOCK, HOLDLOCK) WHERE ")
+    );
+    mock.register(
+        "WITH (UPDLOCK, HOLDLOCK) WHERE ",
+        QueryResponse::new(
+            vec![
+                ColumnDefinition::new("client", SqlDataType::NVarChar),
+                ColumnDefinition::new("last_seq", SqlDataType::BigInt),
+            ],
+            vec![
+                Row::new(vec![
+                    ColumnValue::NVarChar("edge-1".into()),
+                    ColumnValue::BigInt(100),
+                ]),
+                Row::new(vec![
+                    ColumnValue::NVarChar("other".into()),
+                    ColumnValue::BigInt(7),
+                ]),
+            ],
+        ),
+    );
+    let mut w = store::open_writer(&mock.url("encrypt=off&connectTimeout=5")).unwrap();
+    assert_eq!(
+        w.insert(&[numbered("edge-1", 51..=100), numbered("other", 1..=7)])
+            .unwrap(),
+        0,
+        "every row at or below its client's mark: nothing loaded, nothing stored"
+    );
+    let in_transaction = mock
+        .connections
+        .blocking_lock()
+        .all()
+        .values()
+        .flat_map(|c| c.transaction_descriptor_headers.clone())
+        .filter(|(descriptor, _)| *descriptor != 0)
+        .count();
+    assert!(
+        in_transaction >= 1,
+        "the marks are read inside the transaction (its descriptor on the request)"
+    );
+    for (batch, why) in [
+        (numbered("edge-1", 95..=101), "101 is above the mark"),
+        (numbered("new-client", 1..=3), "a client with no mark yet"),
+    ] {
+        let err = w.insert(&[batch]).expect_err(why).to_string();
+        assert!(err.contains("bulk load attempted"), "{why}: {err}");
+    }
+}

@@ -162,8 +162,9 @@ fn main() -> std::process::ExitCode {
         );
     }
     type Suite = fn(Backend);
-    let suites: [(&str, Suite); 3] = [
+    let suites: [(&str, Suite); 4] = [
         ("conformance", conformance),
+        ("resends_are_stored_once", resends_are_stored_once),
         (
             "readers_see_a_writers_commits",
             readers_see_a_writers_commits,
@@ -643,4 +644,110 @@ fn many_rows_match_a_reference(b: Backend) {
             );
         }
     }
+}
+
+/// A batch of an acknowledging client (`client`), its rows numbered `seqs`, with the
+/// messages `NAME SEQ` from source `source`.
+fn numbered(client: &str, name: &str, source: &str, seqs: std::ops::RangeInclusive<u64>) -> Batch {
+    let mut batch = Batch::new();
+    batch.set_delivery(
+        Some(client.into()),
+        std::sync::Arc::new(store::batch::AckPoint::default()),
+    );
+    for seq in seqs {
+        let mut m = LogMessage::new(format!("{name} {seq}"), Level::Info, base());
+        m.source = Some(Cow::Owned(source.to_string()));
+        batch.push(&m);
+        batch.push_seq(Some(seq));
+    }
+    batch
+}
+
+/// Acknowledged delivery: rows a named client sends again (after a reconnect, or a
+/// forwarding relay's resend) are stored once, whether the first copy came in an
+/// earlier call, in the same call, or before the writer was opened again; another
+/// client's same numbers are its own, and rows without a number are always stored.
+fn resends_are_stored_once(b: Backend) {
+    // Names of this run's own: a shared SQL Server keeps the marks of earlier runs.
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    );
+    let (a, other) = (
+        format!("conformance-a/{run}"),
+        format!("conformance-b/{run}"),
+    );
+    let source = format!("resend-{run}");
+    let name = b.name;
+    let mut s = open(&b);
+    let start = s.last_id().unwrap();
+    let insert = |s: &mut Opened, batches: &[Batch]| s.insert(batches).unwrap();
+    assert_eq!(
+        insert(&mut s, &[numbered(&a, "a", &source, 1..=10)]),
+        10,
+        "{name}"
+    );
+    assert_eq!(
+        insert(
+            &mut s,
+            &[
+                numbered(&a, "a", &source, 6..=15),
+                // Resent while the first copy waits in the same call.
+                numbered(&a, "a", &source, 11..=20),
+            ]
+        ),
+        10,
+        "{name}: 11..=20 are new"
+    );
+    assert_eq!(
+        insert(&mut s, &[numbered(&a, "a", &source, 1..=20)]),
+        0,
+        "{name}"
+    );
+    let mut plain = Batch::new();
+    let mut m = LogMessage::new("plain 1", Level::Info, base());
+    m.source = Some(Cow::Owned(source.clone()));
+    plain.push(&m);
+    assert_eq!(
+        insert(
+            &mut s,
+            &[numbered(&other, "b", &source, 1..=5), plain.clone(), plain]
+        ),
+        7,
+        "{name}: another client's numbers, and rows without any"
+    );
+    drop(s);
+    // The marks outlive the writer: a resend after a restart.
+    let mut s = open(&b);
+    assert_eq!(
+        insert(&mut s, &[numbered(&a, "a", &source, 15..=21)]),
+        1,
+        "{name}"
+    );
+    let mut stored = Vec::new();
+    let query = Query {
+        filter: Filter {
+            sources: vec![source.clone()],
+            after_id: start,
+            ..Filter::default()
+        },
+        by_id: true,
+        ..Query::default()
+    };
+    s.query(&query, &mut |_, r| {
+        stored.push(r.message.to_string());
+        true
+    })
+    .unwrap();
+    let want: Vec<String> = (1..=20)
+        .map(|i| format!("a {i}"))
+        .chain((1..=5).map(|i| format!("b {i}")))
+        .chain([
+            "plain 1".to_string(),
+            "plain 1".to_string(),
+            "a 21".to_string(),
+        ])
+        .collect();
+    assert_eq!(stored, want, "{name}: each row once, in the order stored");
 }

@@ -9,6 +9,7 @@
 //! that commit out of id order under several relays are never skipped.
 
 pub mod catalog;
+pub mod client_seq;
 pub mod connstr;
 pub mod pool;
 pub mod schema;
@@ -67,6 +68,43 @@ pub const COMMITTED_SQL: &str = "SELECT COUNT_BIG(*) FROM dbo.Logs \
 
 fn row_key(r: &RecordRef<'_>) -> (i64, i64) {
     (r.time_us, r.received_us)
+}
+
+/// A row to load and, when its sender asked for acknowledgements and named itself, the
+/// sender's name and the row's sequence number (a resent row is dropped, see
+/// [`client_seq`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoadRow<'a> {
+    record: RecordRef<'a>,
+    seq: Option<(&'a str, u64)>,
+}
+
+/// A batch's rows with their senders' sequence numbers (0: a row sent without one).
+fn load_rows(b: &Batch) -> impl Iterator<Item = LoadRow<'_>> {
+    let numbered = b
+        .delivery()
+        .and_then(|d| Some((d.client.as_deref()?, d.seqs.as_slice())));
+    b.iter().enumerate().map(move |(i, record)| LoadRow {
+        record,
+        seq: numbered.and_then(|(client, seqs)| {
+            let seq = seqs.get(i).copied().filter(|&s| s > 0)?;
+            Some((client, seq))
+        }),
+    })
+}
+
+/// One bulk load of `rows` on `client` (in the open transaction, if there is one).
+async fn load<'r, 'a: 'r>(
+    client: &mut Conn,
+    rows: impl Iterator<Item = &'r RecordRef<'a>>,
+    catalog: &Catalog,
+) -> tiberius::Result<()> {
+    let mut req = client.bulk_insert_columns(TABLE, &INSERT_COLUMNS).await?;
+    for r in rows {
+        req.send(token_row(r, catalog)).await?;
+    }
+    req.finalize().await?;
+    Ok(())
 }
 
 async fn committed(
@@ -376,30 +414,50 @@ impl MssqlStore {
 }
 
 impl MssqlStore {
-    /// One bulk load of `rows`, retried on transient failures. A load that timed out or
-    /// lost its connection may still have committed: before it is tried again (here, or
-    /// when the writer retries the same rows) the table is asked whether its last row
-    /// is there, so a retry never stores the rows twice.
-    fn bulk(&mut self, rows: &[RecordRef<'_>]) -> Result<(), StoreError> {
+    /// One bulk load of `rows`, retried on transient failures; returns how many rows it
+    /// stored. Rows of acknowledging clients are loaded in a transaction that reads and
+    /// moves their marks in `dbo.ClientSeq` ([`client_seq`]), so a resent row is dropped
+    /// (and the load is as fast as before: still one bulk load).
+    ///
+    /// A load that timed out or lost its connection may still have committed: before it
+    /// is tried again (here, or when the writer retries the same rows) the table is asked
+    /// whether its last row without a sequence number is there, so a retry never stores
+    /// the rows twice (rows with one are dropped by their marks on the retry).
+    fn bulk(&mut self, rows: &[LoadRow<'_>]) -> Result<usize, StoreError> {
         let limit = Some(self.pool.settings.command_timeout);
         let catalog = self.pool.catalog();
-        let last = rows.last().map(row_key);
+        let last = rows
+            .iter()
+            .rev()
+            .find(|r| r.seq.is_none())
+            .map(|r| row_key(&r.record));
+        let numbered = rows.iter().any(|r| r.seq.is_some());
         let check_first = std::cell::Cell::new(last.is_some() && self.unsure == last);
         let result = with_retry!(self, "bulk insert", limit, |conn| async {
             if let Some(key) = last.filter(|_| check_first.replace(true))
                 && committed(conn.client(), key).await?
             {
-                return Ok::<_, Attempt>(());
+                return Ok::<_, Attempt>(rows.len());
             }
-            let mut req = conn
-                .client()
-                .bulk_insert_columns(TABLE, &INSERT_COLUMNS)
-                .await?;
-            for r in rows {
-                req.send(token_row(r, &catalog)).await?;
+            let client = conn.client();
+            if !numbered {
+                load(client, rows.iter().map(|r| &r.record), &catalog).await?;
+                return Ok(rows.len());
             }
-            req.finalize().await?;
-            Ok::<_, Attempt>(())
+            client.begin_transaction().await?;
+            let mut marks = client_seq::Marks::of(rows.iter().map(|r| r.seq));
+            marks.read(client).await?;
+            let keep: Vec<&RecordRef<'_>> = rows
+                .iter()
+                .filter(|r| marks.admit(r.seq))
+                .map(|r| &r.record)
+                .collect();
+            if !keep.is_empty() {
+                load(client, keep.iter().copied(), &catalog).await?;
+            }
+            marks.write(client).await?;
+            client.commit_transaction().await?;
+            Ok(keep.len())
         });
         self.unsure = match &result {
             Err(_) if self.last_transient => last,
@@ -411,8 +469,9 @@ impl MssqlStore {
 
 /// Something that bulk-loads rows: what [`load_splitting`] drives.
 pub(crate) trait Loader<R> {
-    /// Loads all rows or none; the error says whether a retry may succeed.
-    fn load(&mut self, rows: &[R]) -> Result<(), (bool, StoreError)>;
+    /// Loads all rows or none; returns how many it stored (fewer when some were
+    /// resent); the error says whether a retry may succeed.
+    fn load(&mut self, rows: &[R]) -> Result<usize, (bool, StoreError)>;
     /// A row that failed alone for good: stored another way, or dropped and logged.
     /// Returns how many rows that stored (0 or 1).
     fn set_aside(&mut self, row: &R, why: StoreError) -> usize;
@@ -423,7 +482,7 @@ pub(crate) trait Loader<R> {
 /// bad row never blocks the rest. A transient failure is returned as it is.
 pub(crate) fn load_splitting<R>(l: &mut impl Loader<R>, rows: &[R]) -> Result<usize, StoreError> {
     match l.load(rows) {
-        Ok(()) => Ok(rows.len()),
+        Ok(n) => Ok(n),
         Err((true, e)) => Err(e),
         Err((false, e)) => split(l, rows, e),
     }
@@ -437,7 +496,7 @@ fn split<R>(l: &mut impl Loader<R>, rows: &[R], why: StoreError) -> Result<usize
     let mut n = 0;
     for part in [a, b] {
         n += match l.load(part) {
-            Ok(()) => part.len(),
+            Ok(stored) => stored,
             Err((true, e)) => return Err(e),
             Err((false, e)) => split(l, part, e)?,
         };
@@ -464,27 +523,30 @@ fn as_raw_text(r: &RecordRef<'_>) -> String {
     out
 }
 
-impl<'a> Loader<RecordRef<'a>> for MssqlStore {
-    fn load(&mut self, rows: &[RecordRef<'a>]) -> Result<(), (bool, StoreError)> {
+impl<'a> Loader<LoadRow<'a>> for MssqlStore {
+    fn load(&mut self, rows: &[LoadRow<'a>]) -> Result<usize, (bool, StoreError)> {
         self.bulk(rows).map_err(|e| (self.last_transient, e))
     }
 
-    fn set_aside(&mut self, row: &RecordRef<'a>, why: StoreError) -> usize {
-        let message = as_raw_text(row);
-        let raw = RecordRef {
-            message: &message,
-            hostname: None,
-            source: None,
-            procid: None,
-            msgid: None,
-            structured_data: None,
-            protocol: crate::message::Protocol::Raw,
-            ..*row
+    fn set_aside(&mut self, row: &LoadRow<'a>, why: StoreError) -> usize {
+        let message = as_raw_text(&row.record);
+        let raw = LoadRow {
+            record: RecordRef {
+                message: &message,
+                hostname: None,
+                source: None,
+                procid: None,
+                msgid: None,
+                structured_data: None,
+                protocol: crate::message::Protocol::Raw,
+                ..row.record
+            },
+            seq: row.seq,
         };
         match self.bulk(std::slice::from_ref(&raw)) {
-            Ok(()) => {
+            Ok(n) => {
                 crate::error_limited!(SET_ASIDE, error = %why, "SQL Server refused a row; stored it as raw text");
-                1
+                n
             }
             Err(e) => {
                 crate::error_limited!(DROPPED, error = %e, first_error = %why, "SQL Server refused a row even as raw text; it is lost");
@@ -496,9 +558,10 @@ impl<'a> Loader<RecordRef<'a>> for MssqlStore {
 
 impl StoreWriter for MssqlStore {
     /// One bulk load per call; a batch the server refuses for good is split so only
-    /// the rows it cannot take are set aside (see [`load_splitting`]).
+    /// the rows it cannot take are set aside (see [`load_splitting`]). Returns the rows
+    /// stored: resent rows of acknowledging clients are not.
     fn insert(&mut self, batches: &[Batch]) -> Result<usize, StoreError> {
-        let rows: Vec<RecordRef<'_>> = batches.iter().flat_map(Batch::iter).collect();
+        let rows: Vec<LoadRow<'_>> = batches.iter().flat_map(load_rows).collect();
         load_splitting(self, &rows)
     }
 
@@ -599,7 +662,7 @@ mod tests {
     }
 
     impl Loader<u32> for Fake {
-        fn load(&mut self, rows: &[u32]) -> Result<(), (bool, StoreError)> {
+        fn load(&mut self, rows: &[u32]) -> Result<usize, (bool, StoreError)> {
             self.loads.push(rows.to_vec());
             if self.transient_after.is_some_and(|n| self.loads.len() > n) {
                 return Err((true, StoreError::Server("deadlock".into())));
@@ -608,7 +671,7 @@ mod tests {
                 return Err((false, StoreError::Server("conversion".into())));
             }
             self.stored.extend_from_slice(rows);
-            Ok(())
+            Ok(rows.len())
         }
         fn set_aside(&mut self, row: &u32, _why: StoreError) -> usize {
             self.aside.push(*row);

@@ -1,11 +1,12 @@
 //! Bringing `dbo.Logs` up to date: the schema file's batches as steps, each run in its
 //! own transaction under the application lock `logrelay-schema`.
 //!
-//! The relay sets up a new or empty table itself (quick); steps that would rewrite a
-//! populated table (adding `rv`, the persisted `time_us`, five indexes) can take far
-//! longer than a connect timeout, so for those the relay stops with a message and
-//! `logrelayd migrate` runs them, with no time limit, one transaction per step, saying
-//! what it does.
+//! The relay sets up a new or empty table itself (quick), and runs steps that leave
+//! `dbo.Logs` alone (the `dbo.ClientSeq` table) whatever the table holds; steps that
+//! would rewrite a populated table (adding `rv`, the persisted `time_us`, five indexes)
+//! can take far longer than a connect timeout, so for those the relay stops with a
+//! message and `logrelayd migrate` runs them, with no time limit, one transaction per
+//! step, saying what it does.
 
 use super::{Conn, SCHEMA, cell_value, sql_error};
 use crate::store::StoreError;
@@ -33,6 +34,11 @@ impl Step {
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with("--") && !l.starts_with("IF "))
             .map_or("", |l| l.split(" --").next().unwrap_or(l).trim())
+    }
+
+    /// Whether the step changes `dbo.Logs` (and so may take long on a populated table).
+    pub fn touches_logs(&self) -> bool {
+        self.sql.contains("dbo.Logs")
     }
 }
 
@@ -212,9 +218,17 @@ pub async fn ensure(
     if state.pending.is_empty() {
         return Ok(state.compatibility_warning());
     }
+    let all = steps();
     if let Some(rows) = state.rows.filter(|r| *r > 0) {
-        let all = steps();
-        let names: Vec<&str> = state.pending.iter().map(|i| all[*i].summary()).collect();
+        let (long, quick): (Vec<usize>, Vec<usize>) =
+            state.pending.iter().partition(|i| all[**i].touches_logs());
+        for i in &quick {
+            run_step(client, &all[*i], lock_timeout).await?;
+        }
+        if long.is_empty() {
+            return Ok(state.compatibility_warning());
+        }
+        let names: Vec<&str> = long.iter().map(|i| all[*i].summary()).collect();
         return Err(StoreError::Server(format!(
             "SQL Server: dbo.Logs holds {rows} rows and needs {} schema step(s) that can take \
              long on a table that size ({}): run `logrelayd migrate` with the same --db (no time \
@@ -223,7 +237,6 @@ pub async fn ensure(
             names.join("; ")
         )));
     }
-    let all = steps();
     for i in &state.pending {
         run_step(client, &all[*i], lock_timeout).await?;
     }
@@ -287,7 +300,7 @@ mod tests {
     #[test]
     fn every_schema_step_is_guarded_and_checked() {
         let steps = steps();
-        assert_eq!(steps.len(), 17);
+        assert_eq!(steps.len(), 18);
         assert!(
             steps
                 .iter()
@@ -299,7 +312,14 @@ mod tests {
             "ALTER TABLE dbo.Logs ADD rv rowversion NOT NULL;"
         );
         let check = check_sql();
-        assert_eq!(check.matches("CASE WHEN").count(), 17);
+        assert_eq!(check.matches("CASE WHEN").count(), 18);
+        // Only the last step leaves dbo.Logs alone: the relay runs it on any table.
+        let quick: Vec<&str> = steps
+            .iter()
+            .filter(|s| !s.touches_logs())
+            .map(Step::summary)
+            .collect();
+        assert_eq!(quick, ["CREATE TABLE dbo.ClientSeq ("]);
     }
 
     #[test]
