@@ -84,13 +84,17 @@ fn assert_complete_in_order(rows: &[(String, String)], senders: usize, per: u64)
     }
 }
 
-/// Senders keep writing to the edge while the central relay is stopped for 5 s and
+/// Senders keep writing to the edge while the central relay is stopped for 30 s and
 /// started again: every message arrives once, each sender's in its order, and the
 /// edge's spool is drained.
 #[test]
 fn central_stopped_under_load_loses_nothing_and_keeps_order() {
     const SENDERS: usize = 2;
-    const PER: u64 = 20_000;
+    const OUTAGE: Duration = Duration::from_secs(30);
+    // One message a millisecond per sender, for about 36 s: before, during and after
+    // the outage (about 60,000 rows wait in the edge's spool by its end).
+    const PER: u64 = 36_000;
+    const EVERY: Duration = Duration::from_millis(1);
     let central = Daemon::start(&[]);
     let edge = edge(tempfile::tempdir().unwrap(), &central.addr.to_string(), &[]);
     let edge_addr = edge.addr.to_string();
@@ -100,11 +104,10 @@ fn central_stopped_under_load_loses_nothing_and_keeps_order() {
             std::thread::spawn(move || {
                 let source = format!("sender-{s}");
                 let l = Logger::new(Config::new(source.clone()).server(addr)).unwrap();
-                // About 6 s of sending at ~3,300 messages/s per sender.
                 let start = Instant::now();
                 for i in 0..PER {
                     l.log(Level::Info, format!("i={i}"), source.as_str());
-                    let due = Duration::from_micros(i * 300);
+                    let due = EVERY * i as u32;
                     if let Some(wait) = due.checked_sub(start.elapsed()) {
                         std::thread::sleep(wait);
                     }
@@ -118,8 +121,12 @@ fn central_stopped_under_load_loses_nothing_and_keeps_order() {
     std::thread::sleep(Duration::from_millis(1500));
     let before = count(&central.db);
     assert!(before > 0, "nothing forwarded before the stop");
-    // Stopped under load for 5 s, then started again on the same address and store.
-    let central = central.restart(Duration::from_secs(5));
+    // Stopped under load, then started again on the same address and store.
+    let central = central.restart(OUTAGE);
+    assert!(
+        senders.iter().any(|h| !h.is_finished()),
+        "the senders should still be sending when the central relay comes back"
+    );
     for h in senders {
         assert_eq!(h.join().unwrap(), (PER, 0, PER));
     }
