@@ -1,8 +1,8 @@
 //! Forwarding with real binaries on loopback: an edge relay (`--db none`,
 //! `--forward-to`) in front of a central relay with a real SQLite store; the central
-//! relay stopped under load and started again, and the edge killed with -9 while it
-//! drains its spool. Both tests together take well under 30 s (the issue's 30 s outage
-//! is shortened to 5 s here; what is checked does not depend on its length).
+//! relay stopped for 30 s under load and started again, the edge killed with -9 while it
+//! drains its spool, and the origin of each record carried across two hops. The outage
+//! test takes about 40 s (the others run beside it).
 
 mod common;
 
@@ -204,4 +204,81 @@ fn edge_killed_mid_drain_stores_everything_once() {
         "killed at {at_kill} of {PER}; resent rows the central store dropped: {}",
         final_stat(&central_err, "duplicates")
     );
+}
+
+/// Two hops (edge → middle relay that stores and forwards → central): each stored record
+/// names the original sender's address and protocol, not the hop's. A plain client's own
+/// `peer` key stays its data (only a forwarding relay's hello makes it the origin).
+#[test]
+fn origin_peer_and_protocol_cross_every_hop() {
+    use std::io::Write;
+    let central = Daemon::start(&[]);
+    let middle_spool = tempfile::tempdir().unwrap();
+    let middle = Daemon::start(&[
+        "--spool-dir",
+        middle_spool.path().to_str().expect("utf-8 temp path"),
+        "--forward-to",
+        &central.addr.to_string(),
+    ]);
+    let edge = edge(tempfile::tempdir().unwrap(), &middle.addr.to_string(), &[]);
+    let frames: [(&str, &str); 4] = [
+        (
+            "<165>1 2026-12-01T10:00:00.000Z web-1 app - ID47 - origin 5424\n",
+            "rfc5424",
+        ),
+        ("<13>Dec  1 10:00:00 web-2 app: origin 3164\n", "rfc3164"),
+        (r#"{"message":"origin json","source":"app"}"#, "json"),
+        (
+            r#"{"message":"origin forged","peer":"192.0.2.66:1","protocol":"rfc5424"}"#,
+            "json",
+        ),
+    ];
+    let mut want = Vec::new();
+    for (frame, protocol) in frames {
+        let mut s = std::net::TcpStream::connect(edge.addr).expect("connect to the edge");
+        let line = if frame.ends_with('\n') {
+            frame.to_string()
+        } else {
+            format!("{frame}\n")
+        };
+        s.write_all(line.as_bytes()).expect("send");
+        let peer = s.local_addr().expect("local address").to_string();
+        drop(s);
+        want.push((protocol.to_string(), Some(peer)));
+    }
+    for relay in [&central, &middle] {
+        let rows = relay.wait_rows(4);
+        assert_eq!(rows.len(), 4, "{rows:?}");
+        let mut got: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                let n = ["5424", "3164", "json", "forged"]
+                    .iter()
+                    .position(|k| r.message.ends_with(k))
+                    .expect("a sent message");
+                (n, (r.protocol.clone(), r.peer.clone()))
+            })
+            .collect();
+        got.sort();
+        let got: Vec<_> = got.into_iter().map(|(_, g)| g).collect();
+        assert_eq!(
+            got,
+            want,
+            "stored at the {} hop",
+            if relay.port() == central.port() {
+                "central"
+            } else {
+                "middle"
+            }
+        );
+        let forged = rows
+            .iter()
+            .find(|r| r.message.ends_with("forged"))
+            .expect("the forged row");
+        assert_eq!(
+            forged.structured_data.as_deref(),
+            Some(r#"{"fields":{"peer":"192.0.2.66:1","protocol":"rfc5424"}}"#),
+            "a plain client's keys are its data"
+        );
+    }
 }

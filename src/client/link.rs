@@ -32,6 +32,22 @@ impl Link {
     /// Connects to the first address that answers; with `client`, says hello and asks
     /// for acknowledgements (`None` if the relay refuses the hello or does not answer).
     pub fn open(addrs: &[SocketAddr], timeout: Duration, client: Option<&str>) -> Option<Link> {
+        Self::open_as(addrs, timeout, client, false)
+    }
+
+    /// The same for a forwarding relay: its hello also says `"forwarding":true`, so the
+    /// upstream takes each line's `peer` and `protocol` as the record's origin.
+    #[cfg(feature = "relay")]
+    pub fn open_forwarding(addrs: &[SocketAddr], timeout: Duration, client: &str) -> Option<Link> {
+        Self::open_as(addrs, timeout, Some(client), true)
+    }
+
+    fn open_as(
+        addrs: &[SocketAddr],
+        timeout: Duration,
+        client: Option<&str>,
+        forwarding: bool,
+    ) -> Option<Link> {
         let stream = addrs.iter().find_map(|a| {
             let s = TcpStream::connect_timeout(a, timeout).ok()?;
             let _ = s.set_nodelay(true);
@@ -45,7 +61,7 @@ impl Link {
                 reader: None,
             });
         };
-        let acks = hello(&stream, client, timeout).ok()?;
+        let acks = hello(&stream, client, forwarding, timeout).ok()?;
         if !acks {
             return Some(Link {
                 stream,
@@ -105,10 +121,19 @@ impl Drop for Link {
 }
 
 /// Sends the hello and reads the answer: whether the relay will acknowledge.
-fn hello(mut stream: &TcpStream, client: &str, timeout: Duration) -> io::Result<bool> {
+fn hello(
+    mut stream: &TcpStream,
+    client: &str,
+    forwarding: bool,
+    timeout: Duration,
+) -> io::Result<bool> {
     let mut line = String::from("{\"hello\":1,\"client\":");
     crate::message::write_json_str(client, &mut line);
-    line.push_str(",\"acks\":true}\n");
+    line.push_str(if forwarding {
+        ",\"acks\":true,\"forwarding\":true}\n"
+    } else {
+        ",\"acks\":true}\n"
+    });
     stream.write_all(line.as_bytes())?;
     stream.set_read_timeout(Some(timeout))?;
     let deadline = Instant::now() + timeout;

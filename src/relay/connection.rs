@@ -56,6 +56,9 @@ enum Drain {
 pub struct Framer {
     decoder: Decoder,
     truncation_logged: bool,
+    /// A forwarding relay's connection: native lines carry their origin's peer and
+    /// protocol (see [`super::hello::take_origin`]).
+    forwarded: bool,
 }
 
 impl Framer {
@@ -63,6 +66,7 @@ impl Framer {
         Framer {
             decoder: Decoder::new(Mode::Auto, max_frame),
             truncation_logged: false,
+            forwarded: false,
         }
     }
 
@@ -110,6 +114,9 @@ impl Framer {
             if let Some(mut m) = decode_frame(frame, ctx) {
                 frames += 1;
                 raw += u64::from(m.protocol == crate::message::Protocol::Raw);
+                if self.forwarded && m.protocol == crate::message::Protocol::Json {
+                    super::hello::take_origin(&mut m);
+                }
                 if batch.delivery().is_some() {
                     let seq = super::hello::take_seq(&mut m);
                     batch.push(&m);
@@ -176,6 +183,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
+    framer.forwarded = hello.as_ref().is_some_and(|h| h.forwarding);
     // Acknowledged delivery: batches carry the sequence numbers and this point, which
     // the writer moves after each commit; the loop below sends `{"ack":N}` lines.
     let (acks, client) = match hello {

@@ -247,7 +247,7 @@ fn connect(to: &str, client: &str) -> Result<Link, String> {
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {to}: {e}"))?
         .collect();
-    let link = Link::open(&addrs, CONNECT_TIMEOUT, Some(client))
+    let link = Link::open_forwarding(&addrs, CONNECT_TIMEOUT, client)
         .ok_or_else(|| format!("cannot connect to {to} (or it refused the hello)"))?;
     if !link.acknowledging() {
         return Err(format!(

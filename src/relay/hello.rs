@@ -22,6 +22,8 @@ pub struct Hello {
     pub acks: bool,
     /// For `auth-tokens-file`; never logged.
     pub token: Option<String>,
+    /// A forwarding relay: its lines carry the original sender's `peer` and `protocol`.
+    pub forwarding: bool,
 }
 
 /// Who may pass the hello: the relay's tokens and whether a client certificate already
@@ -141,6 +143,10 @@ pub fn parse_hello(line: &[u8]) -> Option<Hello> {
             .get("token")
             .and_then(|t| t.as_str())
             .map(str::to_string),
+        forwarding: obj
+            .get("forwarding")
+            .and_then(|f| f.as_bool())
+            .unwrap_or(false),
     })
 }
 
@@ -170,6 +176,34 @@ pub fn take_seq(m: &mut crate::message::LogMessage<'_>) -> Option<u64> {
     Some(seq)
 }
 
+/// Takes a forwarded record's origin out of a native message from a forwarding relay
+/// (docs/PROTOCOL.md, "Forwarding"): `peer` and `protocol`, kept by the JSON parser as
+/// parameters of the SD element `fields`, become the record's own, so the store shows
+/// the original sender rather than the last hop. A `protocol` that names none of the
+/// four is left where it is (as data); without `peer` the hop's own peer stays.
+pub fn take_origin(m: &mut crate::message::LogMessage<'_>) {
+    let Some(ei) = m
+        .structured_data
+        .iter()
+        .position(|e| e.id == crate::protocol::json::EXTRA_FIELDS_ID)
+    else {
+        return;
+    };
+    let element = &mut m.structured_data[ei];
+    if let Some(pi) = element.params.iter().position(|(k, _)| k == "protocol")
+        && let Some(p) = crate::message::Protocol::from_name(&element.params[pi].1)
+    {
+        m.protocol = p;
+        element.params.remove(pi);
+    }
+    if let Some(pi) = element.params.iter().position(|(k, _)| k == "peer") {
+        m.peer = Some(element.params.remove(pi).1);
+    }
+    if element.params.is_empty() {
+        m.structured_data.remove(ei);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,7 +216,13 @@ mod tests {
                 client: Some("x".into()),
                 acks: true,
                 token: Some("s".into()),
+                forwarding: false,
             })
+        );
+        assert!(
+            parse_hello(br#"{"hello":1,"client":"x","acks":true,"forwarding":true}"#)
+                .unwrap()
+                .forwarding
         );
         assert_eq!(parse_hello(br#"{"hello":1}"#), Some(Hello::default()));
         assert!(parse_hello(br#"{"hello":1,"message":"hi"}"#).is_none());
@@ -206,5 +246,32 @@ mod tests {
         assert!(m.structured_data.is_empty());
         let mut m = crate::protocol::json::parse(br#"{"message":"m"}"#, now).unwrap();
         assert_eq!(take_seq(&mut m), None);
+    }
+
+    #[test]
+    fn a_forwarded_origin_replaces_the_hops_peer_and_protocol() {
+        use crate::message::Protocol;
+        let now = chrono::Utc::now();
+        let line = br#"{"message":"m","protocol":"rfc3164","peer":"10.1.2.3:514","user":"bob"}"#;
+        let mut m = crate::protocol::json::parse(line, now).unwrap();
+        m.peer = Some("127.0.0.1:40000".into());
+        take_origin(&mut m);
+        assert_eq!(m.protocol, Protocol::Rfc3164);
+        assert_eq!(m.peer.as_deref(), Some("10.1.2.3:514"));
+        assert_eq!(
+            m.structured_data_json().as_deref(),
+            Some(r#"{"fields":{"user":"bob"}}"#)
+        );
+        // A protocol that is none of the four stays data; no peer: the hop's stays.
+        let line = br#"{"message":"m","protocol":"carrier-pigeon"}"#;
+        let mut m = crate::protocol::json::parse(line, now).unwrap();
+        m.peer = Some("127.0.0.1:40000".into());
+        take_origin(&mut m);
+        assert_eq!(m.protocol, Protocol::Json);
+        assert_eq!(m.peer.as_deref(), Some("127.0.0.1:40000"));
+        assert_eq!(
+            m.structured_data_json().as_deref(),
+            Some(r#"{"fields":{"protocol":"carrier-pigeon"}}"#)
+        );
     }
 }
