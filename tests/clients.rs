@@ -4,9 +4,9 @@
 
 mod common;
 
+use common::rsyslog::Rsyslog;
 use common::{Daemon, Row, have};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 fn logger(d: &Daemon, args: &[&str], msg: &str) {
     let status = Command::new("logger")
@@ -83,69 +83,26 @@ fn util_linux_logger_every_transport_and_format() {
 
 #[test]
 fn rsyslog_forwards_with_omfwd_octet_counted_rfc5424() {
-    let rsyslogd = ["/usr/sbin/rsyslogd", "rsyslogd"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists() || have(p));
-    let (Some(rsyslogd), true) = (rsyslogd, have("logger")) else {
+    if !(Rsyslog::installed() && have("logger")) {
         return;
-    };
-    let d = Daemon::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let in_port = common::unused_port();
-    let conf = dir.path().join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "global(workDirectory=\"{dir}\")\n\
-             module(load=\"imtcp\")\n\
-             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{in_port}\")\n\
-             *.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{out}\" protocol=\"tcp\" \
-             TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
-            dir = dir.path().display(),
-            out = d.port()
-        ),
-    )
-    .unwrap();
-    let mut rsyslog = Command::new(rsyslogd)
-        .args(["-n", "-f"])
-        .arg(&conf)
-        .arg("-i")
-        .arg(dir.path().join("rsyslogd.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rsyslogd");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", in_port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "rsyslogd did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
-    let send = |msg: &str, pri: &str| {
-        let ok = Command::new("logger")
-            .args([
-                "--tcp",
-                "-n",
-                "127.0.0.1",
-                "-P",
-                &in_port.to_string(),
-                "-t",
-                "viarsyslog",
-                "-p",
-                pri,
-            ])
-            .arg(msg)
-            .status()
-            .expect("logger");
-        assert!(ok.success());
-    };
-    send("forwarded by rsyslog", "daemon.notice");
-    send("multi\u{e9} unicode through rsyslog", "mail.err");
+    let d = Daemon::start(&[]);
+    let rsyslog = Rsyslog::start(
+        "",
+        &format!(
+            "*.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{}\" protocol=\"tcp\" \
+             TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\")",
+            d.port()
+        ),
+    );
+    rsyslog.logger("viarsyslog", Some("daemon.notice"), "forwarded by rsyslog");
+    rsyslog.logger(
+        "viarsyslog",
+        Some("mail.err"),
+        "multi\u{e9} unicode through rsyslog",
+    );
     let rows = d.wait_rows(2);
-    let _ = rsyslog.kill();
-    let _ = rsyslog.wait();
+    drop(rsyslog);
     let r = find(&rows, "forwarded by rsyslog");
     assert_eq!(r.protocol, "rfc5424");
     assert_eq!(

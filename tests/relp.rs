@@ -4,26 +4,12 @@
 
 mod common;
 
-use common::{Daemon, have};
+use common::Daemon;
+use common::rsyslog::Rsyslog;
 use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const N: usize = 200_000;
-
-fn omrelp_installed() -> bool {
-    let found = [
-        "/usr/lib/x86_64-linux-gnu/rsyslog",
-        "/usr/lib/aarch64-linux-gnu/rsyslog",
-        "/usr/lib/rsyslog",
-    ]
-    .iter()
-    .any(|d| std::path::Path::new(d).join("omrelp.so").exists());
-    if !found && std::env::var_os("LOGRELAY_REQUIRE_CLIENTS").is_some() {
-        panic!("rsyslog's omrelp (rsyslog-relp) is required here");
-    }
-    found
-}
 
 fn stored_seqs(d: &Daemon) -> Vec<usize> {
     let Ok(conn) = rusqlite::Connection::open(&d.db) else {
@@ -55,56 +41,24 @@ fn kill9_restart(mut d: Daemon, extra: &[&str]) -> Daemon {
 
 #[test]
 fn rsyslog_omrelp_through_two_kill9_every_sequence_number_stored() {
-    let rsyslogd = ["/usr/sbin/rsyslogd", "rsyslogd"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists() || have(p));
-    let Some(rsyslogd) = rsyslogd else { return };
-    if !omrelp_installed() {
-        println!("SKIPPED: rsyslog-relp not installed");
+    if !(Rsyslog::installed() && Rsyslog::module_installed("omrelp.so")) {
         return;
     }
     let relp_port = common::unused_port();
     let relp_addr = format!("127.0.0.1:{relp_port}");
     let extra = ["--listen-relp", relp_addr.as_str()];
     let mut d = Daemon::start(&extra);
-    let dir = tempfile::tempdir().unwrap();
-    let in_port = common::unused_port();
-    let conf = dir.path().join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "global(workDirectory=\"{dir}\")\n\
-             module(load=\"imtcp\")\n\
-             module(load=\"omrelp\")\n\
-             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{in_port}\")\n\
+    let rsyslog = Rsyslog::start(
+        "",
+        &format!(
+            "module(load=\"omrelp\")\n\
              *.* action(type=\"omrelp\" target=\"127.0.0.1\" port=\"{relp_port}\" \
              template=\"RSYSLOG_SyslogProtocol23Format\" queue.type=\"LinkedList\" \
-             queue.size=\"{q}\" action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\")\n",
-            dir = dir.path().display(),
+             queue.size=\"{q}\" action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\")",
             q = N * 2,
         ),
-    )
-    .unwrap();
-    let mut rsyslog = Command::new(rsyslogd)
-        .args(["-n", "-f"])
-        .arg(&conf)
-        .arg("-i")
-        .arg(dir.path().join("rsyslogd.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rsyslogd");
-    let start = Instant::now();
-    let mut input = loop {
-        if let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", in_port)) {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "rsyslogd did not listen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    );
+    let mut input = rsyslog.connect();
     let feeder = std::thread::spawn(move || {
         let mut buf = Vec::with_capacity(1 << 16);
         for i in 0..N {
@@ -138,8 +92,7 @@ fn rsyslog_omrelp_through_two_kill9_every_sequence_number_stored() {
         std::thread::sleep(Duration::from_millis(200));
         seqs = stored_seqs(&d);
     }
-    let _ = rsyslog.kill();
-    let _ = rsyslog.wait();
+    drop(rsyslog);
     let mut distinct = seqs.clone();
     distinct.sort_unstable();
     distinct.dedup();

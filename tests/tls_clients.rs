@@ -8,6 +8,7 @@ mod certs;
 mod common;
 
 use certs::{Ca, Leaf, VALID, ca, leaf, write};
+use common::rsyslog::Rsyslog;
 use common::{Daemon, final_stat, have};
 use std::io::Write;
 use std::net::SocketAddr;
@@ -209,46 +210,15 @@ with socket.create_connection(("127.0.0.1", {port})) as s:
     let _ = &pki.ca;
 }
 
-fn rsyslogd() -> Option<&'static str> {
-    ["/usr/sbin/rsyslogd", "rsyslogd"]
-        .into_iter()
-        .find(|p| Path::new(p).exists() || have(p))
-}
-
-fn rsyslog_driver_installed(driver: &str) -> bool {
-    let found = [
-        "/usr/lib/x86_64-linux-gnu/rsyslog",
-        "/usr/lib/rsyslog",
-        "/usr/lib64/rsyslog",
-    ]
-    .iter()
-    .any(|d| Path::new(d).join(format!("lmnsd_{driver}.so")).exists());
-    if !found {
-        if std::env::var_os("LOGRELAY_REQUIRE_CLIENTS").is_some() {
-            panic!("rsyslog's {driver} driver is required (LOGRELAY_REQUIRE_CLIENTS is set)");
-        }
-        eprintln!("SKIPPED: rsyslog's {driver} driver is not installed");
-    }
-    found
-}
-
 /// rsyslog receives on a plain port and forwards to the relay over TLS.
 fn rsyslog_over_tls(driver: &str, client_cert: bool) {
-    let (Some(rsyslogd), true) = (rsyslogd(), have("logger")) else {
-        return;
-    };
-    if !rsyslog_driver_installed(driver) {
+    let driver_file = format!("lmnsd_{driver}.so");
+    if !(Rsyslog::installed() && have("logger") && Rsyslog::module_installed(&driver_file)) {
         return;
     }
     let pki = Pki::new();
     let (d, addr) = pki.relay(client_cert);
-    let work = tempfile::tempdir().unwrap();
-    let in_port = common::unused_port();
-    let mut global = format!(
-        "global(workDirectory=\"{w}\" DefaultNetstreamDriverCAFile=\"{ca}\"",
-        w = work.path().display(),
-        ca = pki.path("ca.pem")
-    );
+    let mut global = format!("DefaultNetstreamDriverCAFile=\"{}\"", pki.path("ca.pem"));
     if client_cert {
         global += &format!(
             " DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\"",
@@ -256,53 +226,20 @@ fn rsyslog_over_tls(driver: &str, client_cert: bool) {
             pki.path("client.key")
         );
     }
-    global += ")\n";
-    let conf = work.path().join("rsyslog.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "{global}module(load=\"imtcp\")\n\
-             input(type=\"imtcp\" address=\"127.0.0.1\" port=\"{in_port}\")\n\
-             *.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{out}\" protocol=\"tcp\" \
+    let rsyslog = Rsyslog::start(
+        &global,
+        &format!(
+            "*.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{out}\" protocol=\"tcp\" \
              StreamDriver=\"{driver}\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"x509/name\" \
              StreamDriverPermittedPeers=\"localhost\" \
-             TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\")\n",
+             TCP_Framing=\"octet-counted\" template=\"RSYSLOG_SyslogProtocol23Format\")",
             out = addr.port()
         ),
-    )
-    .unwrap();
-    let mut rsyslog = Command::new(rsyslogd)
-        .args(["-n", "-f"])
-        .arg(&conf)
-        .arg("-i")
-        .arg(work.path().join("rsyslogd.pid"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start rsyslogd");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", in_port)).is_err() {
-        assert!(start.elapsed() < common::WAIT, "rsyslogd did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    );
     let msg = format!("rsyslog {driver} client cert {client_cert}");
-    let ok = Command::new("logger")
-        .args([
-            "--tcp",
-            "-n",
-            "127.0.0.1",
-            "-P",
-            &in_port.to_string(),
-            "-t",
-            "viatls",
-        ])
-        .arg(&msg)
-        .status()
-        .expect("logger");
-    assert!(ok.success());
+    rsyslog.logger("viatls", None, &msg);
     let stored = find_message(&d, &msg);
-    let _ = rsyslog.kill();
-    let _ = rsyslog.wait();
+    drop(rsyslog);
     assert!(stored, "{msg} not stored: {}", d.stderr());
     let r = d.rows().into_iter().find(|r| r.message == msg).unwrap();
     assert_eq!(

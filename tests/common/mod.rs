@@ -1,6 +1,8 @@
 //! Test harness: a real `logrelayd` process on 127.0.0.1 with a real SQLite file.
 #![allow(dead_code)]
 
+pub mod rsyslog;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
