@@ -4,65 +4,72 @@
 use super::catalog::{Actual, Catalog};
 use super::{SELECT_COLUMNS, TABLE};
 use crate::store::Query;
-use crate::store::filter::{Field, Filter, Match};
-use crate::store::sql::{Param, Sql, field_column, field_param, json_path, negated};
+use crate::store::filter::Filter;
+use crate::store::sql::{Dialect, Param, Sql, facility_and_match_terms, json_path};
 
-/// Placeholders `@P1`, `@P2`, … in binding order.
-fn bind(sql: &mut Sql, p: Param) -> String {
-    sql.params.push(p);
-    format!("@P{}", sql.params.len())
+/// T-SQL's side of the shared terms, for a table whose real column types are `cat`:
+/// placeholders `@P1`, `@P2`, … in binding order, patterns as `LIKE`, structured data
+/// through `JSON_VALUE`/`OPENJSON`.
+struct Tsql<'a> {
+    cat: &'a Catalog,
 }
 
-/// A text parameter compared with `column`. tiberius sends text as nvarchar; against a
-/// `varchar` column (an original table's `source`) that would convert the column on
-/// every row and scan, so the parameter is converted instead and the index seeks.
-fn text_param(sql: &mut Sql, cat: &Catalog, column: &str, value: String) -> String {
-    let p = bind(sql, Param::Text(value));
-    match cat.get(column) {
-        Some(Actual::Bytes(Some(n), _)) => format!("CONVERT(varchar({n}), {p})"),
-        Some(Actual::Bytes(None, _)) => format!("CONVERT(varchar(max), {p})"),
-        _ => p,
+impl Dialect for Tsql<'_> {
+    fn bind(&self, sql: &mut Sql, p: Param) -> String {
+        sql.params.push(p);
+        format!("@P{}", sql.params.len())
     }
-}
 
-/// `col LIKE ? ESCAPE '\'`, or plain equality without wildcards (so the index on the
-/// column serves it).
-fn pattern(sql: &mut Sql, cat: &Catalog, column: &str, pattern: &str) -> String {
-    if !pattern.contains(['*', '?']) {
-        let p = text_param(sql, cat, column, pattern.to_string());
-        return format!("{column} = {p}");
-    }
-    let mut like = String::with_capacity(pattern.len() + 4);
-    for c in pattern.chars() {
-        match c {
-            '*' => like.push('%'),
-            '?' => like.push('_'),
-            '%' | '_' | '[' | '\\' => {
-                like.push('\\');
-                like.push(c);
-            }
-            c => like.push(c),
+    /// tiberius sends text as nvarchar; against a `varchar` column (an original table's
+    /// `source`) that would convert the column on every row and scan, so the parameter
+    /// is converted instead and the index seeks.
+    fn text(&self, sql: &mut Sql, column: &str, value: String) -> String {
+        let p = self.bind(sql, Param::Text(value));
+        match self.cat.get(column) {
+            Some(Actual::Bytes(Some(n), _)) => format!("CONVERT(varchar({n}), {p})"),
+            Some(Actual::Bytes(None, _)) => format!("CONVERT(varchar(max), {p})"),
+            _ => p,
         }
     }
-    let p = text_param(sql, cat, column, like);
-    format!("{column} LIKE {p} ESCAPE '\\'")
+
+    /// `col LIKE ? ESCAPE '\'`, or plain equality without wildcards.
+    fn pattern(&self, sql: &mut Sql, column: &str, pattern: &str) -> String {
+        if !pattern.contains(['*', '?']) {
+            let p = self.text(sql, column, pattern.to_string());
+            return format!("{column} = {p}");
+        }
+        let mut like = String::with_capacity(pattern.len() + 4);
+        for c in pattern.chars() {
+            match c {
+                '*' => like.push('%'),
+                '?' => like.push('_'),
+                '%' | '_' | '[' | '\\' => {
+                    like.push('\\');
+                    like.push(c);
+                }
+                c => like.push(c),
+            }
+        }
+        let p = self.text(sql, column, like);
+        format!("{column} LIKE {p} ESCAPE '\\'")
+    }
+
+    fn sd(&self, sql: &mut Sql, id: &str, param: &str, value: &str) -> String {
+        let path = self.bind(sql, Param::Text(json_path(id, param)));
+        let path2 = self.bind(sql, Param::Text(json_path(id, param)));
+        let v = self.bind(sql, Param::Text(value.to_string()));
+        format!(
+            "(JSON_VALUE(structured_data, {path}) = {v} OR EXISTS (SELECT 1 FROM OPENJSON(structured_data, {path2}) WHERE [value] = {v}))"
+        )
+    }
 }
 
 /// Any of the patterns on an indexed name column.
-fn any_of(
-    sql: &mut Sql,
-    cat: &Catalog,
-    terms: &mut Vec<String>,
-    column: &str,
-    patterns: &[String],
-) {
+fn any_of(d: &Tsql<'_>, sql: &mut Sql, terms: &mut Vec<String>, column: &str, patterns: &[String]) {
     if patterns.is_empty() {
         return;
     }
-    let alts: Vec<String> = patterns
-        .iter()
-        .map(|p| pattern(sql, cat, column, p))
-        .collect();
+    let alts: Vec<String> = patterns.iter().map(|p| d.pattern(sql, column, p)).collect();
     terms.push(format!("({})", alts.join(" OR ")));
 }
 
@@ -72,10 +79,11 @@ fn any_of(
 /// parameter, not the column (`rv > CONVERT(binary(8), @P)`), so the index on `rv` can
 /// seek; `CAST(rv AS bigint) > @P` would scan the table on every poll.
 pub fn where_clause(f: &Filter, cat: &Catalog) -> Sql {
+    let d = Tsql { cat };
     let mut sql = Sql::default();
     let mut terms = Vec::new();
     if let Some((lo, hi)) = f.severity_codes() {
-        let mut code = |c: u8| bind(&mut sql, Param::Int(c.into()));
+        let mut code = |c: u8| d.bind(&mut sql, Param::Int(c.into()));
         terms.push(if lo == hi {
             format!("severity = {}", code(lo))
         } else if lo == 0 {
@@ -86,70 +94,22 @@ pub fn where_clause(f: &Filter, cat: &Catalog) -> Sql {
         });
     }
     if let Some(t) = f.since {
-        let p = bind(&mut sql, Param::Int(t.timestamp_micros()));
+        let p = d.bind(&mut sql, Param::Int(t.timestamp_micros()));
         terms.push(format!("time_us >= {p}"));
     }
     if let Some(t) = f.until {
-        let p = bind(&mut sql, Param::Int(t.timestamp_micros()));
+        let p = d.bind(&mut sql, Param::Int(t.timestamp_micros()));
         terms.push(format!("time_us <= {p}"));
     }
-    any_of(&mut sql, cat, &mut terms, "source", &f.sources);
-    any_of(&mut sql, cat, &mut terms, "hostname", &f.hosts);
-    if !f.facilities.is_empty() {
-        let ps: Vec<String> = f
-            .facilities
-            .iter()
-            .map(|x| bind(&mut sql, Param::Int(x.code().into())))
-            .collect();
-        terms.push(format!("facility IN ({})", ps.join(", ")));
-    }
-    for m in &f.matches {
-        let (cond, negate) = match m {
-            Match::Field {
-                field,
-                value,
-                negate,
-            } if *field != Field::Facility && value.contains(['*', '?']) => {
-                // Text fields take the globs of -s and -H (`source=Payment*`).
-                (pattern(&mut sql, cat, field_column(*field), value), *negate)
-            }
-            Match::Field {
-                field,
-                value,
-                negate,
-            } => {
-                let column = field_column(*field);
-                let p = match field_param(*field, value) {
-                    Param::Text(t) => text_param(&mut sql, cat, column, t),
-                    int => bind(&mut sql, int),
-                };
-                (format!("{column} = {p}"), *negate)
-            }
-            Match::Sd {
-                id,
-                param,
-                value,
-                negate,
-            } => {
-                let path = bind(&mut sql, Param::Text(json_path(id, param)));
-                let path2 = bind(&mut sql, Param::Text(json_path(id, param)));
-                let v = bind(&mut sql, Param::Text(value.clone()));
-                (
-                    format!(
-                        "(JSON_VALUE(structured_data, {path}) = {v} OR EXISTS (SELECT 1 FROM OPENJSON(structured_data, {path2}) WHERE [value] = {v}))"
-                    ),
-                    *negate,
-                )
-            }
-        };
-        terms.push(if negate { negated(&cond) } else { cond });
-    }
+    any_of(&d, &mut sql, &mut terms, "source", &f.sources);
+    any_of(&d, &mut sql, &mut terms, "hostname", &f.hosts);
+    facility_and_match_terms(&d, &mut sql, f, &mut terms);
     if let Some(id) = f.after_id {
-        let p = bind(&mut sql, Param::Int(id));
+        let p = d.bind(&mut sql, Param::Int(id));
         terms.push(format!("rv > CONVERT(binary(8), {p})"));
     }
     if let Some(id) = f.upto_id {
-        let p = bind(&mut sql, Param::Int(id));
+        let p = d.bind(&mut sql, Param::Int(id));
         terms.push(format!("rv <= CONVERT(binary(8), {p})"));
     }
     if f.after_id.is_some() || f.upto_id.is_some() {

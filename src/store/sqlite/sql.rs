@@ -2,24 +2,36 @@
 //! the store resolves them to dictionary ids first ([`name_match`]), for its block
 //! summaries, and then compares those ids (`super::query`).
 
-use crate::store::filter::{Field, Filter, Match};
-use crate::store::sql::{Param, Sql, field_column, field_param, json_path, negated};
+use crate::store::filter::Filter;
+use crate::store::sql::{Dialect, Param, Sql, facility_and_match_terms, json_path};
 
-/// Placeholders `?1`, `?2`, … in binding order.
-fn bind(sql: &mut Sql, p: Param) -> String {
-    sql.params.push(p);
-    format!("?{}", sql.params.len())
-}
+/// SQLite's side of the shared terms: placeholders `?1`, `?2`, … in binding order,
+/// patterns as `GLOB`, structured data through `json_each`.
+struct Sqlite;
 
-/// `col GLOB ?`, or plain equality without wildcards (so an index can serve it).
-fn pattern(sql: &mut Sql, column: &str, pattern: &str) -> String {
-    if !pattern.contains(['*', '?']) {
-        let p = bind(sql, Param::Text(pattern.to_string()));
-        return format!("{column} = {p}");
+impl Dialect for Sqlite {
+    fn bind(&self, sql: &mut Sql, p: Param) -> String {
+        sql.params.push(p);
+        format!("?{}", sql.params.len())
     }
-    // GLOB treats `[` specially; escape it as a one-character class.
-    let p = bind(sql, Param::Text(pattern.replace('[', "[[]")));
-    format!("{column} GLOB {p}")
+
+    fn pattern(&self, sql: &mut Sql, column: &str, pattern: &str) -> String {
+        if !pattern.contains(['*', '?']) {
+            let p = self.bind(sql, Param::Text(pattern.to_string()));
+            return format!("{column} = {p}");
+        }
+        // GLOB treats `[` specially; escape it as a one-character class.
+        let p = self.bind(sql, Param::Text(pattern.replace('[', "[[]")));
+        format!("{column} GLOB {p}")
+    }
+
+    fn sd(&self, sql: &mut Sql, id: &str, param: &str, value: &str) -> String {
+        let path = self.bind(sql, Param::Text(json_path(id, param)));
+        let v = self.bind(sql, Param::Text(value.to_string()));
+        format!(
+            "EXISTS (SELECT 1 FROM json_each(structured_data, {path}) WHERE json_each.value = {v})"
+        )
+    }
 }
 
 /// `name GLOB ?1 OR name = ?2 …` over a name table (`Sources`, `Hosts`): which
@@ -28,7 +40,7 @@ pub fn name_match(patterns: &[String]) -> Sql {
     let mut sql = Sql::default();
     let alts: Vec<String> = patterns
         .iter()
-        .map(|p| pattern(&mut sql, "name", p))
+        .map(|p| Sqlite.pattern(&mut sql, "name", p))
         .collect();
     sql.clause = alts.join(" OR ");
     sql
@@ -51,71 +63,28 @@ pub fn row_clause(f: &Filter) -> Sql {
         });
     }
     if let Some(t) = f.since {
-        let p = bind(&mut sql, Param::Int(t.timestamp_micros()));
+        let p = Sqlite.bind(&mut sql, Param::Int(t.timestamp_micros()));
         terms.push(format!("time_us >= {p}"));
     }
     if let Some(t) = f.until {
-        let p = bind(&mut sql, Param::Int(t.timestamp_micros()));
+        let p = Sqlite.bind(&mut sql, Param::Int(t.timestamp_micros()));
         terms.push(format!("time_us <= {p}"));
     }
-    if !f.facilities.is_empty() {
-        let ps: Vec<String> = f
-            .facilities
-            .iter()
-            .map(|x| bind(&mut sql, Param::Int(x.code().into())))
-            .collect();
-        terms.push(format!("facility IN ({})", ps.join(", ")));
-    }
-    for m in &f.matches {
-        let (cond, negate) = match m {
-            Match::Field {
-                field,
-                value,
-                negate,
-            } if *field != Field::Facility && value.contains(['*', '?']) => {
-                // Text fields take the globs of -s and -H (`source=Payment*`).
-                (pattern(&mut sql, field_column(*field), value), *negate)
-            }
-            Match::Field {
-                field,
-                value,
-                negate,
-            } => {
-                let p = bind(&mut sql, field_param(*field, value));
-                (format!("{} = {p}", field_column(*field)), *negate)
-            }
-            Match::Sd {
-                id,
-                param,
-                value,
-                negate,
-            } => {
-                let path = bind(&mut sql, Param::Text(json_path(id, param)));
-                let v = bind(&mut sql, Param::Text(value.clone()));
-                (
-                    format!(
-                        "EXISTS (SELECT 1 FROM json_each(structured_data, {path}) WHERE json_each.value = {v})"
-                    ),
-                    *negate,
-                )
-            }
-        };
-        terms.push(if negate { negated(&cond) } else { cond });
-    }
+    facility_and_match_terms(&Sqlite, &mut sql, f, &mut terms);
     if !f.words.is_empty() {
         // Our SQL function (`tokens::register_function`): the exact test, run on the
         // rows of the blocks whose token filters could not rule the words out.
-        let p = bind(&mut sql, Param::Text(f.words.to_param()));
+        let p = Sqlite.bind(&mut sql, Param::Text(f.words.to_param()));
         terms.push(format!(
             "logq_words({p}, message, hostname, source, structured_data)"
         ));
     }
     if let Some(id) = f.after_id {
-        let p = bind(&mut sql, Param::Int(id));
+        let p = Sqlite.bind(&mut sql, Param::Int(id));
         terms.push(format!("id > {p}"));
     }
     if let Some(id) = f.upto_id {
-        let p = bind(&mut sql, Param::Int(id));
+        let p = Sqlite.bind(&mut sql, Param::Int(id));
         terms.push(format!("id <= {p}"));
     }
     for t in terms {
@@ -128,7 +97,7 @@ pub fn row_clause(f: &Filter) -> Sql {
 mod tests {
     use super::*;
     use crate::message::Level;
-    use crate::store::Field;
+    use crate::store::{Field, Match};
 
     #[test]
     fn sqlite_clause_binds_every_user_value() {
