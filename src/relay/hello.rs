@@ -158,14 +158,21 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// The SD element the JSON parser made of a line's unknown keys: its last `fields`
+/// element (the parser adds it after the line's own `structured_data`, which may hold a
+/// `fields` element of its own, e.g. a record forwarded with its extra fields: those are
+/// the sender's data, never the protocol's).
+fn extras(m: &crate::message::LogMessage<'_>) -> Option<usize> {
+    m.structured_data
+        .iter()
+        .rposition(|e| e.id == crate::protocol::json::EXTRA_FIELDS_ID)
+}
+
 /// Takes the sequence number out of a native message on an acknowledged connection:
 /// the JSON parser keeps unknown keys such as `seq` as parameters of the SD element
 /// `fields`; this one is the protocol's, not the sender's data, so it is removed.
 pub fn take_seq(m: &mut crate::message::LogMessage<'_>) -> Option<u64> {
-    let ei = m
-        .structured_data
-        .iter()
-        .position(|e| e.id == crate::protocol::json::EXTRA_FIELDS_ID)?;
+    let ei = extras(m)?;
     let element = &mut m.structured_data[ei];
     let pi = element.params.iter().position(|(k, _)| k == "seq")?;
     let seq = element.params[pi].1.parse().ok()?;
@@ -182,11 +189,7 @@ pub fn take_seq(m: &mut crate::message::LogMessage<'_>) -> Option<u64> {
 /// the original sender rather than the last hop. A `protocol` that names none of the
 /// four is left where it is (as data); without `peer` the hop's own peer stays.
 pub fn take_origin(m: &mut crate::message::LogMessage<'_>) {
-    let Some(ei) = m
-        .structured_data
-        .iter()
-        .position(|e| e.id == crate::protocol::json::EXTRA_FIELDS_ID)
-    else {
+    let Some(ei) = extras(m) else {
         return;
     };
     let element = &mut m.structured_data[ei];
@@ -261,6 +264,19 @@ mod tests {
         assert_eq!(
             m.structured_data_json().as_deref(),
             Some(r#"{"fields":{"user":"bob"}}"#)
+        );
+        // A forwarded record's own `fields` (its sender's extra keys) stay its data.
+        let line = br#"{"seq":3,"message":"m","structured_data":{"fields":{"peer":"192.0.2.66:1","seq":"99"}},"protocol":"json","peer":"10.1.2.3:514"}"#;
+        let mut m = crate::protocol::json::parse(line, now).unwrap();
+        assert_eq!(take_seq(&mut m), Some(3));
+        take_origin(&mut m);
+        assert_eq!(
+            (m.protocol, m.peer.as_deref()),
+            (Protocol::Json, Some("10.1.2.3:514"))
+        );
+        assert_eq!(
+            m.structured_data_json().as_deref(),
+            Some(r#"{"fields":{"peer":"192.0.2.66:1","seq":"99"}}"#)
         );
         // A protocol that is none of the four stays data; no peer: the hop's stays.
         let line = br#"{"message":"m","protocol":"carrier-pigeon"}"#;
