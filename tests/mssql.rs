@@ -162,8 +162,13 @@ fn logq_with_an_unreachable_server_exits_3_quickly() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
+    // The password is on the command line: a warning says so, then the error.
     assert!(
-        err.starts_with("logq: error: SQL Server cannot connect to 127.0.0.1:"),
+        err.starts_with("logq: warning: the SQL Server password is on the command line"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\nlogq: error: SQL Server cannot connect to 127.0.0.1:"),
         "{err}"
     );
     assert!(!err.contains("secret"), "never print the password: {err}");
@@ -250,6 +255,11 @@ fn relay_with_an_unreachable_server_starts_reports_and_keeps_retrying() {
     let _ = child.wait();
     assert!(alive, "the relay must keep running: {seen:#?}");
     assert!(seen.iter().any(|l| l.contains("listening on")), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("the SQL Server password is on the command line")),
+        "{seen:#?}"
+    );
     let err = seen
         .iter()
         .find(|l| l.contains("store not reachable yet"))

@@ -135,12 +135,18 @@ pub fn store_url(db: Option<&str>, config: Option<&Path>) -> Result<StoreUrl, Cl
         None => None,
     };
     match db.map(str::to_string).or(from_file) {
-        Some(u) => StoreUrl::parse(&u).map_err(|e| {
-            CliError::usage(
-                e.to_string(),
-                Some("--db sqlite:PATH or mssql://user:pass@host/db".into()),
-            )
-        }),
+        Some(u) => {
+            let url = StoreUrl::parse(&u).map_err(|e| {
+                CliError::usage(
+                    e.to_string(),
+                    Some("--db sqlite:PATH or mssql://user@host/db?passwordFile=PATH".into()),
+                )
+            })?;
+            if let Some(w) = url.password_warning() {
+                eprintln!("logq: warning: {w}");
+            }
+            Ok(url)
+        }
         None => Ok(crate::system::default_store()),
     }
 }

@@ -83,6 +83,9 @@ impl Relay {
         let auth = Arc::new(auth::Auth::load(&config)?);
         let store = match &config.db {
             config::Db::Store(url) => {
+                if let Some(w) = url.password_warning() {
+                    tracing::warn!("{w}");
+                }
                 let mut store =
                     store::open_writer(url).map_err(|e| format!("cannot open store {url}: {e}"))?;
                 if let Some(bytes) = retention::wal_limit(&config.retention) {

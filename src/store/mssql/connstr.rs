@@ -8,6 +8,10 @@
 //! `Max Pool Size` / `maxPoolSize`: connections one process keeps at most, default 4.
 //! `Command Timeout` / `commandTimeout` in seconds, default 60: how long an insert or the
 //! cursor may take, and how long a query may wait for each part of its result.
+//!
+//! The password need not be in the string, where `ps` and shell histories show it:
+//! `passwordFile=/path` (URL) / `Password File=/path` (ADO) reads it from a file (its
+//! first line), and without either a password, `LOGRELAY_DB_PASSWORD` gives it.
 
 use std::time::Duration;
 use tiberius::{AuthMethod, Config, EncryptionLevel};
@@ -25,6 +29,55 @@ pub struct Settings {
     pub pool_size: usize,
     /// host:port/database, for messages (never the password).
     pub display: String,
+    /// The password is written in the string itself (not a file or the environment).
+    pub password_inline: bool,
+    /// The SQL Server login given to `config`, which has no getter for it (its Debug
+    /// hides the password): what the tests check.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) login: Option<AuthMethod>,
+}
+
+/// The variable that gives the password when the string names a user but no password.
+pub const PASSWORD_ENV: &str = "LOGRELAY_DB_PASSWORD";
+
+/// Where the password comes from, besides the string itself.
+#[derive(Debug, Clone, Copy)]
+struct PasswordSources<'a> {
+    /// `LOGRELAY_DB_PASSWORD`, if set.
+    env: Option<&'a str>,
+}
+
+impl PasswordSources<'_> {
+    /// The password for a string that gives `inline` (or not) and `file` (or not).
+    fn resolve(&self, inline: Option<String>, file: Option<&str>) -> Result<Option<String>, Error> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(Error(
+                "both a password and a password file: give one".into(),
+            )),
+            (Some(p), None) => Ok(Some(p)),
+            (None, Some(path)) => read_password_file(path).map(Some),
+            (None, None) => Ok(self.env.map(str::to_string)),
+        }
+    }
+}
+
+/// The first line of the file, without its line end.
+fn read_password_file(path: &str) -> Result<String, Error> {
+    let path = crate::settings::expand_path(path.trim()).map_err(Error)?;
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Error(format!(
+            "cannot read the password file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let line = text.lines().next().unwrap_or("");
+    if line.is_empty() {
+        return Err(Error(format!(
+            "the password file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(line.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,15 +130,49 @@ fn percent_decode(s: &str) -> Result<String, Error> {
 }
 
 pub fn parse(s: &str) -> Result<Settings, Error> {
+    let env = std::env::var(PASSWORD_ENV).ok();
+    parse_with(
+        s,
+        PasswordSources {
+            env: env.as_deref().filter(|p| !p.is_empty()),
+        },
+    )
+}
+
+fn parse_with(s: &str, passwords: PasswordSources<'_>) -> Result<Settings, Error> {
     let lower = s.trim().to_ascii_lowercase();
     if lower.starts_with("mssql://") || lower.starts_with("sqlserver://") {
-        parse_url(s.trim())
+        parse_url(s.trim(), passwords)
     } else {
-        parse_ado(s.trim())
+        parse_ado(s.trim(), passwords)
     }
 }
 
-fn parse_url(s: &str) -> Result<Settings, Error> {
+/// Whether the string itself carries a password (`user:pass@` or `Password=`), without
+/// parsing the rest: for the warning that `ps` shows it.
+pub fn has_inline_password(s: &str) -> bool {
+    let lower = s.trim().to_ascii_lowercase();
+    if lower.starts_with("mssql://") || lower.starts_with("sqlserver://") {
+        let rest = s.split_once("://").map_or(s, |(_, r)| r);
+        let main = rest.split_once('?').map_or(rest, |(m, _)| m);
+        let authority = main.split_once('/').map_or(main, |(a, _)| a);
+        authority
+            .rsplit_once('@')
+            .and_then(|(u, _)| u.split_once(':'))
+            .is_some_and(|(_, p)| !p.is_empty())
+    } else {
+        ado_parts(s).iter().any(|p| {
+            p.split_once('=').is_some_and(|(k, v)| {
+                matches!(
+                    k.trim().to_ascii_lowercase().replace(' ', "").as_str(),
+                    "password" | "pwd"
+                ) && !v.trim().is_empty()
+            })
+        })
+    }
+}
+
+fn parse_url(s: &str, passwords: PasswordSources<'_>) -> Result<Settings, Error> {
     let rest = s.split_once("://").map(|(_, r)| r).unwrap_or(s);
     let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (authority, database) = main.split_once('/').unwrap_or((main, ""));
@@ -121,20 +208,15 @@ fn parse_url(s: &str) -> Result<Settings, Error> {
     if !database.is_empty() {
         config.database(&database);
     }
-    if let Some(u) = userinfo {
-        let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-        config.authentication(AuthMethod::sql_server(
-            percent_decode(user)?,
-            percent_decode(pass)?,
-        ));
-    }
     let mut timeout = DEFAULT_CONNECT_TIMEOUT;
     let mut command_timeout = DEFAULT_COMMAND_TIMEOUT;
     let mut pool_size = DEFAULT_POOL_SIZE;
+    let mut password_file = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, "true"));
         let v = percent_decode(v)?;
         match k.to_ascii_lowercase().as_str() {
+            "passwordfile" | "password_file" => password_file = Some(v),
             "encrypt" => config.encryption(encryption(&v)?),
             "trustservercertificate" => {
                 if bool_value(k, &v)? {
@@ -148,12 +230,31 @@ fn parse_url(s: &str) -> Result<Settings, Error> {
             _ => return Err(Error(format!("unknown option '{k}'"))),
         }
     }
+    let mut password_inline = false;
+    let mut login = None;
+    if let Some(u) = userinfo {
+        let (user, pass) = match u.split_once(':') {
+            Some((user, pass)) => (user, Some(percent_decode(pass)?).filter(|p| !p.is_empty())),
+            None => (u, None),
+        };
+        password_inline = pass.is_some();
+        let pass = passwords.resolve(pass, password_file.as_deref())?;
+        let auth = AuthMethod::sql_server(percent_decode(user)?, pass.unwrap_or_default());
+        config.authentication(auth.clone());
+        login = Some(auth);
+    } else if password_file.is_some() {
+        return Err(Error(
+            "passwordFile without a user (mssql://USER@host/…)".into(),
+        ));
+    }
     Ok(Settings {
         config,
         connect_timeout: timeout,
         command_timeout,
         pool_size,
         display: format!("{host}:{port}/{database}"),
+        password_inline,
+        login,
     })
 }
 
@@ -201,12 +302,17 @@ fn ado_parts(s: &str) -> Vec<&str> {
     parts
 }
 
-fn parse_ado(s: &str) -> Result<Settings, Error> {
+fn parse_ado(s: &str, passwords: PasswordSources<'_>) -> Result<Settings, Error> {
     let mut timeout = DEFAULT_CONNECT_TIMEOUT;
     let mut command_timeout = DEFAULT_COMMAND_TIMEOUT;
     let mut pool_size = DEFAULT_POOL_SIZE;
     let mut database = String::new();
     let mut encrypt = None;
+    let mut user = None;
+    let mut password = None;
+    let mut password_file = None;
+    let mut password_parts = Vec::new();
+    let mut integrated = false;
     // The keys we read are taken out before tiberius parses the rest: its parser
     // rejects `Encrypt=Mandatory|Optional|Strict|off`, which ADO.NET accepts.
     let mut rest = Vec::new();
@@ -221,7 +327,21 @@ fn parse_ado(s: &str) -> Result<Settings, Error> {
             "commandtimeout" => command_timeout = seconds(v)?,
             "maxpoolsize" => pool_size = count(v)?,
             "encrypt" => encrypt = Some(encryption(v)?),
+            "passwordfile" => password_file = Some(v.to_string()),
+            // Given to tiberius below, with the user, whatever its source.
+            "password" | "pwd" => {
+                let v = v
+                    .strip_prefix('{')
+                    .and_then(|v| v.strip_suffix('}'))
+                    .unwrap_or(v);
+                password = Some(v.to_string()).filter(|p| !p.is_empty());
+                password_parts.push(part);
+            }
             key => {
+                if matches!(key, "userid" | "uid" | "user" | "username") {
+                    user = Some(v.to_string());
+                }
+                integrated |= key == "integratedsecurity";
                 if matches!(key, "database" | "initialcatalog") {
                     database = v.to_string();
                 }
@@ -229,8 +349,27 @@ fn parse_ado(s: &str) -> Result<Settings, Error> {
             }
         }
     }
+    let password_inline = password.is_some();
+    if integrated {
+        // Windows authentication: tiberius reads user and password itself.
+        rest.extend(password_parts);
+    }
     let mut config = Config::from_ado_string(&rest.join(";")).map_err(|e| Error(e.to_string()))?;
     config.encryption(encrypt.unwrap_or(EncryptionLevel::Required));
+    let mut login = None;
+    match user {
+        _ if integrated => {}
+        Some(user) => {
+            let pass = passwords.resolve(password, password_file.as_deref())?;
+            let auth = AuthMethod::sql_server(user, pass.unwrap_or_default());
+            config.authentication(auth.clone());
+            login = Some(auth);
+        }
+        None if password.is_some() || password_file.is_some() => {
+            return Err(Error("a password without User Id".into()));
+        }
+        None => {}
+    }
     let display = format!("{}/{database}", config.get_addr());
     Ok(Settings {
         config,
@@ -238,6 +377,8 @@ fn parse_ado(s: &str) -> Result<Settings, Error> {
         command_timeout,
         pool_size,
         display,
+        password_inline,
+        login,
     })
 }
 
@@ -306,6 +447,76 @@ mod tests {
         assert!(format!("{:?}", s.config).contains("\"billing\""));
         let s = parse("mssql://h/d").unwrap();
         assert!(format!("{:?}", s.config).contains("\"logrelay\""));
+    }
+
+    const NO_ENV: PasswordSources<'static> = PasswordSources { env: None };
+
+    /// Whether tiberius will log in as `user` with `password`.
+    fn logs_in(s: &Settings, user: &str, password: &str) -> bool {
+        s.login == Some(AuthMethod::sql_server(user, password))
+    }
+
+    #[test]
+    fn password_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db.pass");
+        std::fs::write(&file, "s3cret;x\n").unwrap();
+        let url = format!("mssql://sa@h/D?passwordFile={}", file.display());
+        let s = parse_with(&url, NO_ENV).unwrap();
+        assert!(logs_in(&s, "sa", "s3cret;x"));
+        assert!(!s.password_inline);
+        let ado = format!(
+            "Server=tcp:h,1433;User Id=sa;Password File={}",
+            file.display()
+        );
+        let s = parse_with(&ado, NO_ENV).unwrap();
+        assert!(logs_in(&s, "sa", "s3cret;x"));
+        assert!(!s.password_inline);
+        // A file that is not there, or empty, is a clear error.
+        let e = parse_with("mssql://sa@h/D?passwordFile=/nonexistent/pw", NO_ENV).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("cannot read the password file /nonexistent/pw"),
+            "{e}"
+        );
+        std::fs::write(&file, "").unwrap();
+        let e = parse_with(&url, NO_ENV).unwrap_err();
+        assert!(e.to_string().contains("is empty"), "{e}");
+        // Both a password and a file: which one was meant is unclear.
+        let both = format!("mssql://sa:x@h/D?passwordFile={}", file.display());
+        assert!(parse_with(&both, NO_ENV).is_err());
+    }
+
+    #[test]
+    fn password_from_the_environment() {
+        let env = PasswordSources {
+            env: Some("from-env"),
+        };
+        let s = parse_with("mssql://sa@h/D", env).unwrap();
+        assert!(logs_in(&s, "sa", "from-env"));
+        let s = parse_with("Server=tcp:h,1433;User Id=sa", env).unwrap();
+        assert!(logs_in(&s, "sa", "from-env"));
+        // The string's own password wins, and is reported as on the command line.
+        let s = parse_with("mssql://sa:inline@h/D", env).unwrap();
+        assert!(logs_in(&s, "sa", "inline"));
+        assert!(s.password_inline);
+        let s = parse_with("Server=tcp:h,1433;User Id=sa;Password=inline", env).unwrap();
+        assert!(logs_in(&s, "sa", "inline"));
+        assert!(s.password_inline);
+    }
+
+    #[test]
+    fn inline_passwords_are_recognised() {
+        assert!(has_inline_password("mssql://sa:x@h/D"));
+        assert!(has_inline_password(
+            "Server=tcp:h;User Id=sa;Password='a;b'"
+        ));
+        assert!(has_inline_password("server=h;uid=sa;pwd=x"));
+        assert!(!has_inline_password("mssql://sa@h/D?passwordFile=/p"));
+        assert!(!has_inline_password("mssql://h/D"));
+        assert!(!has_inline_password(
+            "Server=tcp:h;User Id=sa;Password File=/p"
+        ));
     }
 
     #[test]
