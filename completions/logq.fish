@@ -79,6 +79,12 @@ rfc5424\t'RFC 5424 with RFC 6587 octet counting'
 rfc3164\t'RFC 3164 (BSD syslog), LF-terminated'"
 complete -c logq -n "__fish_logq_using_subcommand send" -l server -d 'The relay, HOST:PORT' -r
 complete -c logq -n "__fish_logq_using_subcommand send" -l ack-timeout -d 'With --acks: how long to wait for the last acknowledgement' -r
+complete -c logq -n "__fish_logq_using_subcommand send" -l tls-ca -d 'CA certificates (PEM) the relay\'s certificate must chain to: connect with TLS' -r -F
+complete -c logq -n "__fish_logq_using_subcommand send" -l tls-cert -d 'Client certificate chain (PEM), for relays that ask for one (mutual TLS)' -r -F
+complete -c logq -n "__fish_logq_using_subcommand send" -l tls-key -d 'The private key of --tls-cert (PEM)' -r -F
+complete -c logq -n "__fish_logq_using_subcommand send" -l tls-server-name -d 'The name the relay\'s certificate must carry [default: the host of --server]' -r
+complete -c logq -n "__fish_logq_using_subcommand send" -l token -d 'Token for the relay\'s hello line (its auth-tokens-file). ps shows it to every user: prefer --token-file or LOGRELAY_TOKEN' -r
+complete -c logq -n "__fish_logq_using_subcommand send" -l token-file -d 'File whose first line is the token' -r -F
 complete -c logq -n "__fish_logq_using_subcommand send" -l acks -d 'Ask the relay to acknowledge what it stored (native protocol, JSON only); report sent / acknowledged and fail when something was never acknowledged'
 complete -c logq -n "__fish_logq_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l services -d 'Number of simulated services (one connection each)' -r
@@ -92,6 +98,12 @@ rfc3164\t''"
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l server -d 'The relay, HOST:PORT' -r
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l seed -d 'Seed for the random choices (runs with the same seed send the same messages)' -r
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l ack-timeout -d 'With --acks: how long to wait for the last acknowledgement' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l tls-ca -d 'CA certificates (PEM) the relay\'s certificate must chain to: connect with TLS' -r -F
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l tls-cert -d 'Client certificate chain (PEM), for relays that ask for one (mutual TLS)' -r -F
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l tls-key -d 'The private key of --tls-cert (PEM)' -r -F
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l tls-server-name -d 'The name the relay\'s certificate must carry [default: the host of --server]' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l token -d 'Token for the relay\'s hello line (its auth-tokens-file). ps shows it to every user: prefer --token-file or LOGRELAY_TOKEN' -r
+complete -c logq -n "__fish_logq_using_subcommand simulate" -l token-file -d 'File whose first line is the token' -r -F
 complete -c logq -n "__fish_logq_using_subcommand simulate" -l acks -d 'Every service sends through the `Logger` with acknowledgements (native protocol); report sent / acknowledged, fail when something was never acknowledged'
 complete -c logq -n "__fish_logq_using_subcommand simulate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c logq -n "__fish_logq_using_subcommand stats" -l by -d 'Group by these fields: level, source, host, facility (comma separated or repeated)' -r

@@ -38,7 +38,7 @@ _logrelayd() {
 
     case "${cmd}" in
         logrelayd)
-            opts="-l -h -V --config --no-udp --print-schema --listen --listen-relp --udp --db --forward-to --max-frame --max-connections --idle-timeout --batch-rows --zone --stats-interval --listen-tls --tls-cert --tls-key --tls-client-ca --tls-allow --auth-tokens-file --auth-required --log --memory-budget --spool-dir --spool-max-size --udp-recv-buffer --metrics --retention-max-age --retention-max-size --retention-keep-free --retention-archive-dir --help --version migrate spool check-config"
+            opts="-l -h -V --config --no-udp --print-schema --listen --listen-relp --udp --db --forward-to --forward-tls-ca --forward-tls-cert --forward-tls-key --forward-token-file --max-frame --max-connections --idle-timeout --batch-rows --zone --stats-interval --listen-tls --tls-cert --tls-key --tls-client-ca --tls-allow --auth-tokens-file --auth-required --log --memory-budget --spool-dir --spool-max-size --udp-recv-buffer --metrics --retention-max-age --retention-max-size --retention-keep-free --retention-archive-dir --help --version migrate spool check-config"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -73,6 +73,22 @@ _logrelayd() {
                     return 0
                     ;;
                 --forward-to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forward-tls-ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forward-tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forward-tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forward-token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

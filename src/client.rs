@@ -17,12 +17,17 @@ use crate::message::{Level, LogMessage, SdElement};
 use crate::protocol::serialize::to_json_line;
 use chrono::Utc;
 use std::borrow::Cow;
+pub mod connect;
 pub(crate) mod link;
+#[cfg(feature = "client-tls")]
+mod tls;
 mod unacked;
 
+use connect::{ConnectError, Connector};
 use link::Link;
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, OnceLock};
@@ -46,6 +51,59 @@ pub struct Config {
     /// Most messages written and not yet acknowledged; beyond this, new messages wait
     /// in the queue.
     pub max_unacked: usize,
+    /// TLS and the token (none: plain TCP, as before).
+    pub auth: ClientAuth,
+}
+
+/// How a client proves who it is and checks who the relay is: TLS with the relay's CA
+/// (and a client certificate for mutual TLS), and a token for the hello line
+/// (docs/PROTOCOL.md). TLS needs the cargo feature `client-tls`.
+#[derive(Clone, Default)]
+pub struct ClientAuth {
+    /// CA certificates (PEM) the relay's certificate must chain to; set, the
+    /// connection is TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM), for relays that want one (`tls-client-ca`).
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The name the relay's certificate must carry [default: the host of `server`].
+    pub server_name: Option<String>,
+    /// Sent in the hello line, for relays with `auth-tokens-file`.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for ClientAuth {
+    /// Never the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuth")
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("server_name", &self.server_name)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl ClientAuth {
+    /// A token from a file: its first line (so a file with a trailing newline works).
+    pub fn read_token_file(path: &std::path::Path) -> Result<String, ClientError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ClientError::Tls(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let token = text.lines().next().unwrap_or("").trim();
+        if token.is_empty() {
+            return Err(ClientError::Tls(format!(
+                "the token file {} is empty",
+                path.display()
+            )));
+        }
+        Ok(token.to_string())
+    }
 }
 
 impl Config {
@@ -58,7 +116,14 @@ impl Config {
             connect_timeout: Duration::from_secs(3),
             acks: true,
             max_unacked: 100_000,
+            auth: ClientAuth::default(),
         }
+    }
+
+    /// TLS and token settings.
+    pub fn auth(mut self, auth: ClientAuth) -> Config {
+        self.auth = auth;
+        self
     }
 
     /// With `false`, plain JSON lines as the original client sent them: written is
@@ -135,6 +200,10 @@ pub enum ClientError {
     QueueFull(Duration),
     #[error("a global logger is already installed")]
     AlreadyInstalled,
+    /// A TLS or token setting that cannot work (an unreadable file, a key without its
+    /// certificate, TLS asked of a build without it).
+    #[error("{0}")]
+    Tls(String),
 }
 
 pub struct Logger {
@@ -158,11 +227,14 @@ impl Logger {
                 "no address".into(),
             ));
         }
+        let connector = Connector::new(&config.auth, &config.server)?;
         let (tx, rx) = sync_channel(config.queue_capacity);
         let counters = Arc::new(Counters::default());
         let worker = Worker {
             rx,
             addrs,
+            connector,
+            warned: None,
             counters: counters.clone(),
             connect_timeout: config.connect_timeout,
             reported_drops: 0,
@@ -369,6 +441,9 @@ pub fn global() -> Option<&'static Logger> {
 struct Worker {
     rx: Receiver<Item>,
     addrs: Vec<SocketAddr>,
+    connector: Connector,
+    /// When a connection failure was last written to stderr.
+    warned: Option<Instant>,
     counters: Arc<Counters>,
     connect_timeout: Duration,
     /// Drops already reported to the relay.
@@ -381,6 +456,8 @@ struct Worker {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A failing connection is reported on stderr at most this often.
+const WARN_INTERVAL: Duration = Duration::from_secs(60);
 const WRITE_CHUNK: usize = 64 * 1024;
 /// While something waits for an acknowledgement, how often the worker looks.
 const ACK_POLL: Duration = Duration::from_millis(2);
@@ -469,7 +546,18 @@ impl Worker {
             }
             // Deliver, reconnecting as needed; what is not acknowledged stays ours.
             if link.as_ref().is_none_or(Link::closed) {
-                link = Link::open(&self.addrs, self.connect_timeout, self.client.as_deref());
+                link = match Link::open(
+                    &self.addrs,
+                    self.connect_timeout,
+                    self.client.as_deref(),
+                    &self.connector,
+                ) {
+                    Ok(l) => Some(l),
+                    Err(e) => {
+                        self.warn(&e);
+                        None
+                    }
+                };
                 let Some(l) = link.as_mut() else {
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -520,6 +608,17 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// A connection that failed for a reason someone must fix (TLS, a refused token),
+    /// on stderr at most once a minute: a logger cannot log its own errors through
+    /// itself. An unreachable relay is only retried, as it always was.
+    fn warn(&mut self, e: &ConnectError) {
+        if e.is_unreachable() || self.warned.is_some_and(|t| t.elapsed() < WARN_INTERVAL) {
+            return;
+        }
+        self.warned = Some(Instant::now());
+        eprintln!("logrelay client: {e}; retrying, messages wait in the queue");
     }
 
     /// Appends one message as a JSON line, numbered when acknowledgements are asked for.

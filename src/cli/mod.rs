@@ -11,6 +11,7 @@ mod pager;
 mod plan;
 pub(crate) use plan::config_db;
 mod query;
+mod relay_auth;
 mod render;
 mod send;
 mod simulate;

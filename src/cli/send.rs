@@ -1,13 +1,13 @@
 //! `logq send`: one message from the arguments, or every line of standard input.
 
 use super::error::CliError;
+use super::relay_auth::{AuthArgs, Target};
 use crate::message::{Facility, LogMessage};
 use crate::protocol::serialize::{Format, encode_framed};
 use chrono::Utc;
 use clap::Args;
 use std::borrow::Cow;
 use std::io::{self, BufRead, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 #[derive(Debug, Args)]
@@ -47,30 +47,11 @@ pub struct SendArgs {
         requires = "acks"
     )]
     pub ack_timeout: crate::settings::Span,
+    #[command(flatten)]
+    pub auth: AuthArgs,
     /// The message; without it, every line of standard input is one message
     #[arg(value_name = "MESSAGE")]
     pub message: Vec<String>,
-}
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-fn connect(server: &str) -> Result<TcpStream, CliError> {
-    let unreachable = |e: String| {
-        CliError::Runtime(format!(
-            "cannot reach the relay at {server}: {e} (is logrelayd running? --server HOST:PORT)"
-        ))
-    };
-    let addrs = server
-        .to_socket_addrs()
-        .map_err(|e| unreachable(e.to_string()))?;
-    let mut last = String::from("no address");
-    for a in addrs {
-        match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(unreachable(last))
 }
 
 /// Every line of standard input (or the one message) as one message.
@@ -113,8 +94,12 @@ fn send_acknowledged(
             Some("--format json (the default)".into()),
         ));
     }
-    connect(&a.server)?; // fail fast and clearly when the relay is not there
-    let mut config = crate::client::Config::new(a.source.clone()).server(a.server.clone());
+    // Fail fast and clearly when the relay is not there or turns us away.
+    let target = Target::new(&a.server, &a.auth)?;
+    target.open()?;
+    let mut config = crate::client::Config::new(a.source.clone())
+        .server(a.server.clone())
+        .auth(target.auth);
     config.hostname = hostname;
     let logger =
         crate::client::Logger::new(config).map_err(|e| CliError::Runtime(e.to_string()))?;
@@ -152,7 +137,7 @@ pub fn run(a: SendArgs) -> Result<std::process::ExitCode, CliError> {
     if a.acks {
         return send_acknowledged(&a, level, facility, hostname);
     }
-    let mut stream = connect(&a.server)?;
+    let mut stream = Target::new(&a.server, &a.auth)?.open()?;
     let mut out = Vec::with_capacity(4096);
     let mut scratch = String::new();
     let mut encode = |text: &str, out: &mut Vec<u8>| {
@@ -194,8 +179,8 @@ pub fn run(a: SendArgs) -> Result<std::process::ExitCode, CliError> {
     }
     stream.flush().map_err(write_err)?;
     // Half-close and wait for the relay to close: it has read everything by then.
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = io::Read::read(&mut stream, &mut [0u8; 1]);
+    stream
+        .finish(Duration::from_secs(2))
+        .map_err(|e| CliError::Runtime(format!("the relay at {} refused: {e}", a.server)))?;
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -4,6 +4,8 @@
 //! thousands of messages per second when unthrottled.
 
 use super::error::CliError;
+use super::relay_auth::{AuthArgs, Target};
+use crate::client::connect::Stream;
 use crate::message::{Facility, Level, LogMessage, SdElement};
 use crate::protocol::serialize::{Format, encode_framed};
 use chrono::Utc;
@@ -11,7 +13,6 @@ use clap::Args;
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -60,6 +61,8 @@ pub struct SimulateArgs {
         requires = "acks"
     )]
     pub ack_timeout: crate::settings::Span,
+    #[command(flatten)]
+    pub auth: AuthArgs,
 }
 
 /// A small, fast, seedable generator (xorshift64*): no need for a crate here.
@@ -296,7 +299,7 @@ struct Shared {
 /// service.
 enum Outlet {
     Plain {
-        conns: Vec<Option<TcpStream>>,
+        conns: Vec<Option<Stream>>,
         bufs: Vec<(Vec<u8>, u64)>,
     },
     Acked {
@@ -315,19 +318,17 @@ struct Plan {
 
 fn worker(
     services: Vec<(usize, Format)>,
-    server: String,
+    target: Arc<Target>,
     plan: Plan,
     seed: u64,
     shared: Arc<Shared>,
     acks: Option<Duration>,
 ) {
     let hostname = crate::sys::hostname().unwrap_or_else(|| "localhost".into());
+    let connect = || target.open().ok();
     let mut outlet = match acks {
         None => Outlet::Plain {
-            conns: services
-                .iter()
-                .map(|_| TcpStream::connect(&server).ok())
-                .collect(),
+            conns: services.iter().map(|_| connect()).collect(),
             bufs: services
                 .iter()
                 .map(|_| (Vec::with_capacity(1 << 16), 0))
@@ -338,7 +339,9 @@ fn worker(
                 .iter()
                 .filter_map(|(i, _)| {
                     let name = SERVICES[i % SERVICES.len()].name;
-                    let config = crate::client::Config::new(name).server(server.clone());
+                    let config = crate::client::Config::new(name)
+                        .server(target.server.clone())
+                        .auth(target.auth.clone());
                     crate::client::Logger::new(config).ok()
                 })
                 .collect(),
@@ -351,13 +354,13 @@ fn worker(
     let start = Instant::now();
     let mut made = 0u64;
     let pid = std::process::id().to_string();
-    let flush = |i: usize, conns: &mut Vec<Option<TcpStream>>, bufs: &mut Vec<(Vec<u8>, u64)>| {
+    let flush = |i: usize, conns: &mut Vec<Option<Stream>>, bufs: &mut Vec<(Vec<u8>, u64)>| {
         let (buf, n) = &mut bufs[i];
         if *n == 0 {
             return;
         }
         if conns[i].is_none() {
-            conns[i] = TcpStream::connect(&server).ok();
+            conns[i] = connect();
         }
         let ok = conns[i].as_mut().is_some_and(|c| c.write_all(buf).is_ok());
         if ok {
@@ -426,9 +429,7 @@ fn worker(
             }
             // Half-close and wait until the relay has read everything.
             for c in conns.iter_mut().flatten() {
-                let _ = c.shutdown(std::net::Shutdown::Write);
-                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
-                let _ = std::io::Read::read(c, &mut [0u8; 1]);
+                let _ = c.finish(Duration::from_secs(10));
             }
         }
         Outlet::Acked { loggers, wait } => {
@@ -465,13 +466,9 @@ pub fn run(a: SimulateArgs) -> Result<std::process::ExitCode, CliError> {
             Some("--count N or --duration SECONDS".into()),
         ));
     }
-    // Fail fast and clearly when the relay is not there.
-    TcpStream::connect(&a.server).map_err(|e| {
-        CliError::Runtime(format!(
-            "cannot reach the relay at {}: {e} (is logrelayd running?)",
-            a.server
-        ))
-    })?;
+    // Fail fast and clearly when the relay is not there or turns us away.
+    let target = Arc::new(Target::new(&a.server, &a.auth)?);
+    target.open()?;
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let threads = a.services.min(cores).max(1);
     let formats = |i: usize| match a.protocol {
@@ -504,11 +501,11 @@ pub fn run(a: SimulateArgs) -> Result<std::process::ExitCode, CliError> {
                 deadline,
                 rate: a.rate.map(|r| r / threads as f64),
             };
-            let server = a.server.clone();
+            let target = target.clone();
             let shared = shared.clone();
             let seed = a.seed.wrapping_add(t as u64);
             let acks = a.acks.then_some(a.ack_timeout.0);
-            std::thread::spawn(move || worker(services, server, plan, seed, shared, acks))
+            std::thread::spawn(move || worker(services, target, plan, seed, shared, acks))
         })
         .collect();
     let bar = progress_bar(&a);

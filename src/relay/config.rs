@@ -96,10 +96,27 @@ settings! {
     #[arg(long, value_name = "HOST:PORT", value_delimiter = ',', value_parser = forward_target)]
     forward_to: Vec<String> = Vec::new();
 
-    /// `[[forward]]` tables (file only): `to`, and optionally `spool-dir` and
-    /// `spool-max-size` for that link; they add to forward-to.
+    /// `[[forward]]` tables (file only): `to`, and optionally `spool-dir`,
+    /// `spool-max-size`, `tls-ca`, `tls-cert`, `tls-key`, `tls-server-name` and
+    /// `token-file` for that link; they add to forward-to.
     #[arg(skip)]
     forward: Vec<ForwardOptions> = Vec::new();
+
+    /// CA certificates (PEM) the upstream relays' certificates must chain to: forward over TLS [default: plain TCP]
+    #[arg(long, value_name = "FILE")]
+    forward_tls_ca: PathBuf = PathBuf::new();
+
+    /// Client certificate chain (PEM) for upstream relays that ask for one [default: none]
+    #[arg(long, value_name = "FILE")]
+    forward_tls_cert: PathBuf = PathBuf::new();
+
+    /// The private key of forward-tls-cert (PEM)
+    #[arg(long, value_name = "FILE")]
+    forward_tls_key: PathBuf = PathBuf::new();
+
+    /// File whose first line is the token for the upstream relays' hello, read at each connect [default: none]
+    #[arg(long, value_name = "FILE")]
+    forward_token_file: PathBuf = PathBuf::new();
 
     /// Longest frame in bytes; longer frames are truncated and counted [default: 65536]
     #[arg(long, value_name = "BYTES")]
@@ -246,6 +263,17 @@ impl Config {
             .map(|t| ForwardOptions::new(t))
             .collect();
         all.extend(self.forward.iter().cloned());
+        // What a link does not set itself comes from the forward-* settings.
+        let given = |p: &PathBuf| Some(p.clone()).filter(|p| !p.as_os_str().is_empty());
+        for f in &mut all {
+            f.tls_ca = f.tls_ca.take().or_else(|| given(&self.forward_tls_ca));
+            f.tls_cert = f.tls_cert.take().or_else(|| given(&self.forward_tls_cert));
+            f.tls_key = f.tls_key.take().or_else(|| given(&self.forward_tls_key));
+            f.token_file = f
+                .token_file
+                .take()
+                .or_else(|| given(&self.forward_token_file));
+        }
         all
     }
 }
@@ -570,6 +598,22 @@ mod tests {
             Ok(l) => Config::resolve(l).unwrap_err(),
             Err(e) => e.to_string(),
         };
+        // TLS and token settings: a table's own, else the forward-* ones.
+        let file: Layer = toml::from_str(
+            "db = \"none\"\nforward-to = [\"central-1:6514\"]\nforward-tls-ca = \"/ca.pem\"\n\
+             forward-token-file = \"/tok\"\n\
+             [[forward]]\nto = \"central-2:6514\"\ntls-ca = \"/other-ca.pem\"\n\
+             tls-cert = \"/c.pem\"\ntls-key = \"/c.key\"\ntls-server-name = \"central\"\n",
+        )
+        .unwrap();
+        let f = Config::resolve(file).unwrap().forwards();
+        assert_eq!(f[0].tls_ca, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(f[0].token_file, Some(PathBuf::from("/tok")));
+        assert_eq!(f[0].tls_cert, None);
+        assert_eq!(f[1].tls_ca, Some(PathBuf::from("/other-ca.pem")));
+        assert_eq!(f[1].tls_key, Some(PathBuf::from("/c.key")));
+        assert_eq!(f[1].tls_server_name.as_deref(), Some("central"));
+        assert_eq!(f[1].token_file, Some(PathBuf::from("/tok")));
         assert!(err("db = \"none\"").contains("forward-to"));
         assert!(err("forward-to = [\"central\"]").contains("HOST:PORT"));
         assert!(err("forward-to = [\"a:1\", \"a:1\"]").contains("used twice"));

@@ -16,6 +16,8 @@
 use super::spool::{Chunk, Spool, SpoolError};
 use super::stats::Stats;
 use super::writer::Sink;
+use crate::client::ClientAuth;
+use crate::client::connect::Connector;
 use crate::client::link::Link;
 use crate::log_limit::{Limiter, thousands};
 use crate::settings::Size;
@@ -29,9 +31,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// One upstream relay: `--forward-to HOST:PORT`, or a `[[forward]]` table in the file.
-///
-/// This is the seam for securing the link: TLS (CA, client certificate) and the hello
-/// token belong here, next to `to`, and in [`connect`].
+/// The TLS and token keys a table leaves out come from the `forward-tls-*` and
+/// `forward-token-file` settings ([`super::Config::forwards`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ForwardOptions {
@@ -44,6 +45,22 @@ pub struct ForwardOptions {
     /// back [default: spool-max-size].
     #[serde(default)]
     pub spool_max_size: Option<Size>,
+    /// CA certificates (PEM) the upstream's certificate must chain to: the link is TLS.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate chain (PEM), for an upstream with `tls-client-ca`.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of `tls-cert` (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// The name the upstream's certificate must carry [default: the host of `to`].
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+    /// A file whose first line is the token for the upstream's hello (its
+    /// `auth-tokens-file`); read again at each connect, so it can be rotated.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 impl ForwardOptions {
@@ -52,7 +69,31 @@ impl ForwardOptions {
             to: to.to_string(),
             spool_dir: None,
             spool_max_size: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_server_name: None,
+            token_file: None,
         }
+    }
+
+    /// How to connect: the TLS files and the token, read now (at start, so a bad file
+    /// stops the relay with the reason; at each reconnect, so renewed files are used).
+    pub fn connector(&self) -> Result<Connector, String> {
+        let token = self
+            .token_file
+            .as_deref()
+            .map(ClientAuth::read_token_file)
+            .transpose()
+            .map_err(|e| format!("forward to {}: {e}", self.to))?;
+        let auth = ClientAuth {
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            server_name: self.tls_server_name.clone(),
+            token,
+        };
+        Connector::new(&auth, &self.to).map_err(|e| format!("forward to {}: {e}", self.to))
     }
 
     /// The spool directory: its own, or `forward-HOST-PORT` inside the relay's.
@@ -96,6 +137,7 @@ const WINDOW: usize = 4;
 const ACK_POLL: Duration = Duration::from_micros(500);
 
 static UNREACHABLE: Limiter = Limiter::new("upstream relay unreachable");
+static REFUSED: Limiter = Limiter::new("upstream relay refused the link");
 static FULL: Limiter = Limiter::new("forwarding spool full");
 static SPOOL_ERROR: Limiter = Limiter::new("forwarding spool errors");
 
@@ -130,6 +172,7 @@ impl ForwardSink {
         let dir = opts.spool_dir(relay_spool);
         let max = opts.spool_max_size.unwrap_or(default_max).bytes();
         let spool = Spool::open(&dir, max).map_err(|e| e.to_string())?;
+        opts.connector()?; // the TLS files and token are readable
         let client = client_name(&dir, spool.next_seq())?;
         Stats::add(&stats.forward_backlog, spool.rows());
         if !spool.is_empty() {
@@ -145,6 +188,7 @@ impl ForwardSink {
             stop: AtomicBool::new(false),
         });
         let sender = Sender {
+            opts: opts.clone(),
             to: opts.to.clone(),
             client,
             shared: shared.clone(),
@@ -240,24 +284,42 @@ fn client_name(dir: &Path, next_seq: u64) -> Result<String, String> {
     Ok(name)
 }
 
-/// Connects to the upstream and says hello asking for acknowledgements. TLS and the
-/// token for this link go here (see [`ForwardOptions`]).
-fn connect(to: &str, client: &str) -> Result<Link, String> {
+/// Why a connection to the upstream failed: it is not there (retried quietly while
+/// nothing waits), or it turned the link away (TLS, token: someone must fix a setting).
+enum LinkFailure {
+    Unreachable(String),
+    Refused(String),
+}
+
+/// Connects to the upstream (TLS and the token as the options say) and says hello
+/// asking for acknowledgements.
+fn connect(opts: &ForwardOptions, client: &str) -> Result<Link, LinkFailure> {
+    let to = &opts.to;
+    let connector = opts
+        .connector()
+        .map_err(LinkFailure::Refused)?
+        .for_forwarding();
     let addrs: Vec<_> = to
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {to}: {e}"))?
+        .map_err(|e| LinkFailure::Unreachable(format!("cannot resolve {to}: {e}")))?
         .collect();
-    let link = Link::open_forwarding(&addrs, CONNECT_TIMEOUT, client)
-        .ok_or_else(|| format!("cannot connect to {to} (or it refused the hello)"))?;
+    let link = Link::open(&addrs, CONNECT_TIMEOUT, Some(client), &connector).map_err(|e| {
+        if e.is_unreachable() {
+            LinkFailure::Unreachable(e.to_string())
+        } else {
+            LinkFailure::Refused(e.to_string())
+        }
+    })?;
     if !link.acknowledging() {
-        return Err(format!(
+        return Err(LinkFailure::Refused(format!(
             "{to} does not acknowledge (an older relay?): forwarding needs acknowledgements"
-        ));
+        )));
     }
     Ok(link)
 }
 
 struct Sender {
+    opts: ForwardOptions,
     to: String,
     client: String,
     shared: Arc<Shared>,
@@ -281,12 +343,18 @@ impl Sender {
             if link.as_ref().is_none_or(Link::closed) {
                 // Whatever was in flight is sent again, from the spool's position.
                 inflight.clear();
-                link = match connect(&self.to, &self.client) {
+                link = match connect(&self.opts, &self.client) {
                     Ok(l) => Some(l),
-                    Err(e) => {
+                    Err(failure) => {
                         let waiting = lock(&self.shared.spool).rows();
-                        if waiting > 0 {
-                            crate::warn_limited!(UNREACHABLE, error = %e, "upstream relay unreachable; {} rows wait in the forwarding spool", thousands(waiting));
+                        match failure {
+                            LinkFailure::Unreachable(e) if waiting > 0 => {
+                                crate::warn_limited!(UNREACHABLE, error = %e, "upstream relay unreachable; {} rows wait in the forwarding spool", thousands(waiting));
+                            }
+                            LinkFailure::Unreachable(_) => {}
+                            LinkFailure::Refused(e) => {
+                                crate::warn_limited!(REFUSED, error = %e, "the upstream relay refused the link; {} rows wait in the forwarding spool", thousands(waiting));
+                            }
                         }
                         self.pause(backoff);
                         backoff = (backoff * 2).min(MAX_BACKOFF);

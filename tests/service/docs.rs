@@ -164,6 +164,14 @@ const LOGQ_ENV: &[Item] = &[
         "logrelayd's settings file, whose db names the store.",
     ),
     Term("NO_COLOR", "When set, --color auto prints no colour."),
+    Term(
+        "LOGRELAY_TOKEN",
+        "send and simulate: the token for the relay's hello, when neither --token nor --token-file is given (unlike --token, ps does not show it).",
+    ),
+    Term(
+        "LOGRELAY_DB_PASSWORD",
+        "The SQL Server password, when the connection string names a user and no password (nor passwordFile).",
+    ),
 ];
 
 const LOGQ_EXIT: &[Item] = &[
