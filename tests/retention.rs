@@ -6,11 +6,13 @@ mod common;
 use chrono::{DateTime, Utc};
 use common::Daemon;
 use logrelay::message::{Facility, Level, LogMessage, Protocol};
+use logrelay::store::archive::ArchiveDir;
+use logrelay::store::record_json;
 use logrelay::store::sqlite::SqliteWriter;
 use logrelay::store::{Batch, StoreWriter};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -81,24 +83,20 @@ fn json_by_id(text: &str) -> BTreeMap<i64, String> {
         .collect()
 }
 
-/// Every record in the archive files (by their manifests), as (id, line); repeats kept.
+/// Every record in the archive files (by their manifests), as (id, `-o json` line);
+/// repeats kept.
 fn archived(dir: &Path) -> Vec<(i64, String)> {
+    let archive = ArchiveDir::open(dir).unwrap();
     let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        if !name.ends_with(".manifest.json") {
-            continue;
-        }
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        let data = dir.join(m["file"].as_str().unwrap());
-        let dec = zstd::Decoder::new(std::fs::File::open(data).unwrap()).unwrap();
-        for line in std::io::BufReader::new(dec).lines() {
-            let line = line.unwrap();
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            out.push((v["id"].as_i64().unwrap(), line));
-        }
+    for m in archive.manifests().unwrap() {
+        archive
+            .read(&m, &mut |id, r| {
+                let mut line = String::new();
+                record_json::write(id, r, &mut line);
+                out.push((id, line));
+                Ok(())
+            })
+            .unwrap();
     }
     out
 }
@@ -230,6 +228,39 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
         .take(5)
         .collect();
     assert_eq!(tail.lines().collect::<Vec<_>>(), want_tail);
+    // Severities, newest first, a limit: picked from the archives without a scratch
+    // store, merged with the store's.
+    let errs = ok(logq(
+        &db,
+        &[
+            "-o",
+            "json",
+            "--archive",
+            a,
+            "-p",
+            "err",
+            "-r",
+            "-n",
+            "15000",
+        ],
+    ));
+    let want_errs: Vec<&String> = before_rows
+        .values()
+        .rev()
+        .filter(|l| {
+            l.contains("\"level\":\"err\"")
+                || l.contains("\"level\":\"crit\"")
+                || l.contains("\"level\":\"alert\"")
+                || l.contains("\"level\":\"emerg\"")
+        })
+        .take(15000)
+        .collect();
+    let last: serde_json::Value = serde_json::from_str(want_errs[14_999]).unwrap();
+    assert!(
+        last["id"].as_i64().unwrap() < 4 * BLOCK,
+        "reaches into the archives"
+    );
+    assert_eq!(errs.lines().collect::<Vec<_>>(), want_errs);
     // Old rows only in the archives: a time window before the cut.
     let since = DateTime::<Utc>::from_timestamp_micros(t0 + 100 * step)
         .unwrap()
@@ -268,6 +299,11 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
         "{usage}"
     );
     assert!(usage.contains("archives"), "{usage}");
+    // Archives written before the columnar layout (JSON lines, manifests without a
+    // format) read the same.
+    rewrite_as_json_lines(&archive);
+    assert_eq!(ok(logq(&db, &["-o", "json", "--archive", a])), before);
+    assert!(logq_plain(&["archive", "verify", a]).status.success());
     let file = std::fs::read_dir(&archive)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -280,6 +316,39 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
     let verified = logq_plain(&["archive", "verify", a]);
     assert_eq!(verified.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&verified.stdout).contains("SHA-256"));
+}
+
+/// Rewrites every archive file as the first format had it: `-o json` lines, zstd,
+/// a manifest without `format`.
+fn rewrite_as_json_lines(dir: &Path) {
+    use sha2::Digest;
+    let archive = ArchiveDir::open(dir).unwrap();
+    for m in archive.manifests().unwrap() {
+        let mut text = String::new();
+        archive
+            .read(&m, &mut |id, r| {
+                record_json::write(id, r, &mut text);
+                text.push('\n');
+                Ok(())
+            })
+            .unwrap();
+        let data = zstd::encode_all(text.as_bytes(), 3).unwrap();
+        let name = m.file.replace(".cols.zst", ".jsonl.zst");
+        std::fs::write(dir.join(&name), &data).unwrap();
+        std::fs::remove_file(dir.join(&m.file)).unwrap();
+        let mut v = serde_json::to_value(&m).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("format");
+        o.insert("file".into(), name.into());
+        o.insert("bytes".into(), data.len().into());
+        let sha: String = sha2::Sha256::digest(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        o.insert("sha256".into(), sha.into());
+        let manifest = dir.join(m.file.replace(".cols.zst", ".manifest.json"));
+        std::fs::write(manifest, serde_json::to_string(&v).unwrap()).unwrap();
+    }
 }
 
 fn thousands(n: i64) -> String {

@@ -1,6 +1,8 @@
-//! Archives: the rows retention removes, as `logq -o json` records one per line,
-//! zstd-compressed, one file per id range (`logs-FIRST-LAST.jsonl.zst`) with a manifest
-//! beside it (`….manifest.json`: time range, id range, rows, SHA-256 of the file).
+//! Archives: the rows retention removes, zstd-compressed, one file per id range
+//! (`logs-FIRST-LAST.cols.zst`, the columnar layout of `archive_cols`) with a manifest
+//! beside it (`….manifest.json`: format, time range, id range, rows, SHA-256 of the
+//! file). Archives written before that layout (`….jsonl.zst`, the `logq -o json`
+//! records one per line) are read as before.
 //!
 //! Order of writing, so a crash never loses a row: the data file is written under a
 //! temporary name and synced, renamed, then the manifest the same way, then the
@@ -8,22 +10,47 @@
 //! without a manifest is incomplete and ignored (its rows are still in the store); rows
 //! both archived and still stored (a crash before the removal) are told apart by id.
 
-use super::record_json;
 use super::{Batch, RecordRef, StoreError};
+use super::{archive_cols, record_json};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-/// zstd level: 9 keeps a background pass cheap and the records at ~1/8 of their text.
-const LEVEL: i32 = 9;
+/// zstd level and window (BENCHMARKS.md: bytes per message against CPU).
+const LEVEL: i32 = 12;
+const WINDOW_LOG: u32 = 24;
 const MANIFEST_SUFFIX: &str = ".manifest.json";
+/// Data files: JSON lines (format 1, written before the columnar layout) and columns.
+const JSONL_SUFFIX: &str = ".jsonl.zst";
+const COLS_SUFFIX: &str = ".cols.zst";
+const FORMAT_JSONL: u32 = 1;
+const FORMAT_COLUMNS: u32 = 2;
+
+fn format_jsonl() -> u32 {
+    FORMAT_JSONL
+}
+
+/// One zstd frame with its checksum; long matches on, for names and message
+/// templates that repeat across the file.
+fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = zstd::Encoder::new(Vec::with_capacity(raw.len() / 4), LEVEL)?;
+    enc.include_checksum(true)?;
+    enc.window_log(WINDOW_LOG)?;
+    enc.long_distance_matching(true)?;
+    enc.write_all(raw)?;
+    enc.finish()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// The data file's name, in the same directory.
     pub file: String,
+    /// 1: `logq -o json` records one per line (manifests without the field); 2: the
+    /// columnar layout (`archive_cols`).
+    #[serde(default = "format_jsonl")]
+    pub format: u32,
     pub first_id: i64,
     pub last_id: i64,
     /// Earliest and latest event time of the rows, µs since the epoch and as text.
@@ -45,25 +72,6 @@ pub struct ArchiveDir {
 
 fn io_at(e: std::io::Error, path: &Path) -> StoreError {
     StoreError::from(e).at(path)
-}
-
-/// Counts and hashes what passes through to the file.
-struct Hashing<W> {
-    inner: W,
-    hash: Sha256,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -114,7 +122,9 @@ impl ArchiveDir {
     }
 
     /// Writes the rows `fill` streams (ids `first..=last`, in id order) to a new
-    /// archive file and its manifest, both synced.
+    /// archive file and its manifest, both synced. The rows are gathered in memory
+    /// first (column by column), so the store's read snapshot ends before the slow
+    /// part: compressing and syncing.
     pub fn write(
         &self,
         first: i64,
@@ -123,63 +133,27 @@ impl ArchiveDir {
     ) -> Result<Manifest, StoreError> {
         // The directory may have gone (an unmounted disk) since it was opened.
         ArchiveDir::open(&self.path)?;
-        let name = format!("logs-{first:015}-{last:015}.jsonl.zst");
+        let name = format!("logs-{first:015}-{last:015}{COLS_SUFFIX}");
         let data = self.path.join(&name);
-        let tmp = data.with_extension("tmp");
-        let file = File::create(&tmp).map_err(|e| io_at(e, &tmp))?;
-        let hashing = Hashing {
-            inner: std::io::BufWriter::with_capacity(1 << 16, file),
-            hash: Sha256::new(),
-            bytes: 0,
-        };
-        let mut enc = zstd::Encoder::new(hashing, LEVEL).map_err(|e| io_at(e, &tmp))?;
-        enc.include_checksum(true).map_err(|e| io_at(e, &tmp))?;
+        let mut cols = archive_cols::Columns::default();
         let (mut rows, mut min_t, mut max_t) = (0u64, i64::MAX, i64::MIN);
-        let mut line = String::with_capacity(512);
-        let mut failed: Option<std::io::Error> = None;
         fill(&mut |id, r: &RecordRef<'_>| {
-            line.clear();
-            record_json::write(id, r, &mut line);
-            line.push('\n');
-            if let Err(e) = enc.write_all(line.as_bytes()) {
-                failed = Some(e);
-                return false;
-            }
+            cols.push(id, r);
             rows += 1;
             min_t = min_t.min(r.time_us);
             max_t = max_t.max(r.time_us);
             true
         })?;
-        if let Some(e) = failed {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_at(e, &tmp));
-        }
-        let done = enc.finish().and_then(|mut h| {
-            h.flush()?;
-            Ok(h)
-        });
-        let hashing = match done {
-            Ok(h) => h,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(io_at(e, &tmp));
-            }
-        };
-        let (bytes, sha) = (hashing.bytes, hex(&hashing.hash.finalize()));
-        let file = hashing
-            .inner
-            .into_inner()
-            .map_err(|e| io_at(e.into_error(), &tmp))?;
-        if let Err(e) = file.sync_all() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(io_at(e, &tmp));
-        }
-        std::fs::rename(&tmp, &data).map_err(|e| io_at(e, &data))?;
+        let compressed = compress(&cols.finish()).map_err(|e| io_at(e, &data))?;
+        drop(cols);
+        let (bytes, sha) = (compressed.len() as u64, hex(&Sha256::digest(&compressed)));
+        write_synced(&data, |f| f.write_all(&compressed))?;
         if rows == 0 {
             (min_t, max_t) = (0, 0);
         }
         let manifest = Manifest {
             file: name.clone(),
+            format: FORMAT_COLUMNS,
             first_id: first,
             last_id: last,
             min_time_us: min_t,
@@ -194,7 +168,7 @@ impl ArchiveDir {
             .map_err(|e| StoreError::Server(e.to_string()))?;
         let mpath = self.path.join(format!(
             "{}{MANIFEST_SUFFIX}",
-            name.trim_end_matches(".jsonl.zst")
+            name.trim_end_matches(COLS_SUFFIX)
         ));
         if let Err(e) = write_synced(&mpath, |f| f.write_all(text.as_bytes())) {
             let _ = std::fs::remove_file(&data);
@@ -254,6 +228,22 @@ impl ArchiveDir {
         rows: &mut dyn FnMut(i64, &RecordRef<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let path = self.path.join(&m.file);
+        if m.format == FORMAT_COLUMNS {
+            let bytes = std::fs::read(&path).map_err(|e| io_at(e, &path))?;
+            let raw = zstd::decode_all(bytes.as_slice()).map_err(|e| io_at(e, &path))?;
+            return archive_cols::read(&raw, rows).map_err(|reason| StoreError::File {
+                path: path.clone(),
+                reason,
+                hint: Some("run logq archive verify"),
+            })?;
+        }
+        if m.format != FORMAT_JSONL {
+            return Err(StoreError::File {
+                path,
+                reason: format!("archive format {} is newer than this logq", m.format),
+                hint: Some("read it with a newer logq"),
+            });
+        }
         let file = File::open(&path).map_err(|e| io_at(e, &path))?;
         let dec = zstd::Decoder::new(file).map_err(|e| io_at(e, &path))?;
         let mut reader = BufReader::with_capacity(1 << 16, dec);
@@ -343,7 +333,8 @@ impl ArchiveDir {
             .flatten()
         {
             let name = entry.file_name().to_string_lossy().to_string();
-            if name.ends_with(".jsonl.zst") && !named.contains(name.as_str()) {
+            let data = name.ends_with(JSONL_SUFFIX) || name.ends_with(COLS_SUFFIX);
+            if data && !named.contains(name.as_str()) {
                 problems.push(format!("{name}: no manifest (an archive cut short; its rows were not removed from the store)"));
             }
         }

@@ -3,6 +3,7 @@
 //! Stores know nothing of parsing: they take records, not bytes.
 
 pub mod archive;
+mod archive_cols;
 pub mod archive_query;
 pub mod batch;
 pub mod columns;
