@@ -1,12 +1,14 @@
-//! Queries over the archives and the live store together (`logq --archive DIR`). The
-//! archive files a query's time and id range can touch are loaded into a scratch
-//! SQLite store with their row ids, the same query runs there and on the live store,
-//! and the two ordered results are merged; a row in both (archived, then a crash before
-//! its removal) is passed on once, by id.
+//! Queries over the archives and the live store together (`logq --archive DIR`). Only
+//! the archive files a query's time and id range can touch are read (their manifests
+//! say). A filter on times, ids, severities and facilities alone is applied to the
+//! rows as they are read, which are then sorted; any other (text, names, words) loads
+//! the files into a scratch SQLite store with their row ids and runs the same query
+//! there. The archived and the live results are merged in order; a row in both
+//! (archived, then a crash before its removal) is passed on once, by id.
 
 use super::archive::ArchiveDir;
 use super::sqlite::ScratchStore;
-use super::{Batch, Query, RecordRef, StoreError, StoreReader, Visit};
+use super::{Batch, Filter, Query, RecordRef, StoreError, StoreReader, Visit};
 
 pub struct WithArchives {
     live: Box<dyn StoreReader>,
@@ -18,11 +20,13 @@ impl WithArchives {
         WithArchives { live, dir }
     }
 
-    /// The archived rows `q` can match, in `q`'s order.
-    fn archived(&self, q: &Query) -> Result<(Batch, Vec<i64>), StoreError> {
+    /// The archived rows `q` can match: the rows, their ids, and the order to pass
+    /// them on in (`q`'s).
+    fn archived(&self, q: &Query) -> Result<(Batch, Vec<i64>, Vec<usize>), StoreError> {
         let f = &q.filter;
         let since = f.since.map(|t| t.timestamp_micros());
         let until = f.until.map(|t| t.timestamp_micros());
+        // The files the query's time and id range can touch (their manifests say).
         let wanted: Vec<_> = self
             .dir
             .manifests()?
@@ -33,33 +37,90 @@ impl WithArchives {
             .filter(|m| f.after_id.is_none_or(|a| m.last_id > a))
             .filter(|m| f.upto_id.is_none_or(|u| m.first_id <= u))
             .collect();
-        let mut found = (Batch::new(), Vec::new());
+        let (mut batch, mut ids) = (Batch::new(), Vec::new());
         if wanted.is_empty() {
-            return Ok(found);
+            return Ok((batch, ids, Vec::new()));
+        }
+        if needs_no_index(f) {
+            // Times, ids, severities, facilities: picked here as the files are read,
+            // then sorted; no scratch store.
+            for m in &wanted {
+                self.dir.read(m, &mut |id, r| {
+                    if plain_match(f, since, until, id, r) {
+                        batch.push_record(r);
+                        ids.push(id);
+                    }
+                    Ok(())
+                })?;
+            }
+            let mut order: Vec<usize> = (0..ids.len()).collect();
+            let key_of = |i: usize| match batch.record_at(i) {
+                Some(r) => key(q, ids[i], &r),
+                None => (ids[i], 0),
+            };
+            let mut keyed: Vec<((i64, i64), usize)> =
+                order.iter().map(|&i| (key_of(i), i)).collect();
+            keyed.sort_unstable();
+            if q.newest_first {
+                keyed.reverse();
+            }
+            // An id in two files (not written so, but cheap to rule out): once.
+            keyed.dedup_by_key(|(_, i)| ids[*i]);
+            if let Some(limit) = q.limit {
+                keyed.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            }
+            order = keyed.into_iter().map(|(_, i)| i).collect();
+            return Ok((batch, ids, order));
         }
         let mut scratch = ScratchStore::create()?;
-        let (mut batch, mut ids) = (Batch::new(), Vec::new());
-        for m in &wanted {
-            self.dir.read(m, &mut |id, r| {
-                batch.push_record(r);
-                ids.push(id);
-                if ids.len() >= 10_000 {
-                    scratch.insert(&batch, &ids)?;
-                    batch.clear();
-                    ids.clear();
-                }
-                Ok(())
-            })?;
+        {
+            let (mut part, mut part_ids) = (Batch::new(), Vec::new());
+            for m in &wanted {
+                self.dir.read(m, &mut |id, r| {
+                    part.push_record(r);
+                    part_ids.push(id);
+                    if part_ids.len() >= 10_000 {
+                        scratch.insert(&part, &part_ids)?;
+                        part.clear();
+                        part_ids.clear();
+                    }
+                    Ok(())
+                })?;
+            }
+            scratch.insert(&part, &part_ids)?;
         }
-        scratch.insert(&batch, &ids)?;
         let mut reader = scratch.reader()?;
         reader.query(q, &mut |id, r| {
-            found.0.push_record(r);
-            found.1.push(id);
+            batch.push_record(r);
+            ids.push(id);
             true
         })?;
-        Ok(found)
+        let order = (0..ids.len()).collect();
+        Ok((batch, ids, order))
     }
+}
+
+/// A filter on times, ids, severities and facilities only: no text to match, nothing
+/// an index would help with.
+fn needs_no_index(f: &Filter) -> bool {
+    f.sources.is_empty() && f.hosts.is_empty() && f.matches.is_empty() && f.words.is_empty()
+}
+
+/// [`needs_no_index`]'s filter applied to one row, as the store's SQL does it.
+fn plain_match(
+    f: &Filter,
+    since: Option<i64>,
+    until: Option<i64>,
+    id: i64,
+    r: &RecordRef<'_>,
+) -> bool {
+    since.is_none_or(|s| r.time_us >= s)
+        && until.is_none_or(|u| r.time_us <= u)
+        && f.after_id.is_none_or(|a| id > a)
+        && f.upto_id.is_none_or(|u| id <= u)
+        && f.severity_codes()
+            .is_none_or(|(lo, hi)| (lo..=hi).contains(&r.level.code()))
+        && (f.facilities.is_empty() || r.facility.is_some_and(|x| f.facilities.contains(&x)))
 }
 
 /// The sort key of a row under `q`: (time, id), or id alone in arrival order.
@@ -69,8 +130,11 @@ fn key(q: &Query, id: i64, r: &RecordRef<'_>) -> (i64, i64) {
 
 impl StoreReader for WithArchives {
     fn query(&mut self, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        let (batch, ids) = self.archived(q)?;
-        let mut archived = batch.iter().zip(ids.iter().copied()).peekable();
+        let (batch, ids, order) = self.archived(q)?;
+        let mut archived = order
+            .iter()
+            .filter_map(|&i| Some((batch.record_at(i)?, ids[i])))
+            .peekable();
         let limit = q.limit.unwrap_or(u64::MAX);
         let mut sent = 0u64;
         let mut stopped = false;
