@@ -239,7 +239,9 @@ fn blocks_whose_filter_rules_a_word_out_are_not_read() {
     let path = dir.path().join("w.db");
     let filtered: i64 = rusqlite::Connection::open(&path)
         .unwrap()
-        .query_row("SELECT count(*) FROM LogTokens", [], |r| r.get(0))
+        .query_row("SELECT count(DISTINCT id >> 6) FROM LogTokens", [], |r| {
+            r.get(0)
+        })
         .unwrap();
     assert_eq!(
         filtered, 3,
@@ -254,13 +256,16 @@ fn blocks_whose_filter_rules_a_word_out_are_not_read() {
     let found = ids(&mut s, word_filter(&["smuggled"]), false, None);
     assert_eq!(found, vec![12700], "block 0's filter rules 'smuggled' out");
     // A block whose filter is gone (damaged, or from before filters) is read whole.
-    conn.execute("DELETE FROM LogTokens WHERE block = 0", [])
+    conn.execute("DELETE FROM LogTokens WHERE id >> 6 = 0", [])
         .unwrap();
     let found = ids(&mut s, word_filter(&["smuggled"]), false, None);
     assert_eq!(found, vec![100, 12700]);
     // A damaged filter blob reads as unknown too.
-    conn.execute("UPDATE LogTokens SET filter = x'0102' WHERE block = 1", [])
-        .unwrap();
+    conn.execute(
+        "UPDATE LogTokens SET filter = x'0102' WHERE id >> 6 = 1",
+        [],
+    )
+    .unwrap();
     conn.execute(
         "UPDATE LogRows SET message = 'smuggled' WHERE id = 4200",
         [],
@@ -268,6 +273,45 @@ fn blocks_whose_filter_rules_a_word_out_are_not_read() {
     .unwrap();
     let found = ids(&mut s, word_filter(&["smuggled"]), false, None);
     assert_eq!(found, vec![100, 4200, 12700]);
+}
+
+/// Within a block, only the segments (256 ids) whose filter may hold the word are read:
+/// the word smuggled into another segment of the same block is not found, into the same
+/// segment it is. Hostnames and sources are indexed in the segments of their rows.
+#[test]
+fn segments_whose_filter_rules_a_word_out_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = store(&dir);
+    let before = ids(&mut s, word_filter(&["needle"]), false, None);
+    assert!(before.contains(&11), "row 10 (id 11, block 0 segment 0)");
+    let conn = rusqlite::Connection::open(dir.path().join("w.db")).unwrap();
+    // Id 12: segment 0 as id 11; id 3000: segment 11 of the same block.
+    conn.execute(
+        "UPDATE LogRows SET message = 'needle smuggled' WHERE id IN (12, 3000)",
+        [],
+    )
+    .unwrap();
+    let after = ids(&mut s, word_filter(&["needle"]), false, None);
+    assert!(after.contains(&12), "{after:?}");
+    assert!(!after.contains(&3000), "segment 11 cannot hold 'needle'");
+    // Haystack-01 is the host of id 5002 (block 1, segment 3) only.
+    let found = ids(&mut s, word_filter(&["haystack"]), false, None);
+    assert_eq!(
+        found,
+        vec![5002, 12502],
+        "a host, and a message in the tail"
+    );
+    conn.execute(
+        "UPDATE LogRows SET host_id = (SELECT host_id FROM LogRows WHERE id = 5002) \
+         WHERE id IN (5003, 8000)",
+        [],
+    )
+    .unwrap();
+    let found = ids(&mut s, word_filter(&["haystack"]), false, None);
+    assert_eq!(found, vec![5002, 5003, 12502], "id 8000 is in segment 15");
+    // Counted the same way.
+    let counted = s.count(&word_filter(&["haystack"])).unwrap();
+    assert_eq!(counted, 3);
 }
 
 /// A writer that restarts in the middle of a block rebuilds that block's filter from
@@ -298,7 +342,7 @@ fn filters_survive_restarts_and_are_backfilled() {
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
     let blocks: Vec<i64> = conn
-        .prepare("SELECT block FROM LogTokens")
+        .prepare("SELECT DISTINCT id >> 6 FROM LogTokens")
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -327,7 +371,7 @@ fn filters_survive_restarts_and_are_backfilled() {
     let n: i64 = conn
         .query_row("SELECT count(*) FROM LogTokens", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(n, 1);
+    assert_eq!(n, 64, "block 0's filter, in 64 slices");
     conn.execute("UPDATE LogRows SET message = 'smuggled' WHERE id = 7", [])
         .unwrap();
     assert!(ids(&mut s, word_filter(&["smuggled"]), false, None).is_empty());

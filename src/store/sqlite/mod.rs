@@ -57,12 +57,16 @@ const MIGRATIONS: &[Migration] = &[
         sql: MIGRATION_5,
         fill: Some(copy_rows_5),
     },
+    Migration {
+        sql: MIGRATION_6,
+        fill: Some(tokens::backfill),
+    },
 ];
 
-/// Migration 4's fill: counts per block, then token filters for the complete blocks.
+/// Migration 4's fill: counts per block. (Its token filters are schema 6's now, made
+/// by that step's fill.)
 fn backfill_4(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    blocks::backfill_counts(tx)?;
-    tokens::backfill(tx)
+    blocks::backfill_counts(tx)
 }
 
 const MIGRATION_1: &str =
@@ -189,6 +193,17 @@ const MIGRATION_5: &str = concat!(
     ";"
 );
 
+const MIGRATION_6: &str =
+    // 6: token filters per segment of 256 ids, stored as 64 slices per block so that a
+    // search reads one small row per block and learns which segments to scan
+    // (`tokens.rs`). Schema 4's whole-block filters go; `tokens::backfill` rebuilds the
+    // filters of the complete blocks from their rows.
+    "DROP TABLE LogTokens;
+    CREATE TABLE LogTokens (
+        id INTEGER PRIMARY KEY,       -- LogBlocks.block * 64 + slice (0-63), once complete
+        filter BLOB NOT NULL          -- format 2: 16 segments' split-block Bloom filters
+    );";
+
 /// Migration 5's fill: the rows of the old table into `LogRows`, in one statement
 /// (peers split by [`peer::register_functions`]), then the old table dropped (its pages
 /// are reused by new rows; `VACUUM` gives them back to the file system).
@@ -226,8 +241,9 @@ pub fn schema_sql() -> String {
         .map(|(i, m)| {
             let fill = match i {
                 1 => "-- then logrelay summarises the rows already stored into LogBlocks\n",
-                3 => "-- then logrelay counts and indexes the words of the rows already stored\n",
+                3 => "-- then logrelay counts the rows already stored per block and severity\n",
                 4 => "-- then logrelay copies the rows of LogsV4 into LogRows and drops LogsV4\n",
+                5 => "-- then logrelay indexes the words of the rows already stored\n",
                 _ => "",
             };
             format!(
@@ -477,8 +493,14 @@ impl SqliteWriter {
                 let severity = r.level.code();
                 let facility = r.facility.map(crate::message::Facility::code);
                 let id = tx.last_insert_rowid();
-                self.tokens
-                    .add(id, r.message, r.structured_data, b.row_token_hashes(row));
+                self.tokens.add(&tokens::RowWords {
+                    id,
+                    message: r.message,
+                    structured_data: r.structured_data,
+                    hashes: b.row_token_hashes(row),
+                    host_id,
+                    source_id,
+                });
                 summaries.add(&RowFacts {
                     id,
                     time_us: r.time_us,

@@ -7,7 +7,7 @@
 
 use super::blocks::{BLOCK_SHIFT, decode_counts, decode_names};
 use super::sql::{name_match, row_clause};
-use super::tokens::Probe;
+use super::tokens::{ALL_SEGMENTS, Probe, SEGMENT_SHIFT, SEGMENTS};
 use crate::store::columns::{self, Dict, Stored, Value};
 use crate::store::sql::{Param, Sql};
 use crate::store::{Batch, Filter, Query, RecordRef, StoreError, Visit};
@@ -379,11 +379,52 @@ impl Prune {
         if let Some(probe) = &self.words {
             let ids: Vec<i64> = blocks.iter().map(|b| b.first_id >> BLOCK_SHIFT).collect();
             let admitted = probe.admitted(conn, &ids)?;
-            let mut keep = admitted.iter().peekable();
-            blocks.retain(|b| keep.next_if_eq(&&(b.first_id >> BLOCK_SHIFT)).is_some());
+            return Ok(segment_ranges(&blocks, &admitted));
         }
         Ok(blocks)
     }
+}
+
+/// The id ranges of the segments the token filters admitted: a block whose every
+/// segment may match stays whole; otherwise each run of admitted segments becomes a
+/// range of its own (with the block's time bounds, and no counts: they are the whole
+/// block's). `admitted` is in block order, a subset of `blocks`.
+fn segment_ranges(blocks: &[Block], admitted: &[(i64, u16)]) -> Vec<Block> {
+    let mut out = Vec::with_capacity(admitted.len());
+    let mut keep = admitted.iter().peekable();
+    for b in blocks {
+        let block = b.first_id >> BLOCK_SHIFT;
+        let Some(&(_, mask)) = keep.next_if(|(k, _)| *k == block) else {
+            continue;
+        };
+        if mask == ALL_SEGMENTS {
+            out.push(*b);
+            continue;
+        }
+        let mut seg = 0;
+        while seg < SEGMENTS {
+            if mask & (1 << seg) == 0 {
+                seg += 1;
+                continue;
+            }
+            let start = seg;
+            while seg < SEGMENTS && mask & (1 << seg) != 0 {
+                seg += 1;
+            }
+            let first = (block << BLOCK_SHIFT) + ((start as i64) << SEGMENT_SHIFT);
+            let last = (block << BLOCK_SHIFT) + ((seg as i64) << SEGMENT_SHIFT) - 1;
+            let (first, last) = (first.max(b.first_id), last.min(b.last_id));
+            if first <= last {
+                out.push(Block {
+                    first_id: first,
+                    last_id: last,
+                    counts: None,
+                    ..*b
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Whether a block's `(name id, severities)` pairs include a wanted name at a wanted
@@ -594,4 +635,45 @@ fn value<'a>(row: &'a Row<'_>, i: usize) -> rusqlite::Result<Value<'a>> {
             ));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admitted_segments_become_id_ranges() {
+        let block = |b: i64, first: i64, last: i64| Block {
+            first_id: first,
+            last_id: last,
+            min_time_us: b,
+            max_time_us: b + 1,
+            counts: Some([1; 8]),
+        };
+        // Block 2 whole, block 3 cut by a cursor at id 3·4096 + 300, block 5 unknown.
+        let blocks = [
+            block(2, 8192, 12287),
+            block(3, 12588, 16383),
+            block(4, 16384, 20479),
+            block(5, 20480, 24575),
+        ];
+        let admitted = [
+            (2, 0b1000_0000_0000_0110),
+            (3, 0b0000_0000_0000_0011),
+            (5, ALL_SEGMENTS),
+        ];
+        let got: Vec<(i64, i64, bool)> = segment_ranges(&blocks, &admitted)
+            .iter()
+            .map(|b| (b.first_id, b.last_id, b.counts.is_some()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (8192 + 256, 8192 + 767, false),
+                (8192 + 15 * 256, 12287, false),
+                (12588, 12288 + 511, false),
+                (20480, 24575, true),
+            ]
+        );
+    }
 }

@@ -168,12 +168,15 @@ impl SqliteRetention {
             )?;
             let lo = (first + (1 << BLOCK_SHIFT) - 1) >> BLOCK_SHIFT;
             let hi = ((last + 1) >> BLOCK_SHIFT) - 1;
-            for table in ["LogBlocks", "LogTokens"] {
-                tx.execute(
-                    &format!("DELETE FROM {table} WHERE block BETWEEN ?1 AND ?2"),
-                    [lo, hi],
-                )?;
-            }
+            tx.execute(
+                "DELETE FROM LogBlocks WHERE block BETWEEN ?1 AND ?2",
+                [lo, hi],
+            )?;
+            // A block's filters are rows block·64 … block·64 + 63.
+            tx.execute(
+                "DELETE FROM LogTokens WHERE id BETWEEN ?1 * 64 AND ?2 * 64 + 63",
+                [lo, hi],
+            )?;
             tx.commit()?;
             Ok(n as u64)
         };

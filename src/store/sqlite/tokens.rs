@@ -1,36 +1,59 @@
-//! Per-block token filters: for every complete block of 4,096 row ids, a Bloom filter
-//! of the words ([`crate::store::words`]) of its messages, hostnames, sources and
-//! structured-data values, so that a word search reads only the blocks that may hold
-//! the word. A rare word over 10M rows reads a few dozen blocks instead of all of them.
+//! Per-block token filters: for every complete block of 4,096 row ids, Bloom filters of
+//! the words ([`crate::store::words`]) of its messages, hostnames, sources and
+//! structured-data values, one per **segment** of 256 ids, so that a word search reads
+//! only the segments that may hold the word: a word in a few dozen rows of 10M reads a
+//! few dozen segments (some thousand rows), not whole blocks.
 //!
-//! The layout is Parquet's split-block Bloom filter (SBBF): 256-bit blocks of eight
-//! 32-bit words; a token sets one bit in each word of one block. Our own 80 lines rather
-//! than a crate, for two things no maintained crate offers: the writer inserts every
-//! token into a large working filter as it sees it and, once the block is complete,
-//! *folds* it (ORs its halves, which a power-of-two size allows) to the smallest size
-//! that keeps ≥ 16 bits per distinct token (false positives ≤ ~0.1 %); and readers
-//! check a word by reading just its 32 bytes of the stored blob (incremental blob I/O),
-//! not the whole filter. Token hashes are XXH3-64 of the lower-cased word: a fixed,
-//! documented function, so filters written by one version are read by the next.
+//! A segment's filter is Parquet's split-block Bloom filter (SBBF): 256-bit blocks of
+//! eight 32-bit words; a token sets one bit in each word of one block, the block chosen
+//! by the low bits of its hash. Our own code rather than a crate, for what no maintained
+//! crate offers: the writer inserts every token into a large working filter of its
+//! segment as it sees it and, once the block is complete, *folds* the 16 filters (ORs
+//! halves, which a power-of-two size allows) to one size, the smallest that keeps ≥ 16
+//! bits per distinct token in the fullest segment (false positives ≤ ~0.1 %); and the
+//! stored layout puts what one token needs in one small row. A block's filters are
+//! stored as 64 **slices** (`LogTokens.id` = block × 64 + slice): slice `s` holds SBBF
+//! blocks `s, s + 64, s + 128, …` of every segment, the 16 segments' 32 bytes of each
+//! side by side. A token's SBBF block is `hash & (size − 1)`, so its slice is `hash & 63`
+//! whatever the size: a search reads one row per candidate block and token (one page,
+//! where a whole-block blob took a walk along its overflow pages) and learns from 512
+//! bytes which of the 16 segments may hold the token. Token hashes are XXH3-64 of the
+//! lower-cased word: a fixed, documented function, so filters written by one version
+//! are read by the next.
 //!
 //! Blocks are filtered only once complete (the writer has moved to a later block): a
-//! block still filling has no row in `LogTokens` and is scanned, at most 4,095 rows.
-//! The writer keeps the open block's filter in memory; when it did not see every row
+//! block still filling has no rows in `LogTokens` and is scanned, at most 4,095 rows.
+//! The writer keeps the open block's filters in memory; when it did not see every row
 //! of a block (a restart mid-block, a second writer, a rolled-back transaction) it
-//! rebuilds the filter from the stored rows instead.
+//! rebuilds them from the stored rows instead.
 
-use super::blocks::{BLOCK_SHIFT, decode_names};
+use super::blocks::BLOCK_SHIFT;
 pub use crate::store::words::token_hash;
 use crate::store::words::{Words, for_each_token_hash, for_each_word_hash};
 use rusqlite::{Connection, OptionalExtension, Transaction};
+use std::collections::HashMap;
 
-/// The first byte of a stored filter: its format.
-const FORMAT: u8 = 1;
-/// The stored filter keeps at least this many bits per distinct token.
+/// The first byte of a stored slice: its format (1 was schema 4's whole-block blob).
+const FORMAT: u8 = 2;
+/// A segment is 256 consecutive ids of a block.
+pub const SEGMENT_SHIFT: u32 = 8;
+/// Segments per block: bit `n` of a segment mask is ids `block·4096 + n·256 …`.
+pub const SEGMENTS: usize = 1 << (BLOCK_SHIFT - SEGMENT_SHIFT);
+pub const ALL_SEGMENTS: u16 = u16::MAX;
+const _: () = assert!(SEGMENTS == 16, "segment masks are u16");
+/// A block's filters are stored in 64 rows; a token's bits are all in slice `hash & 63`.
+/// 64 rather than 16: rows of ~1 KiB pack 7 to an 8 KiB page, where 4 KiB rows (plus
+/// their headers) took a page each.
+const SLICE_SHIFT: u32 = 6;
+const SLICES: usize = 1 << SLICE_SHIFT;
+/// The bytes of one SBBF block index across the 16 segments.
+const STRIDE: usize = SEGMENTS * 32;
+/// The fullest segment's filter keeps at least this many bits per distinct token.
 const BITS_PER_TOKEN: f64 = 16.0;
-/// The working filter: 4,096 blocks of 256 bits (128 KiB), room for ~65k distinct
-/// tokens at 16 bits each before folding; a block with more only gets less selective.
-const WORKING_BLOCKS: usize = 1 << 12;
+/// A segment's working filter: 1,024 blocks of 256 bits (32 KiB), room for ~16k distinct
+/// tokens in 256 rows at 16 bits each before folding; a segment with more only gets
+/// less selective.
+const WORKING_BLOCKS: usize = 1 << 10;
 
 /// Parquet's SBBF salts.
 const SALT: [u32; 8] = [
@@ -48,6 +71,11 @@ const SALT: [u32; 8] = [
 fn mask(h: u64) -> [u32; 8] {
     let key = (h >> 32) as u32;
     SALT.map(|s| 1u32 << (key.wrapping_mul(s) >> 27))
+}
+
+/// The segment of a row id within its block.
+fn segment_of(id: i64) -> usize {
+    (id >> SEGMENT_SHIFT) as usize & (SEGMENTS - 1)
 }
 
 /// A split-block Bloom filter whose block count is a power of two; a hash's block is
@@ -77,7 +105,8 @@ impl Sbbf {
     #[cfg(test)]
     fn contains(&self, h: u64) -> bool {
         let i = (h as usize) & (self.blocks.len() - 1);
-        block_has(&self.blocks[i], h)
+        let m = mask(h);
+        (0..8).all(|j| self.blocks[i][j] & m[j] == m[j])
     }
 
     fn clear(&mut self) {
@@ -98,10 +127,16 @@ impl Sbbf {
         -(1.0 - fill).ln() * bits / 8.0
     }
 
-    /// A copy folded to the smallest size that keeps [`BITS_PER_TOKEN`].
-    fn folded(&self) -> Sbbf {
-        let want = (self.estimated_tokens() * BITS_PER_TOKEN / 256.0).ceil() as usize;
-        let target = want.max(1).next_power_of_two().min(self.blocks.len());
+    /// The smallest power-of-two size that keeps [`BITS_PER_TOKEN`].
+    fn wanted_blocks(&self) -> usize {
+        ((self.estimated_tokens() * BITS_PER_TOKEN / 256.0).ceil() as usize)
+            .max(1)
+            .next_power_of_two()
+    }
+
+    /// A copy folded to `target` blocks (a power of two, at most the current size).
+    fn folded_to(&self, target: usize) -> Sbbf {
+        let target = target.min(self.blocks.len());
         let mut blocks = self.blocks[..target].to_vec();
         for chunk in self.blocks[target..].chunks(target) {
             for (b, o) in blocks.iter_mut().zip(chunk) {
@@ -112,56 +147,81 @@ impl Sbbf {
         }
         Sbbf { blocks }
     }
+}
 
-    fn insert_words(&mut self, text: &str, buf: &mut String) {
-        for_each_word_hash(text, buf, &mut |h| self.insert(h));
+/// A complete block's filters: one SBBF per segment, all of one size (≥ 64 blocks, so
+/// that each slice holds at least one).
+#[derive(Debug, Clone, PartialEq)]
+struct BlockFilter {
+    segments: Vec<Sbbf>,
+}
+
+impl BlockFilter {
+    /// The working filters folded to the size the fullest segment needs.
+    fn fold(working: &[Sbbf]) -> BlockFilter {
+        let size = working
+            .iter()
+            .map(Sbbf::wanted_blocks)
+            .max()
+            .unwrap_or(1)
+            .clamp(SLICES, WORKING_BLOCKS);
+        BlockFilter {
+            segments: working.iter().map(|w| w.folded_to(size)).collect(),
+        }
     }
 
-    pub fn to_blob(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(1 + self.blocks.len() * 32);
+    /// Adds a token to the segments of `segments` (a mask).
+    fn insert(&mut self, segments: u16, h: u64) {
+        for (i, s) in self.segments.iter_mut().enumerate() {
+            if segments & (1 << i) != 0 {
+                s.insert(h);
+            }
+        }
+    }
+
+    /// Slice `s` as stored: the format byte, then for SBBF blocks `s, s + 64, …` the 16
+    /// segments' 32 bytes each.
+    fn slice(&self, s: usize) -> Vec<u8> {
+        let per_slice = self.segments.first().map_or(0, |f| f.blocks.len()) / SLICES;
+        let mut out = Vec::with_capacity(1 + per_slice * STRIDE);
         out.push(FORMAT);
-        for w in self.blocks.iter().flatten() {
-            out.extend_from_slice(&w.to_le_bytes());
+        for j in 0..per_slice {
+            for seg in &self.segments {
+                for w in seg.blocks[s + SLICES * j] {
+                    out.extend_from_slice(&w.to_le_bytes());
+                }
+            }
         }
         out
     }
+}
 
-    /// A stored filter; `None` for another format or a damaged blob.
-    #[cfg(test)]
-    fn from_blob(blob: &[u8]) -> Option<Sbbf> {
-        let n = blob_blocks(blob.len())?;
-        if blob.first() != Some(&FORMAT) {
-            return None;
-        }
-        let blocks = blob[1..]
-            .chunks_exact(32)
-            .map(|c| block_from_bytes(c.try_into().unwrap_or(&[0xff; 32])))
-            .collect::<Vec<_>>();
-        (blocks.len() == n).then_some(Sbbf { blocks })
+/// Of a stored slice, the segments whose filter may hold every hash (all of the slice's
+/// tokens); `None` for a damaged slice or another format (unknown: may hold anything).
+fn slice_segments(blob: &[u8], hashes: &[u64]) -> Option<u16> {
+    let (&format, body) = blob.split_first()?;
+    let per_slice = body.len() / STRIDE;
+    if format != FORMAT || !per_slice.is_power_of_two() || body.len() != per_slice * STRIDE {
+        return None;
     }
-}
-
-/// The number of 256-bit blocks in a blob of `len` bytes, if that is a valid size.
-fn blob_blocks(len: usize) -> Option<usize> {
-    let n = len.checked_sub(1)? / 32;
-    (n > 0 && n.is_power_of_two() && len == 1 + n * 32).then_some(n)
-}
-
-fn block_from_bytes(b: &[u8; 32]) -> [u32; 8] {
-    std::array::from_fn(|j| {
-        u32::from_le_bytes([b[4 * j], b[4 * j + 1], b[4 * j + 2], b[4 * j + 3]])
-    })
-}
-
-fn block_has(b: &[u32; 8], h: u64) -> bool {
-    let m = mask(h);
-    (0..8).all(|j| b[j] & m[j] == m[j])
-}
-
-/// The words of a row that the filter indexes (hostname and source are added per
-/// block from the dictionaries, see [`BlockTokens::write`]).
-fn insert_row(f: &mut Sbbf, message: &str, structured_data: Option<&str>, buf: &mut String) {
-    for_each_token_hash(message, structured_data, buf, &mut |h| f.insert(h));
+    let mut segments = ALL_SEGMENTS;
+    for &h in hashes {
+        let j = (h >> SLICE_SHIFT) as usize & (per_slice - 1);
+        let m = mask(h);
+        let mut have = 0u16;
+        for (seg, b) in body[j * STRIDE..(j + 1) * STRIDE]
+            .chunks_exact(32)
+            .enumerate()
+        {
+            let all = (0..8).all(|w| {
+                let v = u32::from_le_bytes([b[4 * w], b[4 * w + 1], b[4 * w + 2], b[4 * w + 3]]);
+                v & m[w] == m[w]
+            });
+            have |= u16::from(all) << seg;
+        }
+        segments &= have;
+    }
+    Some(segments)
 }
 
 /// How many row ids a block can hold (block 0 starts at id 1).
@@ -173,16 +233,65 @@ fn block_capacity(block: i64) -> u32 {
     }
 }
 
-/// The writer's token filter of the block being filled, and the blocks completed in
+/// Names below this id are tracked in a vector indexed by id (dictionary ids are small
+/// and dense), others in a map.
+const DENSE_IDS: usize = 1 << 16;
+
+/// Which segments of the open block hold each host (or source) id: the names' words
+/// go into those segments' filters when the block completes, once per name.
+#[derive(Default)]
+struct NameSegments {
+    dense: Vec<u16>,
+    sparse: HashMap<i64, u16>,
+    seen: Vec<i64>,
+}
+
+impl NameSegments {
+    fn add(&mut self, id: i64, bit: u16) {
+        let m = match usize::try_from(id) {
+            Ok(i) if i < DENSE_IDS => {
+                if self.dense.len() <= i {
+                    self.dense.resize(i + 1, 0);
+                }
+                &mut self.dense[i]
+            }
+            _ => self.sparse.entry(id).or_default(),
+        };
+        if *m == 0 {
+            self.seen.push(id);
+        }
+        *m |= bit;
+    }
+
+    /// The ids met with their segments; starts over.
+    fn take(&mut self) -> Vec<(i64, u16)> {
+        let mut out = Vec::with_capacity(self.seen.len());
+        for id in self.seen.drain(..) {
+            let m = match usize::try_from(id) {
+                Ok(i) if i < DENSE_IDS => self.dense.get_mut(i).map(std::mem::take),
+                _ => self.sparse.remove(&id),
+            };
+            out.push((id, m.unwrap_or(ALL_SEGMENTS)));
+        }
+        out
+    }
+}
+
+/// A completed block: its filters and name ids when every row was seen, else `None`
+/// (rebuild from the stored rows).
+type Completed = (i64, Option<(BlockFilter, [Vec<(i64, u16)>; 2])>);
+
+/// The writer's token filters of the block being filled, and the blocks completed in
 /// the current transaction.
 pub struct BlockTokens {
     block: Option<i64>,
     rows: u32,
-    working: Sbbf,
+    /// One working filter per segment.
+    working: Vec<Sbbf>,
+    /// Host and source ids of the open block's rows.
+    names: [NameSegments; 2],
     buf: String,
-    /// Completed blocks: the folded filter when every row was seen, else `None`
-    /// (rebuild from the stored rows).
-    done: Vec<(i64, Option<Sbbf>)>,
+    done: Vec<Completed>,
 }
 
 impl Default for BlockTokens {
@@ -190,60 +299,74 @@ impl Default for BlockTokens {
         BlockTokens {
             block: None,
             rows: 0,
-            working: Sbbf::new(WORKING_BLOCKS),
+            working: vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS],
+            names: Default::default(),
             buf: String::with_capacity(64),
             done: Vec::new(),
         }
     }
 }
 
+/// A stored row's words and names, as the writer files them under its block.
+pub struct RowWords<'a> {
+    pub id: i64,
+    pub message: &'a str,
+    pub structured_data: Option<&'a str>,
+    /// The words' hashes when the connection that parsed the row computed them (the
+    /// usual case), else `None` (hashed here).
+    pub hashes: Option<&'a [u64]>,
+    pub host_id: Option<i64>,
+    pub source_id: Option<i64>,
+}
+
 impl BlockTokens {
-    /// Files a stored row's words under its block: `hashes` when the connection that
-    /// parsed the row already hashed them (the usual case), else hashed here.
-    pub fn add(
-        &mut self,
-        id: i64,
-        message: &str,
-        structured_data: Option<&str>,
-        hashes: Option<&[u64]>,
-    ) {
-        let block = id >> BLOCK_SHIFT;
+    /// Files a stored row's words under its block and segment.
+    pub fn add(&mut self, r: &RowWords<'_>) {
+        let block = r.id >> BLOCK_SHIFT;
         if self.block != Some(block) {
             self.finish();
             self.block = Some(block);
         }
         self.rows += 1;
-        match hashes {
+        let segment = segment_of(r.id);
+        let f = &mut self.working[segment];
+        match r.hashes {
             Some(hashes) => {
                 for &h in hashes {
-                    self.working.insert(h);
+                    f.insert(h);
                 }
             }
-            None => insert_row(&mut self.working, message, structured_data, &mut self.buf),
+            None => for_each_token_hash(r.message, r.structured_data, &mut self.buf, &mut |h| {
+                f.insert(h)
+            }),
+        }
+        for (names, id) in self.names.iter_mut().zip([r.host_id, r.source_id]) {
+            if let Some(id) = id {
+                names.add(id, 1 << segment);
+            }
         }
     }
 
     /// The open block is complete: a later id has been stored (ids only grow).
     fn finish(&mut self) {
         if let Some(block) = self.block.take() {
-            let filter = (self.rows == block_capacity(block)).then(|| self.working.folded());
+            let names = [self.names[0].take(), self.names[1].take()];
+            let filter = (self.rows == block_capacity(block))
+                .then(|| (BlockFilter::fold(&self.working), names));
             self.done.push((block, filter));
-            self.working.clear();
+            self.working.iter_mut().for_each(Sbbf::clear);
             self.rows = 0;
         }
     }
 
-    /// Writes the filters of the blocks completed by this transaction, after the
-    /// summaries (whose name lists they take the hostnames and sources from).
+    /// Writes the filters of the blocks completed by this transaction.
     pub fn write(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
         for (block, filter) in std::mem::take(&mut self.done) {
             let filter = match filter {
-                Some(mut f) => {
-                    if add_names(tx, block, &mut f, &mut self.buf)? {
-                        f
-                    } else {
-                        rebuild(tx, block)?
-                    }
+                Some((mut f, [hosts, sources])) => {
+                    add_names(tx, &mut f, "Hosts", &hosts, &mut self.buf)?;
+                    add_names(tx, &mut f, "Sources", &sources, &mut self.buf)?;
+                    f
                 }
                 None => rebuild(tx, block)?,
             };
@@ -257,54 +380,46 @@ impl BlockTokens {
     pub fn forget(&mut self) {
         self.block = None;
         self.rows = 0;
-        self.working.clear();
+        self.working.iter_mut().for_each(Sbbf::clear);
+        self.names[0].take();
+        self.names[1].take();
         self.done.clear();
     }
 }
 
-fn store(tx: &Transaction<'_>, block: i64, filter: &Sbbf) -> rusqlite::Result<()> {
-    tx.prepare_cached("INSERT OR REPLACE INTO LogTokens (block, filter) VALUES (?1, ?2)")?
-        .execute((block, filter.to_blob()))?;
+fn store(tx: &Transaction<'_>, block: i64, filter: &BlockFilter) -> rusqlite::Result<()> {
+    let mut stmt =
+        tx.prepare_cached("INSERT OR REPLACE INTO LogTokens (id, filter) VALUES (?1, ?2)")?;
+    for s in 0..SLICES {
+        stmt.execute((block << SLICE_SHIFT | s as i64, filter.slice(s)))?;
+    }
     Ok(())
 }
 
-/// Adds the words of the block's hostnames and sources, from its summary's name lists
-/// and the dictionaries; `false` when the summary does not know them.
+/// Adds the words of the names (dictionary ids of `table`) to their segments.
 fn add_names(
     tx: &Transaction<'_>,
-    block: i64,
-    f: &mut Sbbf,
+    f: &mut BlockFilter,
+    table: &str,
+    ids: &[(i64, u16)],
     buf: &mut String,
-) -> rusqlite::Result<bool> {
-    type Lists = (Option<Vec<u8>>, Option<Vec<u8>>);
-    let lists: Option<Lists> = tx
-        .prepare_cached("SELECT sources, hosts FROM LogBlocks WHERE block = ?1")?
-        .query_row([block], |r| Ok((r.get(0).ok(), r.get(1).ok())))
-        .optional()?;
-    let Some((Some(sources), Some(hosts))) = lists else {
-        return Ok(false);
-    };
-    for (blob, table) in [(sources, "Sources"), (hosts, "Hosts")] {
-        let Some(pairs) = decode_names(&blob) else {
-            return Ok(false);
-        };
-        let mut stmt = tx.prepare_cached(&format!("SELECT name FROM {table} WHERE id = ?1"))?;
-        for (id, _) in pairs {
-            if let Some(name) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
-                f.insert_words(&name, buf);
-            }
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(&format!("SELECT name FROM {table} WHERE id = ?1"))?;
+    for &(id, segments) in ids {
+        if let Some(name) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
+            for_each_word_hash(&name, buf, &mut |h| f.insert(segments, h));
         }
     }
-    Ok(true)
+    Ok(())
 }
 
-/// A block's filter made from its stored rows.
-fn rebuild(tx: &Transaction<'_>, block: i64) -> rusqlite::Result<Sbbf> {
-    let mut f = Sbbf::new(WORKING_BLOCKS);
+/// A block's filters made from its stored rows.
+fn rebuild(tx: &Transaction<'_>, block: i64) -> rusqlite::Result<BlockFilter> {
+    let mut working = vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS];
     let mut buf = String::new();
     let first = block << BLOCK_SHIFT;
     let mut stmt = tx.prepare_cached(
-        "SELECT message, hostname, source, structured_data FROM Logs \
+        "SELECT id, message, hostname, source, structured_data FROM Logs \
          WHERE id BETWEEN ?1 AND ?2",
     )?;
     let mut rows = stmt.query((first, first + (1 << BLOCK_SHIFT) - 1))?;
@@ -312,16 +427,18 @@ fn rebuild(tx: &Transaction<'_>, block: i64) -> rusqlite::Result<Sbbf> {
         let text = |i| -> rusqlite::Result<Option<&str>> {
             Ok(r.get_ref(i)?.as_str_or_null().unwrap_or(None))
         };
-        insert_row(&mut f, text(0)?.unwrap_or(""), text(3)?, &mut buf);
-        for name in [text(1)?, text(2)?].into_iter().flatten() {
-            f.insert_words(name, &mut buf);
+        let f = &mut working[segment_of(r.get(0)?)];
+        let mut insert = |h| f.insert(h);
+        for_each_token_hash(text(1)?.unwrap_or(""), text(4)?, &mut buf, &mut insert);
+        for name in [text(2)?, text(3)?].into_iter().flatten() {
+            for_each_word_hash(name, &mut buf, &mut insert);
         }
     }
-    Ok(f.folded())
+    Ok(BlockFilter::fold(&working))
 }
 
-/// Migration step: filters for every complete block of a store written before token
-/// filters existed (the last block is filtered once the writer moves past it).
+/// Migration step: filters for every complete block (the last block is filtered once
+/// the writer moves past it).
 pub fn backfill(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     let last: Option<i64> = tx.query_row("SELECT max(id) FROM Logs", [], |r| r.get(0))?;
     let Some(last_block) = last.map(|id| id >> BLOCK_SHIFT) else {
@@ -340,69 +457,51 @@ pub fn backfill(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 
 /// What a word search looks for in the stored filters.
 pub struct Probe {
-    hashes: Vec<u64>,
+    /// The tokens' hashes by the slice that holds their bits.
+    slices: Vec<(i64, Vec<u64>)>,
 }
 
 impl Probe {
     /// `None` without words.
     pub fn new(words: &Words) -> Option<Probe> {
-        let hashes: Vec<u64> = words.tokens().iter().map(|t| token_hash(t)).collect();
-        (!hashes.is_empty()).then_some(Probe { hashes })
+        let mut slices: Vec<(i64, Vec<u64>)> = Vec::new();
+        for t in words.tokens() {
+            let h = token_hash(&t);
+            let s = (h & (SLICES as u64 - 1)) as i64;
+            match slices.iter_mut().find(|(x, _)| *x == s) {
+                Some((_, hashes)) => hashes.push(h),
+                None => slices.push((s, vec![h])),
+            }
+        }
+        (!slices.is_empty()).then_some(Probe { slices })
     }
 
-    /// Of `blocks` (ascending), those that may hold every token: blocks without a
-    /// filter (still filling, or a damaged filter) always may. Reads 32 bytes of a
-    /// stored filter per token.
-    pub fn admitted(&self, conn: &Connection, blocks: &[i64]) -> rusqlite::Result<Vec<i64>> {
-        let (Some(&lo), Some(&hi)) = (blocks.first(), blocks.last()) else {
-            return Ok(Vec::new());
-        };
-        let filtered: std::collections::HashSet<i64> = conn
-            .prepare_cached("SELECT block FROM LogTokens WHERE block BETWEEN ?1 AND ?2")?
-            .query_map([lo, hi], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+    /// Of `blocks`, those that may hold every token, each with the mask of its
+    /// segments that may. A block without filters (still filling) or with a damaged
+    /// slice may hold anything. Reads one row (a slice) per block and token slice.
+    pub fn admitted(&self, conn: &Connection, blocks: &[i64]) -> rusqlite::Result<Vec<(i64, u16)>> {
+        let mut stmt = conn.prepare_cached("SELECT filter FROM LogTokens WHERE id = ?1")?;
         let mut out = Vec::with_capacity(blocks.len());
-        let mut blob: Option<rusqlite::blob::Blob<'_>> = None;
-        let mut bytes = [0u8; 32];
         for &block in blocks {
-            if !filtered.contains(&block) {
-                out.push(block);
-                continue;
-            }
-            let b = match blob.as_mut() {
-                Some(b) => {
-                    b.reopen(block)?;
-                    b
+            let mut segments = ALL_SEGMENTS;
+            for (slice, hashes) in &self.slices {
+                let found = stmt
+                    .query_row([block << SLICE_SHIFT | slice], |r| {
+                        Ok(r.get_ref(0)?
+                            .as_blob()
+                            .ok()
+                            .and_then(|b| slice_segments(b, hashes)))
+                    })
+                    .optional()?;
+                if let Some(Some(m)) = found {
+                    segments &= m;
                 }
-                None => blob.insert(conn.blob_open(
-                    rusqlite::MAIN_DB,
-                    c"LogTokens",
-                    c"filter",
-                    block,
-                    true,
-                )?),
-            };
-            let Some(n) = blob_blocks(b.len()) else {
-                out.push(block); // damaged: may hold anything
-                continue;
-            };
-            let mut head = [0u8; 1];
-            b.read_at_exact(&mut head, 0)?;
-            if head[0] != FORMAT {
-                out.push(block);
-                continue;
-            }
-            let mut all = true;
-            for &h in &self.hashes {
-                let at = 1 + 32 * ((h as usize) & (n - 1));
-                b.read_at_exact(&mut bytes, at)?;
-                if !block_has(&block_from_bytes(&bytes), h) {
-                    all = false;
+                if segments == 0 {
                     break;
                 }
             }
-            if all {
-                out.push(block);
+            if segments != 0 {
+                out.push((block, segments));
             }
         }
         Ok(out)
@@ -444,25 +543,79 @@ mod tests {
     #[test]
     fn folding_keeps_every_token_and_sizes_to_the_count() {
         let mut f = Sbbf::new(WORKING_BLOCKS);
-        let tokens: Vec<u64> = (0..5_000).map(|i| token_hash(&format!("tok{i}"))).collect();
+        let tokens: Vec<u64> = (0..2_000).map(|i| token_hash(&format!("tok{i}"))).collect();
         for &h in &tokens {
             f.insert(h);
         }
         let est = f.estimated_tokens();
-        assert!((4_700.0..5_300.0).contains(&est), "{est}");
-        let small = f.folded();
-        assert!(small.blocks.len() * 256 >= 5_000 * 16);
-        assert!(small.blocks.len() * 256 < 5_000 * 32 * 2);
+        assert!((1_850.0..2_150.0).contains(&est), "{est}");
+        let small = f.folded_to(f.wanted_blocks());
+        assert!(small.blocks.len() * 256 >= 2_000 * 16);
+        assert!(small.blocks.len() * 256 < 2_000 * 32 * 2);
         assert!(tokens.iter().all(|&h| small.contains(h)));
         let absent = (0..100_000)
             .filter(|i| small.contains(token_hash(&format!("other{i}"))))
             .count();
         assert!(absent < 300, "false positives {absent} of 100000");
-        let back = Sbbf::from_blob(&small.to_blob()).unwrap();
-        assert_eq!(back, small);
-        assert_eq!(Sbbf::from_blob(&small.to_blob()[1..]), None);
-        assert_eq!(Sbbf::from_blob(&[]), None);
-        let empty = Sbbf::new(WORKING_BLOCKS).folded();
-        assert_eq!(empty.blocks.len(), 1);
+        assert_eq!(Sbbf::new(WORKING_BLOCKS).wanted_blocks(), 1);
+    }
+
+    /// Each token is found in exactly the segments it went into (and, by chance, in
+    /// few others), through the stored slices.
+    #[test]
+    fn slices_tell_which_segments_hold_a_token() {
+        let mut working = vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS];
+        // Segment s holds tokens "w{s}-{i}"; "common" is in segments 3 and 12.
+        for (s, f) in working.iter_mut().enumerate() {
+            for i in 0..600 {
+                f.insert(token_hash(&format!("w{s}-{i}")));
+            }
+        }
+        working[3].insert(token_hash("common"));
+        working[12].insert(token_hash("common"));
+        let filter = BlockFilter::fold(&working);
+        let size = filter.segments[0].blocks.len();
+        assert!(size * 256 >= 601 * 16 && size.is_power_of_two(), "{size}");
+        let slices: Vec<Vec<u8>> = (0..SLICES).map(|s| filter.slice(s)).collect();
+        let segments = |word: &str| {
+            let h = token_hash(word);
+            slice_segments(&slices[(h as usize) & (SLICES - 1)], &[h]).unwrap()
+        };
+        assert_eq!(segments("common"), (1 << 3) | (1 << 12));
+        let mut stray = 0;
+        for s in 0..SEGMENTS {
+            for i in 0..600 {
+                let m = segments(&format!("w{s}-{i}"));
+                assert!(m & (1 << s) != 0);
+                stray += (m & !(1 << s)).count_ones();
+            }
+        }
+        assert!(stray < 600 * 16 * 15 / 300, "{stray} stray segments");
+        let absent = (0..20_000)
+            .map(|i| segments(&format!("absent{i}")).count_ones())
+            .sum::<u32>();
+        assert!(absent < 20_000 * 16 / 300, "false positives {absent}");
+        // Damaged or foreign slices are unknown.
+        assert_eq!(slice_segments(&slices[0][1..], &[1]), None);
+        assert_eq!(slice_segments(&[FORMAT], &[1]), None);
+        assert_eq!(slice_segments(&[1, 0, 0], &[1]), None);
+        let mut old = slices[0].clone();
+        old[0] = 1;
+        assert_eq!(slice_segments(&old, &[1]), None);
+    }
+
+    #[test]
+    fn name_segments_collect_each_id_once() {
+        let mut n = NameSegments::default();
+        n.add(5, 1);
+        n.add(5, 4);
+        n.add(1 << 40, 2);
+        n.add(7, 8);
+        let mut got = n.take();
+        got.sort_unstable();
+        assert_eq!(got, vec![(5, 5), (7, 8), (1 << 40, 2)]);
+        assert!(n.take().is_empty());
+        n.add(5, 2);
+        assert_eq!(n.take(), vec![(5, 2)]);
     }
 }
