@@ -2,11 +2,11 @@
 """logq benchmark (issue 4): builds a 10M-row store from the realistic workload, then
 times the queries below and the follow latency. Traffic stays on 127.0.0.1.
 
-    python3 bench/logq_bench.py [--rows 10000000] [--keep DIR]
+    python3 bench/logq_bench.py [--rows 10000000] [--keep DIR] [--bin DIR] [--only-words]
 
 Needs a release build (cargo build --release --examples --bins) and ../shared/bench.
 """
-import argparse, datetime, json, os, socket, statistics, subprocess, sys, tempfile, threading, time
+import argparse, datetime, json, os, re, socket, statistics, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target", "release")
@@ -31,7 +31,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--keep", help="directory to keep (and reuse) the store in")
+    ap.add_argument("--bin", help="directory of the logq, logrelayd and examples/fill_store "
+                    "to measure (default: target/release)")
+    ap.add_argument("--only-words", action="store_true", help="only the word search, counts "
+                    "and stats queries")
     a = ap.parse_args()
+    global REL, LOGQ
+    if a.bin:
+        REL = os.path.abspath(a.bin)
+        LOGQ = os.path.join(REL, "logq")
     work = a.keep or tempfile.mkdtemp(prefix="logq-bench-")
     os.makedirs(work, exist_ok=True)
     db = os.path.join(work, "logs.db")
@@ -50,6 +58,9 @@ def main():
     rec = json.loads(src)
     app, host = rec["source"], rec["hostname"]
     results = []
+    if a.only_words:
+        print_table(word_search(q, db))
+        return
     for name, cmd in [
         ("(a) -p err -S -1h -n 100", f"{q} -p err -S -1h -n 100 > /dev/null"),
         (f"(b) -s {app} -n 100", f"{q} -s {app} -n 100 > /dev/null"),
@@ -67,10 +78,50 @@ def main():
     n = int(subprocess.run(f"{q} -U {until} -o cat | wc -l", shell=True, capture_output=True, text=True).stdout)
     ms = timed(f"{q} -U {until} > /dev/null", 3)
     results.append((f"(e) dump {n:,} rows as short to /dev/null", f"{ms:.0f} ms = {n / ms * 1000:,.0f} rows/s"))
+    results += word_search(q, db)
     results.append(("follow latency send→print (1,000 msgs)", follow_latency(db)))
+    print_table(results)
+
+
+def print_table(results):
     print("| query | result |\n|---|---|")
     for name, r in results:
         print(f"| `{name}` | {r} |")
+
+
+def out(cmd):
+    return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout
+
+
+def word_search(q, db):
+    """Issue 16: word search, counts and stats, and the token filters' share of the file."""
+    # A request id (each occurs once per cycle of the workload: ≤ 100 rows) and a word in
+    # ~1 % of rows.
+    line = out(f"{q} -o cat -g request_id= | head -1")
+    rare = re.search(r"request_id=([0-9a-f]{16})", line).group(1)
+    n_rare = int(out(f"{q} -w {rare} --count"))
+    n_common = int(out(f"{q} -w disconnected --count"))
+    n_err = int(out(f"{q} -p err..err --count"))
+    res = []
+    for name, cmd in [
+        (f"-w {rare} ({n_rare} rows) over everything", f"{q} -w {rare} > /dev/null"),
+        (f"-w {rare} --count", f"{q} -w {rare} --count > /dev/null"),
+        ("-w zzzqqqnotaword (no row)", f"{q} -w zzzqqqnotaword > /dev/null"),
+        (f"-w disconnected ({n_common:,} rows) -n 50", f"{q} -w disconnected -n 50 > /dev/null"),
+        ("-w disconnected | head -50", f"{q} -w disconnected | head -50 > /dev/null"),
+        ("stats --by level --bucket 1h (three days)",
+         f"{LOGQ} stats --db sqlite:{db} --by level --bucket 1h > /dev/null"),
+        (f"-p err..err --count ({n_err:,}) over everything", f"{q} -p err..err --count > /dev/null"),
+        ("--count (everything)", f"{q} --count > /dev/null"),
+        ("-S -1h --count", f"{q} -S -1h --count > /dev/null"),
+    ]:
+        res.append((name, f"{timed(cmd, 5):.1f} ms"))
+    size = os.path.getsize(db)
+    tokens = out(f"sqlite3 -readonly {db} \"SELECT sum(pgsize) FROM dbstat WHERE name = 'LogTokens'\"")
+    tokens = int(tokens.strip() or 0)
+    res.append(("store size, of which token filters (dbstat)",
+                f"{size / 1e6:,.0f} MB, {tokens / 1e6:,.1f} MB = {100 * tokens / size:.1f} %"))
+    return res
 
 
 def follow_latency(db):
