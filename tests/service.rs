@@ -611,6 +611,34 @@ fn readyz_reports_the_spool_and_memory_budget_high_water_marks() {
     assert_eq!(d.wait_rows(LINES).len(), LINES);
 }
 
+/// A write bigger than the whole spool is refused while the spool stays empty: `/readyz`
+/// says "spool full" while the store is locked, and is ready again once the store takes
+/// the rows directly (nothing is ever replayed from the spool to clear it).
+#[test]
+fn readyz_clears_after_a_write_bigger_than_the_whole_spool() {
+    let d = common::Daemon::start(&["--metrics", "127.0.0.1:0", "--spool-max-size", "4096"]);
+    let addr = metrics_addr(&d);
+    let lock = rusqlite::Connection::open(&d.db).expect("open store");
+    lock.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    // Each line alone is bigger than the spool: every append is refused.
+    const LINES: usize = 3;
+    let filler = "y".repeat(6000);
+    let mut conn = d.connect();
+    let mut out = Vec::new();
+    for i in 0..LINES {
+        use std::io::Write;
+        writeln!(out, "<13>1 2026-01-01T00:00:00Z h app - - - {i:03} {filler}").expect("format");
+    }
+    std::io::Write::write_all(&mut conn, &out).expect("18 KiB fit the memory budget");
+    let body = wait_body(&addr, "/readyz", "spool full");
+    assert!(body.contains("of 4.0 KiB"), "{body}");
+    lock.execute_batch("COMMIT").expect("release");
+    drop(lock);
+    assert_eq!(d.wait_rows(LINES).len(), LINES);
+    wait_status(&addr, "/readyz", 200);
+}
+
 /// The metrics address the relay logged at start.
 fn metrics_addr(d: &common::Daemon) -> String {
     assert!(d.wait_stderr("metrics on http://"), "{}", d.stderr());

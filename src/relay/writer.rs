@@ -298,6 +298,11 @@ impl Writer {
                         health.waited(rows);
                         health.recovered();
                         pending.drain(..).for_each(|b| b.done(Durable::Committed));
+                        // A write bigger than the whole spool was refused while the
+                        // spool stayed empty: nothing replays to clear "full" but this.
+                        if self.stats.levels.spool_full() {
+                            self.report_spool(false);
+                        }
                         return 0;
                     }
                     Err(e) => {
