@@ -300,7 +300,7 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             peer: Some(&peer_text),
             zone: shared.config.zone.offset_at(received),
         };
-        let mut batch = Batch::with_capacity(256, buf.len() + buf.len() / 4);
+        let mut batch = Batch::reuse_or_new(256, buf.len() + buf.len() / 4);
         batch.hash_words(shared.hash_words);
         if let Some(a) = &acks {
             batch.set_delivery(client.clone(), a.clone());
@@ -342,6 +342,8 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                 tracing::error!(peer = %peer, "writer has stopped; closing connection");
                 break;
             }
+        } else {
+            batch.recycle();
         }
         held.shrink_to(buf.len());
         // A read of 64 KiB is a lot of parsing: let other connections (and the

@@ -49,6 +49,7 @@ impl Inbound {
         // Committed or spooled: a sender that asked for acknowledgements learns it now
         // (docs/PROTOCOL.md: "committed or spooled").
         self.batch.acknowledge();
+        self.batch.recycle();
         // Giving the bytes back to the budget lets connections read on.
         drop(self.held);
     }

@@ -99,6 +99,12 @@ impl AckPoint {
     }
 }
 
+/// Cleared batches kept for reuse: at most [`SPARE_MAX`], each at most
+/// [`SPARE_MAX_BYTES`] (~10 MiB in all, outside the memory budget).
+static SPARE: std::sync::Mutex<Vec<Batch>> = std::sync::Mutex::new(Vec::new());
+const SPARE_MAX: usize = 64;
+const SPARE_MAX_BYTES: usize = 256 * 1024;
+
 pub fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -116,6 +122,37 @@ impl Batch {
             hash_words: false,
             scratch: String::new(),
             delivery: None,
+        }
+    }
+
+    /// A batch whose buffers an earlier batch grew (see [`Batch::recycle`]), else a new
+    /// one. Reusing them keeps the relay's memory at what the budget counts: freeing
+    /// ~100 KiB buffers thousands of times a second left ~40 MiB of allocator slack in
+    /// the 1M replay (BENCHMARKS.md, issue 11).
+    pub fn reuse_or_new(rows: usize, text: usize) -> Self {
+        let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
+        match spare {
+            Some(mut b) => {
+                b.rows.reserve(rows);
+                b.text.reserve(text);
+                b
+            }
+            None => Batch::with_capacity(rows, text),
+        }
+    }
+
+    /// Keeps this batch's buffers for [`Batch::reuse_or_new`] (a bounded number of
+    /// ordinary-sized ones), or frees them.
+    pub fn recycle(mut self) {
+        if self.heap_bytes() > SPARE_MAX_BYTES {
+            return;
+        }
+        self.clear();
+        self.hash_words = false;
+        if let Ok(mut spare) = SPARE.lock()
+            && spare.len() < SPARE_MAX
+        {
+            spare.push(self);
         }
     }
 
