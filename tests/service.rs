@@ -628,7 +628,11 @@ fn readyz_clears_after_a_write_bigger_than_the_whole_spool() {
     let mut out = Vec::new();
     for i in 0..LINES {
         use std::io::Write;
-        writeln!(out, "<13>1 2026-01-01T00:00:00Z h app - - - {i:03} {filler}").expect("format");
+        writeln!(
+            out,
+            "<13>1 2026-01-01T00:00:00Z h app - - - {i:03} {filler}"
+        )
+        .expect("format");
     }
     std::io::Write::write_all(&mut conn, &out).expect("18 KiB fit the memory budget");
     let body = wait_body(&addr, "/readyz", "spool full");
