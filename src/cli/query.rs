@@ -347,6 +347,7 @@ fn follow(mut plan: Plan) -> Result<(), CliError> {
     }
     let done = || stop.load(Ordering::Relaxed) || stdout_closed();
     let mut said_waiting = false;
+    let mut said_half_made = false;
     let mut store = loop {
         match store::open_reader(&plan.url) {
             Ok(s) => break s,
@@ -358,6 +359,14 @@ fn follow(mut plan: Plan) -> Result<(), CliError> {
                         p.display()
                     );
                     said_waiting = true;
+                }
+            }
+            // A store that appeared while we waited can be caught half made (its schema
+            // being created): say so once and keep waiting, as for a missing one.
+            Err(e) if said_waiting => {
+                if !said_half_made {
+                    eprintln!("logq: {e} (still waiting)");
+                    said_half_made = true;
                 }
             }
             Err(e) => return Err(e.into()),

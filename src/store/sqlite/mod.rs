@@ -811,10 +811,11 @@ impl SqliteReader {
             Ok(_) => {}
         }
         let file::ReadOnly { conn, immutable } = file::open_read_only(path)?;
-        let found = file::identify(&conn).map_err(|e| e.at(path))?;
-        check(path, found, false)?;
+        // Before identifying it: a relay creating or upgrading the store holds its lock.
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| StoreError::from(e).at(path))?;
+        let found = file::identify(&conn).map_err(|e| e.at(path))?;
+        check(path, found, false)?;
         tokens::register_function(&conn).map_err(|e| StoreError::from(e).at(path))?;
         Ok(SqliteReader {
             conn,
