@@ -307,7 +307,14 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let used = framer.parse(&buf, false, &ctx, &mut batch, &shared.stats);
         buf.drain(..used);
-        if eof && !buf.is_empty() {
+        if eof && !buf.is_empty() && acks.is_some() {
+            // An acknowledging sender resends every line it has no ack for, this one
+            // too: storing the cut-off piece as well would store it twice.
+            Stats::add(&shared.stats.truncated, 1);
+            static CUT_ACKED: Limiter = Limiter::new("incomplete lines dropped (sender resends)");
+            crate::warn_limited!(CUT_ACKED, peer = %peer, bytes = buf.len(), "connection ended inside a line; dropped it (the sender resends what was not acknowledged)");
+            buf.clear();
+        } else if eof && !buf.is_empty() {
             if drain != Drain::Live {
                 // Cut off by shutdown, not ended by the sender: the last frame is
                 // probably incomplete. Keep it, but count and say so.
