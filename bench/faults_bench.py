@@ -31,8 +31,9 @@ import sys
 import tempfile
 import time
 
+from benchlib import free_port, wait_port
+
 LINE_LEN = 200  # bytes per line, LF included
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def line_block(n):
@@ -41,25 +42,6 @@ def line_block(n):
     line = (body + "x" * pad + "\n").encode()
     assert len(line) == LINE_LEN
     return line * n
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def start_relay(binary, db, port, extra=()):

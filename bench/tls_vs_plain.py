@@ -23,36 +23,12 @@ import subprocess
 import tempfile
 import time
 
+from benchlib import free_port, cpu_seconds, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELAYD = os.path.join(ROOT, "target/release/logrelayd")
 LOGQ = os.path.join(ROOT, "target/release/logq")
-TICKS = os.sysconf("SC_CLK_TCK")
 TOKEN = "bench-token"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def rows(db):
