@@ -4,7 +4,10 @@
   acks      logq simulate --protocol json (6 services) into logrelayd -> SQLite, without and
             with --acks (the Logger, hello, seq, ack lines).
   relp      rsyslog (imtcp -> omrelp) as the sender; the receiver is logrelayd --listen-relp
-            -> SQLite, or rsyslog's own imrelp -> a flat file.
+            -> SQLite, or rsyslog's own imrelp -> a flat file, as shipped and with Nagle's
+            algorithm off on imrelp's sockets (bench/shim/nodelay.c, built with cc and
+            LD_PRELOADed: imrelp answers each frame in its own small segment, and with
+            omrelp's delayed ACKs every window of 128 frames waits ~40 ms).
   forward   logq simulate --acks into a central relay directly, or into an edge relay
             (--db none --forward-to central) in front of it.
 
@@ -17,6 +20,7 @@ Needs release binaries (cargo build --release --bins) and, for relp, rsyslog + r
 
 import argparse
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -102,14 +106,24 @@ def run_acks(n, acks):
         return n / (t1 - t0), cpu / n * 1e6
 
 
-def rsyslog_conf(tmp, name, body):
+def nodelay_shim(tmp):
+    """bench/shim/nodelay.c built as a shared object in `tmp`."""
+    out = os.path.join(tmp, "nodelay.so")
+    if not os.path.exists(out):
+        subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", out,
+                        os.path.join(ROOT, "bench/shim/nodelay.c"), "-ldl"], check=True)
+    return out
+
+
+def rsyslog_conf(tmp, name, body, preload=None):
     work = os.path.join(tmp, name)
     os.makedirs(work)
     conf = os.path.join(work, "rsyslog.conf")
     with open(conf, "w") as f:
         f.write(f'global(workDirectory="{work}")\n' + body)
+    env = dict(os.environ, LD_PRELOAD=preload) if preload else None
     p = subprocess.Popen(["rsyslogd", "-n", "-f", conf, "-i", os.path.join(work, "pid")],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return p
 
 
@@ -125,7 +139,7 @@ def feed(port, n):
     s.close()
 
 
-def run_relp(n, receiver):
+def run_relp(n, receiver, shim_dir=None):
     with tempfile.TemporaryDirectory() as tmp:
         relp_port = free_port()
         if receiver == "logrelayd":
@@ -138,7 +152,8 @@ def run_relp(n, receiver):
             target = rsyslog_conf(tmp, "imrelp", (
                 'module(load="imrelp")\n'
                 f'input(type="imrelp" port="{relp_port}" address="127.0.0.1")\n'
-                f'*.* action(type="omfile" file="{out}")\n'))
+                f'*.* action(type="omfile" file="{out}")\n'),
+                preload=nodelay_shim(shim_dir) if shim_dir else None)
             count = lambda: lines(out)  # noqa: E731
         wait_port(relp_port)
         in_port = free_port()
@@ -183,12 +198,15 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--only", default="acks,relp,forward")
     a = ap.parse_args()
+    shim_dir = tempfile.mkdtemp(prefix="relp-shim-")  # removed at the end
     parts = {
         "acks": [("native, acks off", lambda: run_acks(a.n, False)),
                  ("native, acks on (--acks)", lambda: run_acks(a.n, True))],
         "relp": [("rsyslog omrelp -> logrelayd --listen-relp -> SQLite",
                   lambda: run_relp(a.n, "logrelayd")),
-                 ("rsyslog omrelp -> rsyslog imrelp -> file", lambda: run_relp(a.n, "rsyslog"))],
+                 ("rsyslog omrelp -> rsyslog imrelp -> file", lambda: run_relp(a.n, "rsyslog")),
+                 ("rsyslog omrelp -> rsyslog imrelp (TCP_NODELAY) -> file",
+                  lambda: run_relp(a.n, "rsyslog", shim_dir))],
         "forward": [("simulate --acks -> central -> SQLite", lambda: run_forward(a.n, False)),
                     ("simulate --acks -> edge (--db none) -> central -> SQLite",
                      lambda: run_forward(a.n, True))],
@@ -207,6 +225,7 @@ def main():
             cpus = [c for _, c in rs]
             print(f"| {name} | {statistics.median(rates):,.0f} | {min(rates):,.0f} / "
                   f"{max(rates):,.0f} | {statistics.median(cpus):.2f} µs |")
+    shutil.rmtree(shim_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
