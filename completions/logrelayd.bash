@@ -38,7 +38,7 @@ _logrelayd() {
 
     case "${cmd}" in
         logrelayd)
-            opts="-l -h -V --config --no-udp --print-schema --listen --listen-relp --udp --db --forward-to --forward-tls-ca --forward-tls-cert --forward-tls-key --forward-token-file --max-frame --max-connections --idle-timeout --batch-rows --zone --stats-interval --listen-tls --tls-cert --tls-key --tls-client-ca --tls-allow --auth-tokens-file --auth-required --log --memory-budget --spool-dir --spool-max-size --udp-recv-buffer --metrics --retention-max-age --retention-max-size --retention-keep-free --retention-archive-dir --help --version migrate spool check-config"
+            opts="-l -h -V --config --no-udp --print-schema --listen --listen-relp --udp --db --forward-to --forward-tls-ca --forward-tls-cert --forward-tls-key --forward-tls-server-name --forward-token-file --max-frame --max-connections --idle-timeout --batch-rows --zone --stats-interval --listen-tls --tls-cert --tls-key --tls-client-ca --tls-allow --auth-tokens-file --auth-required --log --memory-budget --spool-dir --spool-max-size --udp-recv-buffer --metrics --retention-max-age --retention-max-size --retention-keep-free --retention-archive-dir --help --version migrate spool check-config"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -85,6 +85,10 @@ _logrelayd() {
                     return 0
                     ;;
                 --forward-tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --forward-tls-server-name)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_logrelayd_global_optspecs
-    string join \n config= no-udp print-schema= l/listen= listen-relp= udp= db= forward-to= forward-tls-ca= forward-tls-cert= forward-tls-key= forward-token-file= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= listen-tls= tls-cert= tls-key= tls-client-ca= tls-allow= auth-tokens-file= auth-required= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= retention-max-age= retention-max-size= retention-keep-free= retention-archive-dir= h/help V/version
+    string join \n config= no-udp print-schema= l/listen= listen-relp= udp= db= forward-to= forward-tls-ca= forward-tls-cert= forward-tls-key= forward-tls-server-name= forward-token-file= max-frame= max-connections= idle-timeout= batch-rows= zone= stats-interval= listen-tls= tls-cert= tls-key= tls-client-ca= tls-allow= auth-tokens-file= auth-required= log= memory-budget= spool-dir= spool-max-size= udp-recv-buffer= metrics= retention-max-age= retention-max-size= retention-keep-free= retention-archive-dir= h/help V/version
 end
 
 function __fish_logrelayd_needs_command
@@ -36,6 +36,7 @@ complete -c logrelayd -n "__fish_logrelayd_needs_command" -l forward-to -d 'Upst
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l forward-tls-ca -d 'CA certificates (PEM) the upstream relays\' certificates must chain to: forward over TLS [default: plain TCP]' -r -F
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l forward-tls-cert -d 'Client certificate chain (PEM) for upstream relays that ask for one [default: none]' -r -F
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l forward-tls-key -d 'The private key of forward-tls-cert (PEM)' -r -F
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l forward-tls-server-name -d 'The name the upstream relays\' certificates must carry [default: the host of each forward-to]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l forward-token-file -d 'File whose first line is the token for the upstream relays\' hello, read at each connect [default: none]' -r -F
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l max-frame -d 'Longest frame in bytes; longer frames are truncated and counted [default: 65536]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l max-connections -d 'Most TCP connections at once; more are refused and counted [default: 10000]' -r

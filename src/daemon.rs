@@ -107,7 +107,7 @@ pub fn main() -> ExitCode {
             .file
             .as_ref()
             .map_or("flags and variables".into(), |p| p.display().to_string());
-        return match config {
+        return match config.and_then(|c| c.check_files().map(|()| c)) {
             Ok(c) => {
                 println!("{from}: ok (listen {:?}, store {})", c.listen, c.db);
                 ExitCode::SUCCESS

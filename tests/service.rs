@@ -412,10 +412,26 @@ fn check_config_says_ok_or_why_not() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "max-frame = 10\n").expect("write");
     let example = repo().join("fixtures/logrelayd.toml");
+    // Files the relay would open at start are opened too.
+    let no_ca = dir.path().join("no-ca.toml");
+    std::fs::write(
+        &no_ca,
+        "forward-to = [\"127.0.0.1:6514\"]\nforward-tls-ca = \"/nonexistent/up-ca.pem\"\n",
+    )
+    .expect("write");
+    let no_cert = dir.path().join("no-cert.toml");
+    std::fs::write(
+        &no_cert,
+        "listen-tls = [\"127.0.0.1:6514\"]\ntls-cert = \"/nonexistent/relay.pem\"\n\
+         tls-key = \"/nonexistent/relay.key\"\n",
+    )
+    .expect("write");
     for (file, ok, needle) in [
         (&good, true, "ok"),
         (&example, true, "ok"),
         (&bad, false, "max-frame 10 out of range"),
+        (&no_ca, false, "/nonexistent/up-ca.pem"),
+        (&no_cert, false, "/nonexistent/relay.pem"),
         (
             &dir.path().join("missing.toml"),
             false,

@@ -142,7 +142,7 @@ pub fn store_url(db: Option<&str>, config: Option<&Path>) -> Result<StoreUrl, Cl
                     Some("--db sqlite:PATH or mssql://user@host/db?passwordFile=PATH".into()),
                 )
             })?;
-            if let Some(w) = url.password_warning() {
+            for w in url.password_warnings() {
                 eprintln!("logq: warning: {w}");
             }
             Ok(url)

@@ -114,6 +114,10 @@ settings! {
     #[arg(long, value_name = "FILE")]
     forward_tls_key: PathBuf = PathBuf::new();
 
+    /// The name the upstream relays' certificates must carry [default: the host of each forward-to]
+    #[arg(long, value_name = "NAME")]
+    forward_tls_server_name: String = String::new();
+
     /// File whose first line is the token for the upstream relays' hello, read at each connect [default: none]
     #[arg(long, value_name = "FILE")]
     forward_token_file: PathBuf = PathBuf::new();
@@ -269,6 +273,10 @@ impl Config {
             f.tls_ca = f.tls_ca.take().or_else(|| given(&self.forward_tls_ca));
             f.tls_cert = f.tls_cert.take().or_else(|| given(&self.forward_tls_cert));
             f.tls_key = f.tls_key.take().or_else(|| given(&self.forward_tls_key));
+            f.tls_server_name = f
+                .tls_server_name
+                .take()
+                .or_else(|| Some(self.forward_tls_server_name.clone()).filter(|n| !n.is_empty()));
             f.token_file = f
                 .token_file
                 .take()
@@ -408,7 +416,7 @@ impl Layer {
 impl Config {
     /// The defaults under `layer`; checks every value.
     pub fn resolve(layer: Layer) -> Result<Config, String> {
-        let c = layer.or_defaults();
+        let mut c = layer.or_defaults();
         if c.listen.is_empty() {
             return Err("listen needs at least one address".into());
         }
@@ -435,9 +443,59 @@ impl Config {
         if c.udp_recv_buffer.bytes() > i32::MAX as u64 {
             return Err(format!("udp-recv-buffer {} too large", c.udp_recv_buffer));
         }
+        c.expand_paths()?;
         super::tls::check_settings(&c)?;
         c.check_forwarding()?;
         Ok(c)
+    }
+
+    /// `~` and `$VAR` in every file setting, as in `db` and the directories: a file or a
+    /// variable gives paths the shell never saw.
+    fn expand_paths(&mut self) -> Result<(), String> {
+        fn expand(p: &mut PathBuf) -> Result<(), String> {
+            if let Some(raw) = p.to_str().filter(|r| !r.is_empty()) {
+                *p = crate::settings::expand_path(raw)?;
+            }
+            Ok(())
+        }
+        for p in [
+            &mut self.tls_cert,
+            &mut self.tls_key,
+            &mut self.tls_client_ca,
+            &mut self.auth_tokens_file,
+            &mut self.forward_tls_ca,
+            &mut self.forward_tls_cert,
+            &mut self.forward_tls_key,
+            &mut self.forward_token_file,
+        ] {
+            expand(p)?;
+        }
+        for f in &mut self.forward {
+            for p in [
+                &mut f.spool_dir,
+                &mut f.tls_ca,
+                &mut f.tls_cert,
+                &mut f.tls_key,
+                &mut f.token_file,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                expand(p)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens what the relay would open at start besides the store and the sockets: the
+    /// TLS certificates and keys, the tokens, each upstream's TLS files and token. For
+    /// check-config, so a missing or unreadable file is found before a restart.
+    pub fn check_files(&self) -> Result<(), String> {
+        super::auth::Auth::load(self)?;
+        for f in self.forwards() {
+            f.connector()?;
+        }
+        Ok(())
     }
 }
 
@@ -614,6 +672,24 @@ mod tests {
         assert_eq!(f[1].tls_key, Some(PathBuf::from("/c.key")));
         assert_eq!(f[1].tls_server_name.as_deref(), Some("central"));
         assert_eq!(f[1].token_file, Some(PathBuf::from("/tok")));
+        // The server name too; `~` and `$VAR` expanded in the file as on a command line.
+        let file: Layer = toml::from_str(
+            "db = \"none\"\nforward-to = [\"10.0.0.1:6514\"]\nforward-tls-ca = \"~/ca.pem\"\n\
+             forward-tls-server-name = \"central\"\ntls-cert = \"$HOME/relay.pem\"\n\
+             [[forward]]\nto = \"10.0.0.2:6514\"\ntls-ca = \"~/b.pem\"\n\
+             tls-server-name = \"other\"\nspool-dir = \"~/sp\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(file).unwrap();
+        let home = |p: &str| crate::settings::expand_path(&format!("~/{p}")).unwrap();
+        assert!(!home("ca.pem").starts_with("~"));
+        assert_eq!(c.tls_cert, home("relay.pem"));
+        let f = c.forwards();
+        assert_eq!(f[0].tls_ca, Some(home("ca.pem")));
+        assert_eq!(f[0].tls_server_name.as_deref(), Some("central"));
+        assert_eq!(f[1].tls_ca, Some(home("b.pem")));
+        assert_eq!(f[1].spool_dir, Some(home("sp")));
+        assert_eq!(f[1].tls_server_name.as_deref(), Some("other"));
         assert!(err("db = \"none\"").contains("forward-to"));
         assert!(err("forward-to = [\"central\"]").contains("HOST:PORT"));
         assert!(err("forward-to = [\"a:1\", \"a:1\"]").contains("used twice"));

@@ -83,7 +83,7 @@ impl Relay {
         let auth = Arc::new(auth::Auth::load(&config)?);
         let store = match &config.db {
             config::Db::Store(url) => {
-                if let Some(w) = url.password_warning() {
+                for w in url.password_warnings() {
                     tracing::warn!("{w}");
                 }
                 let mut store =

@@ -232,21 +232,26 @@ impl StoreUrl {
         Ok(StoreUrl::Sqlite(expand_path(s).map_err(StoreError::Url)?))
     }
 
-    /// A warning when a SQL Server password is written in this URL and the URL is on
-    /// this process's command line, where `ps` (and shell history) shows it.
-    pub fn password_warning(&self) -> Option<String> {
+    /// Warnings about how a SQL Server password is kept: written in this URL while the
+    /// URL is on this process's command line, where `ps` (and shell history) shows it; or
+    /// in a password file others can read.
+    pub fn password_warnings(&self) -> Vec<String> {
         let StoreUrl::Mssql(conn) = self else {
-            return None;
+            return Vec::new();
         };
         let on_command_line = std::env::args_os()
             .skip(1)
             .any(|a| a.to_string_lossy().contains(conn.as_str()));
-        (on_command_line && mssql::connstr::has_inline_password(conn)).then(|| {
+        let inline = (on_command_line && mssql::connstr::has_inline_password(conn)).then(|| {
             format!(
                 "the SQL Server password is on the command line, where ps shows it: use passwordFile=/path (Password File= in ADO.NET strings) or {}",
                 mssql::connstr::PASSWORD_ENV
             )
-        })
+        });
+        inline
+            .into_iter()
+            .chain(mssql::connstr::password_file_warning(conn))
+            .collect()
     }
 
     /// The default store, the same for daemon and CLI (see [`default_store_path`]).

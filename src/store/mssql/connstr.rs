@@ -172,6 +172,45 @@ pub fn has_inline_password(s: &str) -> bool {
     }
 }
 
+/// The password file a connection string names (`passwordFile=` / `Password File=`), as
+/// written.
+pub fn password_file(s: &str) -> Option<String> {
+    let lower = s.trim().to_ascii_lowercase();
+    if lower.starts_with("mssql://") || lower.starts_with("sqlserver://") {
+        let query = s.split_once('?')?.1;
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            matches!(
+                k.to_ascii_lowercase().as_str(),
+                "passwordfile" | "password_file"
+            )
+            .then(|| percent_decode(v).ok())
+            .flatten()
+        })
+    } else {
+        ado_parts(s).iter().find_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            (k.trim().to_ascii_lowercase().replace(' ', "") == "passwordfile")
+                .then(|| v.trim().trim_matches(['\'', '"']).to_string())
+        })
+    }
+}
+
+/// A warning when the password file can be read by others than its owner (group or
+/// world bits set), as ssh and libpq warn about keys and `.pgpass`.
+pub fn password_file_warning(s: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = crate::settings::expand_path(password_file(s)?.trim()).ok()?;
+    let mode = std::fs::metadata(&path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "the password file {} can be read by others (mode {:o}): chmod 600 it",
+            path.display(),
+            mode & 0o777
+        )
+    })
+}
+
 fn parse_url(s: &str, passwords: PasswordSources<'_>) -> Result<Settings, Error> {
     let rest = s.split_once("://").map(|(_, r)| r).unwrap_or(s);
     let (main, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -485,6 +524,30 @@ mod tests {
         // Both a password and a file: which one was meant is unclear.
         let both = format!("mssql://sa:x@h/D?passwordFile={}", file.display());
         assert!(parse_with(&both, NO_ENV).is_err());
+    }
+
+    #[test]
+    fn a_password_file_others_can_read_is_warned_about() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("db pass");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let url = format!("mssql://sa@h/D?passwordFile={}", file.display()).replace(' ', "%20");
+        let ado = format!("Server=tcp:h;User Id=sa;Password File='{}'", file.display());
+        for conn in [&url, &ado] {
+            assert_eq!(password_file(conn).as_deref(), file.to_str(), "{conn}");
+            for (mode, warned) in [(0o644, true), (0o640, true), (0o600, false), (0o400, false)] {
+                std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+                let w = password_file_warning(conn);
+                assert_eq!(w.is_some(), warned, "{mode:o} {w:?}");
+                assert!(w.is_none_or(|w| w.contains(&format!("mode {mode:o}"))));
+            }
+        }
+        assert_eq!(password_file("mssql://sa:x@h/D"), None);
+        assert_eq!(
+            password_file_warning("mssql://sa@h/D?passwordFile=/nonexistent"),
+            None
+        );
     }
 
     #[test]
