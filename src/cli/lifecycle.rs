@@ -7,10 +7,11 @@ use crate::log_limit::thousands;
 use crate::settings::{Size, Span};
 use crate::store::StoreUrl;
 use crate::store::archive::ArchiveDir;
-use crate::store::retention::{self, Policy, Removed};
+use crate::store::retainer;
+use crate::store::retention::{Policy, Removed};
 use crate::store::sqlite::retention::SqliteRetention;
 use clap::{Args, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
@@ -44,16 +45,6 @@ pub enum ArchiveCommand {
     },
 }
 
-fn sqlite_path(url: &StoreUrl) -> Result<&Path, CliError> {
-    match url {
-        StoreUrl::Sqlite(p) => Ok(p),
-        StoreUrl::Mssql(_) => Err(CliError::usage(
-            "this works on the SQLite store only",
-            Some("for SQL Server see the README's retention recipe".into()),
-        )),
-    }
-}
-
 fn time(us: Option<i64>) -> String {
     let Some(us) = us else {
         return "-".into();
@@ -69,18 +60,30 @@ fn size(bytes: u64) -> String {
 
 pub fn disk_usage(a: &QueryArgs) -> Result<ExitCode, CliError> {
     let url = store_url(a.db.as_deref(), a.config.as_deref())?;
-    let path = sqlite_path(&url)?;
-    let store = SqliteRetention::open_read_only(path)?;
-    let u = store.usage()?;
-    println!("store     {}", path.display());
-    println!(
-        "on disk   {} (file {}, WAL {}; {} of the file is free pages, reused before it grows)",
-        size(u.file_bytes + u.wal_bytes),
-        size(u.file_bytes),
-        size(u.wal_bytes),
-        size(u.free_bytes)
-    );
-    println!("rows      {}", thousands(u.rows));
+    let u = retainer::open_read_only(&url)?.usage()?;
+    match &url {
+        StoreUrl::Sqlite(path) => {
+            println!("store     {}", path.display());
+            println!(
+                "on disk   {} (file {}, WAL {}; {} of the file is free pages, reused before it grows)",
+                size(u.file_bytes + u.wal_bytes),
+                size(u.file_bytes),
+                size(u.wal_bytes),
+                size(u.free_bytes)
+            );
+            println!("rows      {}", thousands(u.rows));
+        }
+        StoreUrl::Mssql(_) => {
+            println!("store     SQL Server, table dbo.Logs");
+            println!(
+                "used      {} (data and indexes; reserved {}, of which {} unused, filled before the table grows)",
+                size(u.used()),
+                size(u.file_bytes),
+                size(u.free_bytes)
+            );
+            println!("rows      {} (the server's count)", thousands(u.rows));
+        }
+    }
     println!("oldest    {}", time(u.oldest_us));
     println!("newest    {}", time(u.newest_us));
     if let Some(dir) = archive_dir(a.archive.as_deref(), a.config.as_deref())? {
@@ -103,12 +106,11 @@ pub fn disk_usage(a: &QueryArgs) -> Result<ExitCode, CliError> {
 
 pub fn vacuum(a: VacuumArgs) -> Result<ExitCode, CliError> {
     let url = store_url(a.db.as_deref(), a.config.as_deref())?;
-    let path = sqlite_path(&url)?;
     let archive = match archive_dir(a.archive.as_deref(), a.config.as_deref())? {
         Some(d) => Some(ArchiveDir::open(&d)?),
         None => None,
     };
-    let mut store = SqliteRetention::open(path)?;
+    let mut store = retainer::open(&url)?;
     let policy = Policy {
         max_age: a.max_age.map(|s| s.0),
         max_size: a.max_size.map(|s| s.0),
@@ -117,53 +119,43 @@ pub fn vacuum(a: VacuumArgs) -> Result<ExitCode, CliError> {
     };
     let usage = store.usage()?;
     let now_us = chrono::Utc::now().timestamp_micros();
-    let blocks = retention::select(&policy, &store.blocks()?, &usage, None, now_us);
-    let mut rows = 0u64;
-    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-    for b in &blocks {
-        rows += store.count(b.first_id, b.last_id)?;
-        lo = lo.min(b.min_time_us);
-        hi = hi.max(b.max_time_us);
-    }
+    let plan = store.plan(&policy, now_us)?;
+    let rows: u64 = plan.iter().map(|b| b.rows).sum();
+    let lo = plan.iter().map(|b| b.min_time_us).min();
+    let hi = plan.iter().map(|b| b.max_time_us).max();
     let per_row = usage.file_bytes.saturating_sub(usage.free_bytes) / usage.rows.max(1);
     let verb = if a.dry_run {
         "would remove"
     } else {
         "removing"
     };
-    if blocks.is_empty() {
-        println!(
-            "nothing to remove ({} rows, {} in use)",
-            thousands(usage.rows),
-            size(usage.used())
-        );
-    } else {
+    if let (Some(first), Some(last)) = (plan.first(), plan.last()) {
         println!(
             "{verb} {} rows in {} blocks, times {} to {}, ids {} to {}, about {}{}",
             thousands(rows),
-            blocks.len(),
-            time(Some(lo)),
-            time(Some(hi)),
-            blocks[0].first_id,
-            blocks[blocks.len() - 1].last_id,
+            plan.len(),
+            time(lo),
+            time(hi),
+            first.first_id,
+            last.last_id,
             size(rows * per_row),
             archive.as_ref().map_or(String::new(), |d| format!(
                 ", archived first to {}",
                 d.path().display()
             ))
         );
+    } else {
+        println!(
+            "nothing to remove ({} rows, {} in use)",
+            thousands(usage.rows),
+            size(usage.used())
+        );
     }
     if a.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
     let mut removed: Vec<Removed> = Vec::new();
-    let result = retention::remove(
-        &mut store,
-        archive.as_ref(),
-        &blocks,
-        &mut removed,
-        &mut |_| {},
-    );
+    let result = store.remove(archive.as_ref(), &plan, &mut removed);
     let done: u64 = removed.iter().map(|r| r.rows).sum();
     if let Err(e) = result {
         return Err(CliError::Runtime(format!(
@@ -171,15 +163,27 @@ pub fn vacuum(a: VacuumArgs) -> Result<ExitCode, CliError> {
             thousands(done)
         )));
     }
-    let before = usage.file_bytes + usage.wal_bytes;
-    store.vacuum()?;
-    let after = store.usage()?;
-    println!(
-        "removed {} rows; the store went from {} to {} on disk",
-        thousands(done),
-        size(before),
-        size(after.file_bytes + after.wal_bytes)
-    );
+    drop(store);
+    match &url {
+        StoreUrl::Sqlite(path) => {
+            // Gives the free pages back to the file system.
+            let before = usage.file_bytes + usage.wal_bytes;
+            let store = SqliteRetention::open(path)?;
+            store.vacuum()?;
+            let after = store.usage()?;
+            println!(
+                "removed {} rows; the store went from {} to {} on disk",
+                thousands(done),
+                size(before),
+                size(after.file_bytes + after.wal_bytes)
+            );
+        }
+        StoreUrl::Mssql(_) => println!(
+            "removed {} rows; SQL Server reuses the freed pages for new rows (the database's \
+             files keep their size: shrinking them is DBCC SHRINKFILE's, a DBA's decision)",
+            thousands(done)
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

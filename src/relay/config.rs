@@ -345,6 +345,11 @@ impl Config {
         if self.db == Db::None && retains {
             return Err("retention needs a store (db is none)".into());
         }
+        if let Db::Store(crate::store::StoreUrl::Mssql(_)) = &self.db
+            && r.keep_free.0.is_some()
+        {
+            return Err(crate::store::mssql::retention::KEEP_FREE_REFUSED.into());
+        }
         if self.db == Db::None && all.is_empty() {
             return Err(
                 "db = none needs forward-to (or [[forward]]): the rows would go nowhere".into(),

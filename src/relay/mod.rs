@@ -20,6 +20,7 @@ pub mod health;
 pub mod hello;
 pub mod logging;
 pub mod metrics;
+pub mod mssql_retention;
 pub mod notify;
 pub mod reload;
 pub mod relp;
@@ -160,10 +161,19 @@ impl Relay {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let stopping = Arc::new(std::sync::OnceLock::new());
         let mut jobs: Vec<Box<dyn writer::Job>> = Vec::new();
-        if let config::Db::Store(url) = &config.db
-            && let Some(job) = retention::RetentionJob::new(url, &config.retention)?
-        {
-            jobs.push(Box::new(job));
+        match &config.db {
+            config::Db::Store(store::StoreUrl::Mssql(conn)) => {
+                if let Some(job) = mssql_retention::MssqlRetentionJob::new(conn, &config.retention)?
+                {
+                    jobs.push(Box::new(job));
+                }
+            }
+            config::Db::Store(url) => {
+                if let Some(job) = retention::RetentionJob::new(url, &config.retention)? {
+                    jobs.push(Box::new(job));
+                }
+            }
+            config::Db::None => {}
         }
         // The store first: a batch it refuses goes to the relay's spool before any
         // forwarding spool took it, so its replay forwards it once.

@@ -10,6 +10,7 @@ pub mod columns;
 pub mod filter;
 pub mod mssql;
 pub mod record_json;
+pub mod retainer;
 pub mod retention;
 pub mod sql;
 pub mod sqlite;

@@ -397,6 +397,67 @@ macro_rules! with_retry {
     }};
 }
 
+pub mod retention;
+
+/// A result cell of a small result ([`MssqlStore::small_query`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cell {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+impl MssqlStore {
+    /// Runs a statement with a small result (a few rows) and returns its first result
+    /// set, retried like every statement. Without parameters it goes as a plain batch.
+    fn small_query(
+        &mut self,
+        what: &str,
+        sql: &str,
+        params: &[Param],
+    ) -> Result<Vec<Vec<Cell>>, StoreError> {
+        let limit = Some(self.pool.settings.command_timeout);
+        let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+        with_retry!(self, what, limit, |conn| async {
+            let client = conn.client();
+            let stream = if refs.is_empty() {
+                client.simple_query(sql).await?
+            } else {
+                client.query(sql, &refs).await?
+            };
+            let rows = stream.into_first_result().await?;
+            Ok::<_, Attempt>(
+                rows.iter()
+                    .map(|r| {
+                        r.cells()
+                            .map(|(_, d)| match cell_value(d) {
+                                Value::Int(i) | Value::Time(i) => Cell::Int(i),
+                                Value::Text(s) => Cell::Text(s.to_string()),
+                                Value::Null => Cell::Null,
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            )
+        })
+    }
+
+    /// Runs a statement that changes rows; returns how many it changed.
+    fn execute_counted(
+        &mut self,
+        what: &str,
+        sql: &str,
+        params: &[Param],
+    ) -> Result<u64, StoreError> {
+        let limit = Some(self.pool.settings.command_timeout);
+        let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+        with_retry!(self, what, limit, |conn| async {
+            let done = conn.client().execute(sql, &refs).await?;
+            Ok::<_, Attempt>(done.total())
+        })
+    }
+}
+
 impl MssqlStore {
     /// The follow cursor: the newest rowversion below every open transaction's.
     fn cursor(&mut self) -> Result<Option<i64>, StoreError> {
@@ -570,26 +631,29 @@ impl StoreWriter for MssqlStore {
     }
 }
 
-impl StoreReader for MssqlStore {
-    /// Rows go to `visit` as they arrive. An error after the first row is not retried
-    /// (the caller has seen rows). When `visit` stops early the connection is closed
-    /// rather than reused: tiberius would read the rest of the result before the next
-    /// statement, and for a dump piped into `head` a new login is cheaper.
-    fn query(&mut self, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
-        let (sql, params) = query_sql_for(q, &self.pool.catalog());
+impl MssqlStore {
+    /// Runs a SELECT of [`query_sql`]'s columns and passes its rows to `visit` as they
+    /// arrive; with `words`, only the rows holding them (and `limit` counts those). An
+    /// error after the first row is not retried (the caller has seen rows). When
+    /// `visit` stops early the connection is closed rather than reused: tiberius would
+    /// read the rest of the result before the next statement, and for a dump piped
+    /// into `head` a new login is cheaper.
+    fn stream(
+        &mut self,
+        sql: &str,
+        params: &[Param],
+        words: &super::Words,
+        limit: Option<u64>,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), StoreError> {
         let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
         let mut seen = 0u64;
-        let words = &q.filter.words;
-        let mut left = q.limit.unwrap_or(u64::MAX);
+        let mut left = limit.unwrap_or(u64::MAX);
         let mut buf = String::new();
         // No limit on the whole: a dump may take long, at the reader's pace. Each wait
         // for the server is bounded by the command timeout (tiberius, per round trip).
         with_retry!(self, "query", None, |conn| async {
-            let mut rows = conn
-                .client()
-                .query(sql.as_str(), &refs)
-                .await?
-                .into_row_stream();
+            let mut rows = conn.client().query(sql, &refs).await?.into_row_stream();
             loop {
                 let row = match rows.try_next().await {
                     Ok(Some(row)) => row,
@@ -622,6 +686,14 @@ impl StoreReader for MssqlStore {
             }
             Ok::<_, Attempt>(())
         })
+    }
+}
+
+impl StoreReader for MssqlStore {
+    /// Rows go to `visit` as they arrive (see [`MssqlStore::stream`]).
+    fn query(&mut self, q: &Query, visit: &mut Visit<'_>) -> Result<(), StoreError> {
+        let (sql, params) = query_sql_for(q, &self.pool.catalog());
+        self.stream(&sql, &params, &q.filter.words, q.limit, visit)
     }
 
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
