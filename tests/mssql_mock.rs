@@ -5,17 +5,25 @@
 //! into records. What a fake cannot show: real T-SQL semantics (the fake answers unknown
 //! statements with an empty result and canned rows whatever the WHERE clause), bulk load,
 //! rowversion ordering — those need LOGRELAY_TEST_MSSQL (store_conformance.rs).
+//! Retention: the statements sent (read off the wire by a proxy), their order and what a
+//! failure mid-way leaves, against a table the test keeps.
 
 use logrelay::message::{Facility, Level};
+use logrelay::store::archive::ArchiveDir;
+use logrelay::store::mssql::retention::{BOUNDS_SQL, MssqlRetention};
 use logrelay::store::mssql::{COMMITTED_SQL, CURSOR_SQL, schema};
+use logrelay::store::retention::{Policy, Removed, RetentionError};
 use logrelay::store::{self, Query, StoreUrl};
 use mssql_mock_tds::query_response::QueryRegistry;
 use mssql_mock_tds::{
     ColumnDefinition, ColumnValue, ConnectionStore, MockTdsServer, QueryResponse, Row, SqlDataType,
     TerminalError,
 };
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 struct Mock {
@@ -94,8 +102,12 @@ impl Mock {
     }
 
     fn url(&self, options: &str) -> StoreUrl {
-        StoreUrl::parse(&format!("mssql://sa:pw@{}/LoggingDB?{options}", self.addr)).unwrap()
+        url_at(self.addr, options)
     }
+}
+
+fn url_at(addr: SocketAddr, options: &str) -> StoreUrl {
+    StoreUrl::parse(&format!("mssql://sa:pw@{addr}/LoggingDB?{options}")).unwrap()
 }
 
 impl Drop for Mock {
@@ -136,11 +148,16 @@ fn self_signed_pem() -> (Vec<u8>, Vec<u8>) {
     (std::fs::read(cert).unwrap(), std::fs::read(key).unwrap())
 }
 
-fn cursor(v: i64) -> QueryResponse {
+/// A result of one row holding one value.
+fn one_value(name: &str, v: ColumnValue) -> QueryResponse {
     QueryResponse::new(
-        vec![ColumnDefinition::new("rv", SqlDataType::BigInt)],
-        vec![Row::new(vec![ColumnValue::BigInt(v)])],
+        vec![ColumnDefinition::new(name, v.data_type())],
+        vec![Row::new(vec![v])],
     )
+}
+
+fn cursor(v: i64) -> QueryResponse {
+    one_value("rv", ColumnValue::BigInt(v))
 }
 
 #[test]
@@ -228,10 +245,7 @@ fn schema_state(level: u8, rows: Option<i64>, pending: &[usize]) -> QueryRespons
 }
 
 fn lock_code(code: i32) -> QueryResponse {
-    QueryResponse::new(
-        vec![ColumnDefinition::new("r", SqlDataType::Int)],
-        vec![Row::new(vec![ColumnValue::Int(code)])],
-    )
+    one_value("r", ColumnValue::Int(code))
 }
 
 /// A populated table that needs steps: the relay refuses to run them inside its connect
@@ -384,9 +398,36 @@ fn the_pool_never_opens_more_than_its_size() {
 /// `id` as `int`, as an original table may have it). The fake finds a parameterised
 /// statement by an upper-case piece of its text; the SELECT's DATEDIFF_BIG call is one.
 fn log_rows() -> QueryResponse {
+    log_rows_of(
+        SqlDataType::Int,
+        vec![
+            (
+                ColumnValue::Int(1),
+                1_790_000_000_000_001,
+                3,
+                "disk full".into(),
+            ),
+            (
+                ColumnValue::Int(2),
+                1_790_000_000_000_002,
+                6,
+                "naïve café ✓".into(),
+            ),
+            (
+                ColumnValue::Int(3),
+                1_790_000_000_000_003,
+                4,
+                "third".into(),
+            ),
+        ],
+    )
+}
+
+/// Rows of the store's SELECT: id, event time, severity and message; the rest fixed.
+fn log_rows_of(id: SqlDataType, rows: Vec<(ColumnValue, i64, u8, String)>) -> QueryResponse {
     use SqlDataType as T;
     let columns = [
-        ("id", T::Int),
+        ("id", id),
         ("time_us", T::BigInt),
         ("received", T::BigInt),
         ("severity", T::TinyInt),
@@ -403,11 +444,11 @@ fn log_rows() -> QueryResponse {
     ];
     let utf16 = |s: &str| ColumnValue::NVarCharMax(vec![s.encode_utf16().collect()]);
     let text = |s: &str| ColumnValue::NVarChar(s.to_string());
-    let row = |id: i32, severity: u8, message: &str| {
+    let row = |(id, time_us, severity, message): (ColumnValue, i64, u8, String)| {
         Row::new(vec![
-            ColumnValue::Int(id),
-            ColumnValue::BigInt(1_790_000_000_000_000 + i64::from(id)),
-            ColumnValue::BigInt(1_790_000_000_000_500 + i64::from(id)),
+            id,
+            ColumnValue::BigInt(time_us),
+            ColumnValue::BigInt(time_us + 500),
             ColumnValue::TinyInt(severity),
             ColumnValue::TinyInt(16),
             text("web-1"),
@@ -415,7 +456,7 @@ fn log_rows() -> QueryResponse {
             ColumnValue::NVarCharMaxNull,
             ColumnValue::NVarCharMaxNull,
             utf16(r#"{"origin":{"ip":"10.0.0.1"}}"#),
-            utf16(message),
+            utf16(&message),
             text("rfc5424"),
             text("127.0.0.1:5000"),
         ])
@@ -425,11 +466,7 @@ fn log_rows() -> QueryResponse {
             .iter()
             .map(|(name, t)| ColumnDefinition::new(*name, *t))
             .collect(),
-        vec![
-            row(1, 3, "disk full"),
-            row(2, 6, "naïve café ✓"),
-            row(3, 4, "third"),
-        ],
+        rows.into_iter().map(row).collect(),
     )
 }
 
@@ -531,20 +568,14 @@ fn a_timed_out_bulk_load_is_checked_before_it_is_retried() {
     mock.register(&schema::check_sql(), schema_state(150, Some(0), &[]));
     // The load's first statement (tiberius asks for the columns' metadata) hangs past
     // the command timeout; the fake cannot do a bulk load, so a retried load would fail.
-    let metadata = format!(
-        "SELECT TOP 0 {} FROM dbo.Logs",
-        logrelay::store::mssql::insert_columns().join(", ")
-    );
+    let metadata = bulk_metadata_sql();
     mock.register(
         &metadata,
         QueryResponse::new(vec![], vec![]).with_delay(Duration::from_secs(20)),
     );
     mock.register(
         "SELECT COUNT_BIG(*) FROM",
-        QueryResponse::new(
-            vec![ColumnDefinition::new("n", SqlDataType::BigInt)],
-            vec![Row::new(vec![ColumnValue::BigInt(1)])],
-        ),
+        one_value("n", ColumnValue::BigInt(1)),
     );
     assert!(COMMITTED_SQL.starts_with("SELECT COUNT_BIG(*) FROM dbo.Logs"));
     let mut w =
@@ -562,6 +593,14 @@ fn a_timed_out_bulk_load_is_checked_before_it_is_retried() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// The first statement of a bulk load (tiberius asks for the columns' metadata).
+fn bulk_metadata_sql() -> String {
+    format!(
+        "SELECT TOP 0 {} FROM dbo.Logs",
+        logrelay::store::mssql::insert_columns().join(", ")
+    )
 }
 
 /// A batch of an acknowledging client named `client`, its rows numbered `seqs`.
@@ -592,10 +631,7 @@ fn resent_rows_at_or_below_the_stored_mark_are_not_loaded() {
     mock.register(&schema::check_sql(), schema_state(150, Some(0), &[]));
     // The fake cannot bulk-load: a load that is attempted fails here, first statement
     // (as a deadlock, so the store gives up after its few quick retries).
-    let metadata = format!(
-        "SELECT TOP 0 {} FROM dbo.Logs",
-        logrelay::store::mssql::insert_columns().join(", ")
-    );
+    let metadata = bulk_metadata_sql();
     mock.register(
         &metadata,
         QueryResponse::error_only(TerminalError::new(1205, 13, "bulk load attempted")),
@@ -649,4 +685,524 @@ fn resent_rows_at_or_below_the_stored_mark_are_not_loaded() {
         let err = w.insert(&[batch]).expect_err(why).to_string();
         assert!(err.contains("bulk load attempted"), "{why}: {err}");
     }
+}
+
+// Retention. The fake answers statements by their text only, so a proxy in front of it
+// reads each request the store sends (the statement's text and its bigint parameters,
+// as they are on the wire) and registers the answer a table of ids and times gives,
+// before passing the request on: the statements checked are the ones really sent.
+
+/// A statement the store sent: its kind and its bigint parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sent {
+    kind: &'static str,
+    params: Vec<i64>,
+}
+
+fn sent(kind: &'static str, params: &[i64]) -> Sent {
+    Sent {
+        kind,
+        params: params.to_vec(),
+    }
+}
+
+/// Retention's parameterised statements by an upper-case piece of their text (what the
+/// fake matches them by too), with their number of parameters.
+const STATEMENTS: [(&str, &str, usize); 4] = [
+    ("first-old", "WITH (INDEX(", 2),
+    ("window", "GROUP BY", 3),
+    ("rows", "DATEDIFF_BIG(MICROSECOND, CONVERT(", 2),
+    ("delete", "DELETE TOP (", 3),
+];
+
+fn utf16le(s: &str) -> Vec<u8> {
+    s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+}
+
+/// The next whole statement in a connection's request bytes from `pos` (an RPC: the
+/// text in UTF-16, then each bigint parameter as INTN of 8 bytes: 0x26 0x08, its
+/// length 8 and the value), moving `pos` past it.
+fn next_statement(buf: &[u8], pos: &mut usize) -> Option<Sent> {
+    let (at, kind, len, n) = STATEMENTS
+        .iter()
+        .filter_map(|(kind, text, n)| {
+            let needle = utf16le(text);
+            let i = buf[*pos..]
+                .windows(needle.len())
+                .position(|w| w == needle)?;
+            Some((*pos + i, *kind, needle.len(), *n))
+        })
+        .min_by_key(|t| t.0)?;
+    let mut at = at + len;
+    let mut params = Vec::new();
+    while params.len() < n {
+        let i = at + buf[at..].windows(3).position(|w| w == [0x26, 8, 8])? + 3;
+        params.push(i64::from_le_bytes(buf.get(i..i + 8)?.try_into().ok()?));
+        at = i + 8;
+    }
+    *pos = at;
+    Some(Sent { kind, params })
+}
+
+type Answer = Arc<Mutex<dyn FnMut(&Sent) + Send>>;
+/// What a pipe does with the bytes it passes on.
+type Seen = Box<dyn FnMut(&[u8]) + Send>;
+
+/// A loopback proxy in front of the fake: records the statements and lets `answer`
+/// register the fake's response to each before the request goes on.
+struct Proxy {
+    addr: SocketAddr,
+    sent: Arc<Mutex<Vec<Sent>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(to: SocketAddr, answer: Answer) -> Proxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (log, halt) = (sent.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut pipes = Vec::new();
+            while !halt.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let server = std::net::TcpStream::connect(to).unwrap();
+                        pipes.extend(pipe(client, server, &log, &answer, &halt));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            for p in pipes {
+                let _ = p.join();
+            }
+        });
+        Proxy {
+            addr,
+            sent,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies both ways until either side closes or the proxy stops; requests are read for
+/// statements first.
+fn pipe(
+    client: std::net::TcpStream,
+    server: std::net::TcpStream,
+    log: &Arc<Mutex<Vec<Sent>>>,
+    answer: &Answer,
+    stop: &Arc<AtomicBool>,
+) -> [std::thread::JoinHandle<()>; 2] {
+    let tick = Some(Duration::from_millis(50));
+    for s in [&client, &server] {
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(tick).unwrap();
+    }
+    let copy = |mut from: std::net::TcpStream,
+                mut to: std::net::TcpStream,
+                stop: Arc<AtomicBool>,
+                mut seen: Seen| {
+        std::thread::spawn(move || {
+            let mut chunk = vec![0u8; 65536];
+            loop {
+                match from.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        seen(&chunk[..n]);
+                        if to.write_all(&chunk[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) && !stop.load(Ordering::Relaxed) => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Write);
+        })
+    };
+    let (log, answer) = (log.clone(), answer.clone());
+    let (mut buf, mut pos) = (Vec::new(), 0);
+    let up = copy(
+        client.try_clone().unwrap(),
+        server.try_clone().unwrap(),
+        stop.clone(),
+        Box::new(move |bytes| {
+            buf.extend_from_slice(bytes);
+            while let Some(s) = next_statement(&buf, &mut pos) {
+                (answer.lock().unwrap())(&s);
+                log.lock().unwrap().push(s);
+            }
+        }),
+    );
+    let down = copy(server, client, stop.clone(), Box::new(|_| {}));
+    [up, down]
+}
+
+/// The table the fake answers retention from: id → event time; statements of a kind
+/// can be made to fail from their n-th on; each delete notes whether an archive
+/// manifest covered its ids when it reached the server.
+struct Table {
+    rows: BTreeMap<i64, i64>,
+    fail: Option<(&'static str, usize)>,
+    seen: BTreeMap<&'static str, usize>,
+    archive: std::path::PathBuf,
+    unarchived_deletes: usize,
+}
+
+fn ids_of(rows: &[(i64, i64)]) -> Vec<i64> {
+    rows.iter().map(|r| r.0).collect()
+}
+
+fn bigints(names: &[&str], rows: Vec<Vec<i64>>) -> QueryResponse {
+    QueryResponse::new(
+        names
+            .iter()
+            .map(|n| ColumnDefinition::new(*n, SqlDataType::BigInt))
+            .collect(),
+        rows.into_iter()
+            .map(|r| Row::new(r.into_iter().map(ColumnValue::BigInt).collect()))
+            .collect(),
+    )
+}
+
+impl Table {
+    /// The response to `s`, from the table (changing it for a delete).
+    fn respond(&mut self, s: &Sent) -> QueryResponse {
+        let n = self.seen.entry(s.kind).or_default();
+        *n += 1;
+        if self
+            .fail
+            .is_some_and(|(kind, from)| kind == s.kind && *n >= from)
+        {
+            return QueryResponse::error_only(TerminalError::new(50000, 16, "injected failure"));
+        }
+        let p = &s.params;
+        let range = |lo: i64, hi: i64| -> Vec<(i64, i64)> {
+            self.rows.range(lo..=hi).map(|(i, t)| (*i, *t)).collect()
+        };
+        match s.kind {
+            "first-old" => {
+                let hit = self.rows.range(p[1]..).find(|(_, t)| **t < p[0]);
+                bigints(&["id"], hit.map(|(i, _)| vec![*i]).into_iter().collect())
+            }
+            "window" => {
+                let mut read = range(p[0], p[1] - 1);
+                read.truncate(p[2] as usize);
+                let mut blocks: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+                for (id, t) in read {
+                    let b = blocks.entry(id / 4096).or_insert((t, t, 0));
+                    *b = (b.0.min(t), b.1.max(t), b.2 + 1);
+                }
+                bigints(
+                    &["b", "lo", "hi", "n"],
+                    blocks
+                        .into_iter()
+                        .map(|(b, (lo, hi, n))| vec![b, lo, hi, n])
+                        .collect(),
+                )
+            }
+            "rows" => log_rows_of(
+                SqlDataType::BigInt,
+                range(p[0], p[1])
+                    .into_iter()
+                    .map(|(id, t)| (ColumnValue::BigInt(id), t, 6, format!("row {id}")))
+                    .collect(),
+            ),
+            "delete" => {
+                let covered = ArchiveDir::open(&self.archive)
+                    .and_then(|d| d.covers(p[0], p[1]))
+                    .unwrap_or(false);
+                self.unarchived_deletes += usize::from(!covered);
+                let mut gone = ids_of(&range(p[0], p[1]));
+                gone.truncate(p[2] as usize);
+                for id in &gone {
+                    self.rows.remove(id);
+                }
+                bigints(&["n"], gone.iter().map(|_| vec![1]).collect())
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// A fake with `rows` (id → time), behind a recording proxy, and its archive dir.
+struct RetentionFake {
+    table: Arc<Mutex<Table>>,
+    proxy: Proxy,
+    _mock: Mock,
+    dir: tempfile::TempDir,
+}
+
+impl RetentionFake {
+    fn start(rows: BTreeMap<i64, i64>) -> RetentionFake {
+        let mock = Mock::start(false);
+        let (first, last) = (rows.keys().next().copied(), rows.keys().last().copied());
+        mock.register(
+            BOUNDS_SQL,
+            QueryResponse::new(
+                ["first", "newest", "open"]
+                    .iter()
+                    .map(|n| ColumnDefinition::new(*n, SqlDataType::BigInt))
+                    .collect(),
+                vec![Row::new(vec![
+                    first.map_or(ColumnValue::Null, ColumnValue::BigInt),
+                    last.map_or(ColumnValue::Null, ColumnValue::BigInt),
+                    ColumnValue::Null,
+                ])],
+            ),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let table = Arc::new(Mutex::new(Table {
+            rows,
+            fail: None,
+            seen: BTreeMap::new(),
+            archive: dir.path().to_path_buf(),
+            unarchived_deletes: 0,
+        }));
+        let registry = mock.registry.clone();
+        let t = table.clone();
+        let answer: Answer = Arc::new(Mutex::new(move |s: &Sent| {
+            let response = t.lock().unwrap().respond(s);
+            let text = STATEMENTS.iter().find(|x| x.0 == s.kind).unwrap().1;
+            registry.blocking_lock().register(text, response);
+        }));
+        let proxy = Proxy::start(mock.addr, answer);
+        RetentionFake {
+            table,
+            proxy,
+            _mock: mock,
+            dir,
+        }
+    }
+
+    fn store(&self) -> MssqlRetention {
+        let StoreUrl::Mssql(conn) = url_at(self.proxy.addr, "encrypt=off&connectTimeout=5") else {
+            unreachable!()
+        };
+        MssqlRetention::open(&conn).unwrap()
+    }
+
+    fn archive(&self) -> ArchiveDir {
+        ArchiveDir::open(self.dir.path()).unwrap()
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.table.lock().unwrap().rows.keys().copied().collect()
+    }
+
+    /// Every archived row id, file by file.
+    fn archived(&self) -> Vec<i64> {
+        let a = self.archive();
+        let mut ids = Vec::new();
+        for m in a.manifests().unwrap() {
+            a.read(&m, &mut |id, _| {
+                ids.push(id);
+                Ok(())
+            })
+            .unwrap();
+        }
+        ids
+    }
+}
+
+const DAY_US: i64 = 86_400_000_000;
+
+/// Ids 1 to 20,000 (blocks 0 to 4, 4 the newest): blocks 0, 1 and 3 ten days old,
+/// block 2 of today.
+fn four_blocks_and_the_newest(now: i64) -> BTreeMap<i64, i64> {
+    (1..=20_000)
+        .map(|id| {
+            let young = (8192..12288).contains(&id) || id >= 16384;
+            (
+                id,
+                if young {
+                    now - 1000
+                } else {
+                    now - 10 * DAY_US + id
+                },
+            )
+        })
+        .collect()
+}
+
+fn one_day() -> Policy {
+    Policy {
+        max_age: Some(Duration::from_secs(86_400)),
+        ..Policy::default()
+    }
+}
+
+fn deletes(first: i64, last: i64, statements: usize) -> Vec<Sent> {
+    vec![sent("delete", &[first, last, 2000]); statements]
+}
+
+/// Blocks wholly older than max-age are found from the oldest old row on (through the
+/// time index), a window of rows at a time; each run of consecutive blocks is read and
+/// written to an archive file before its blocks are deleted, each by DELETE TOP (2000)
+/// statements over its id range until one deletes fewer.
+#[test]
+fn retention_archives_each_run_then_deletes_it_by_id_range() {
+    let now = chrono::Utc::now().timestamp_micros();
+    let fake = RetentionFake::start(four_blocks_and_the_newest(now));
+    let mut r = fake.store();
+    let plan = r.plan(&one_day(), now, usize::MAX).unwrap();
+    let summary = |p: &[Removed]| -> Vec<(i64, i64, u64)> {
+        p.iter().map(|b| (b.first_id, b.last_id, b.rows)).collect()
+    };
+    assert_eq!(
+        summary(&plan),
+        [(0, 4095, 4095), (4096, 8191, 4096), (12288, 16383, 4096)]
+    );
+    let mut done = Vec::new();
+    r.remove(Some(&fake.archive()), &plan, &mut done).unwrap();
+    assert_eq!(summary(&done), summary(&plan));
+    let mut want = vec![
+        sent("first-old", &[now - DAY_US, 1]),
+        sent("window", &[0, 16384, 65536]),
+        sent("rows", &[0, 4095]),
+        sent("rows", &[4096, 8191]),
+    ];
+    want.extend(deletes(0, 4095, 3)); // 2,000, 2,000, 95
+    want.extend(deletes(4096, 8191, 3));
+    want.push(sent("rows", &[12288, 16383]));
+    want.extend(deletes(12288, 16383, 3));
+    assert_eq!(fake.proxy.sent(), want);
+    assert_eq!(
+        fake.table.lock().unwrap().unarchived_deletes,
+        0,
+        "every delete reached the server after its rows' manifest was written"
+    );
+    let removed: Vec<i64> = (1..8192).chain(12288..16384).collect();
+    assert_eq!(fake.archived(), removed, "each removed row archived once");
+    let kept: Vec<i64> = (8192..12288).chain(16384..=20_000).collect();
+    assert_eq!(fake.ids(), kept);
+    let manifests = fake.archive().manifests().unwrap();
+    assert_eq!(
+        manifests
+            .iter()
+            .map(|m| (m.first_id, m.last_id, m.rows))
+            .collect::<Vec<_>>(),
+        [(0, 8191, 8191), (12288, 16383, 4096)]
+    );
+}
+
+/// A server error while a run is read for its archive stops the pass: the runs before
+/// it are archived and deleted, nothing of it or after it is deleted. A failed delete
+/// stops it too; the next pass deletes that run without archiving it again.
+#[test]
+fn a_server_error_mid_pass_stops_it_with_nothing_deleted_unarchived() {
+    let now = chrono::Utc::now().timestamp_micros();
+    let fake = RetentionFake::start(four_blocks_and_the_newest(now));
+    let mut r = fake.store();
+    let plan = r.plan(&one_day(), now, usize::MAX).unwrap();
+    assert_eq!(plan.len(), 3);
+    fake.table.lock().unwrap().fail = Some(("rows", 3));
+    let mut done = Vec::new();
+    let err = r
+        .remove(Some(&fake.archive()), &plan, &mut done)
+        .unwrap_err();
+    assert!(
+        matches!(err, RetentionError::Archive { .. })
+            && err.to_string().contains("injected failure"),
+        "{err}"
+    );
+    assert_eq!(done.len(), 2, "the first run's two blocks");
+    let sent = fake.proxy.sent();
+    assert_eq!(sent.last(), Some(&sent_rows(12288, 16383)));
+    assert!(
+        !sent
+            .iter()
+            .any(|s| s.kind == "delete" && s.params[0] == 12288)
+    );
+    assert_eq!(fake.archived(), (1..8192).collect::<Vec<_>>());
+    assert!(fake.ids().contains(&12288) && fake.ids().contains(&16383));
+
+    // The last run archived, then its first delete fails.
+    {
+        let mut t = fake.table.lock().unwrap();
+        t.fail = Some(("delete", t.seen["delete"] + 1));
+    }
+    let plan = r.plan(&one_day(), now, usize::MAX).unwrap();
+    assert_eq!(plan.iter().map(|b| b.first_id).collect::<Vec<_>>(), [12288]);
+    let mut done = Vec::new();
+    let err = r
+        .remove(Some(&fake.archive()), &plan, &mut done)
+        .unwrap_err();
+    assert!(matches!(err, RetentionError::Store(_)), "{err}");
+    assert!(done.is_empty());
+    assert_eq!(fake.ids().len(), 4096 + 4096 + 3617, "nothing more deleted");
+    fake.table.lock().unwrap().fail = None;
+    let before = fake.proxy.sent().len();
+    let mut done = Vec::new();
+    r.remove(Some(&fake.archive()), &plan, &mut done).unwrap();
+    let again: Vec<&str> = fake.proxy.sent()[before..].iter().map(|s| s.kind).collect();
+    assert_eq!(
+        again, ["delete"; 3],
+        "covered by its manifest: not read again"
+    );
+    let mut archived = fake.archived();
+    let n = archived.len();
+    archived.dedup();
+    assert_eq!(n, archived.len(), "no row archived twice");
+    assert_eq!(archived, (1..8192).chain(12288..16384).collect::<Vec<_>>());
+    assert_eq!(fake.table.lock().unwrap().unarchived_deletes, 0);
+}
+
+fn sent_rows(first: i64, last: i64) -> Sent {
+    sent("rows", &[first, last])
+}
+
+/// Without an archive dir nothing is read back; a missing archive dir stops the pass
+/// before anything is deleted. Nothing is planned at or above the newest row's block.
+#[test]
+fn retention_without_archives_and_with_a_missing_archive_dir() {
+    let now = chrono::Utc::now().timestamp_micros();
+    let fake = RetentionFake::start(four_blocks_and_the_newest(now));
+    let mut r = fake.store();
+    let everything = Policy {
+        max_age: Some(Duration::from_secs(1)),
+        ..Policy::default()
+    };
+    let plan = r.plan(&everything, now + DAY_US, usize::MAX).unwrap();
+    assert_eq!(
+        plan.iter().map(|b| b.first_id).collect::<Vec<_>>(),
+        [0, 4096, 8192, 12288],
+        "block 4 holds the newest row"
+    );
+    let gone = tempfile::tempdir().unwrap();
+    let missing = ArchiveDir::open(gone.path()).unwrap();
+    drop(gone);
+    let err = r
+        .remove(Some(&missing), &plan, &mut Vec::new())
+        .unwrap_err();
+    assert!(matches!(err, RetentionError::Archive { .. }), "{err}");
+    assert!(!fake.proxy.sent().iter().any(|s| s.kind == "delete"));
+    assert_eq!(fake.ids().len(), 20_000);
+    let mut done = Vec::new();
+    r.remove(None, &plan[..1], &mut done).unwrap();
+    assert_eq!(done[0].rows, 4095);
+    assert!(!fake.proxy.sent().iter().any(|s| s.kind == "rows"));
+    assert_eq!(fake.ids().first(), Some(&4096));
 }

@@ -162,7 +162,7 @@ fn main() -> std::process::ExitCode {
         );
     }
     type Suite = fn(Backend);
-    let suites: [(&str, Suite); 4] = [
+    let suites: [(&str, Suite); 5] = [
         ("conformance", conformance),
         ("resends_are_stored_once", resends_are_stored_once),
         (
@@ -170,6 +170,10 @@ fn main() -> std::process::ExitCode {
             readers_see_a_writers_commits,
         ),
         ("many_rows_match_a_reference", many_rows_match_a_reference),
+        (
+            "retention_removes_old_blocks_archived_first",
+            retention_removes_old_blocks_archived_first,
+        ),
     ];
     let mut trials = Vec::new();
     for (name, suite) in suites {
@@ -750,4 +754,156 @@ fn resends_are_stored_once(b: Backend) {
         ])
         .collect();
     assert_eq!(stored, want, "{name}: each row once, in the order stored");
+}
+
+/// This run's rows (by their source) as (id, event time, message), in id order.
+fn rows_of(reader: &mut dyn StoreReader, source: &str) -> Vec<(i64, i64, String)> {
+    let q = Query {
+        filter: Filter {
+            sources: vec![source.to_string()],
+            ..Filter::default()
+        },
+        by_id: true,
+        ..Query::default()
+    };
+    let mut out = Vec::new();
+    reader
+        .query(&q, &mut |id, r| {
+            out.push((id, r.time_us, r.message.to_string()));
+            true
+        })
+        .unwrap();
+    out
+}
+
+/// Retention through the interface both stores share (`store::retainer`, what the
+/// relay and `logq vacuum` use): a plan for max-size takes the oldest blocks first and
+/// nothing under the cap; max-age removes exactly the blocks wholly older than the
+/// limit, archived first; the archives and the store then answer a query as the store
+/// did before; a missing archive dir removes nothing. The rows are of January 2001 and
+/// "now" is set among them, so on a shared SQL Server no other suite's rows are that
+/// old (a removal for size would take them: sizes are only planned here).
+fn retention_removes_old_blocks_archived_first(b: Backend) {
+    use logrelay::store::archive::ArchiveDir;
+    use logrelay::store::retention::Policy;
+    const ROWS: i64 = 10_000;
+    let name = b.name;
+    let source = format!(
+        "retention-{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    );
+    let t0 = DateTime::from_timestamp(978_307_200, 0).unwrap(); // 2001-01-01
+    let mut s = open(&b);
+    let mut batch = Batch::new();
+    for i in 0..ROWS {
+        let mut m = LogMessage::new(
+            format!("message {i}"),
+            Level::Info,
+            t0 + Duration::minutes(i),
+        );
+        m.source = Some(Cow::Owned(source.clone()));
+        batch.push(&m);
+    }
+    assert_eq!(s.insert(&[batch]).unwrap(), ROWS as usize, "{name}");
+    let before = rows_of(&mut *s.reader, &source);
+    assert_eq!(before.len(), ROWS as usize, "{name}");
+
+    let mut r = store::retainer::open(&b.url).unwrap();
+    let u = r.usage().unwrap();
+    assert!(u.rows >= ROWS as u64 && u.used() > 0, "{name}: {u:?}");
+    let cutoff = t0 + Duration::minutes(6_000);
+    let now = (cutoff + Duration::days(1)).timestamp_micros();
+    let size = |max: u64| Policy {
+        max_size: Some(max),
+        ..Policy::default()
+    };
+    assert!(
+        r.plan(&size(u.used() * 2), now).unwrap().is_empty(),
+        "{name}: within the cap"
+    );
+    // A byte over: the oldest block; a cap of one byte: every block but the newest.
+    let over = r.plan(&size(u.used() - 1), now).unwrap();
+    let most = r.plan(&size(1), now).unwrap();
+    assert!(
+        over.len() == 1 && most.len() > 1,
+        "{name}: {} then {} blocks",
+        over.len(),
+        most.len()
+    );
+    assert_eq!(most[0], over[0], "{name}: oldest first");
+    assert!(
+        most.windows(2).all(|w| w[0].last_id < w[1].first_id),
+        "{name}: in id order"
+    );
+
+    let age = Policy {
+        max_age: Some(std::time::Duration::from_secs(86_400)),
+        ..Policy::default()
+    };
+    let plan = r.plan(&age, now).unwrap();
+    let cutoff_us = cutoff.timestamp_micros();
+    assert!(!plan.is_empty(), "{name}");
+    assert!(
+        plan.iter().all(|b| b.max_time_us < cutoff_us),
+        "{name}: {plan:?}"
+    );
+    if name == "sqlite" {
+        // Ids 1 to 10,000: block 0 (messages 0 to 4,094) is wholly before message
+        // 6,000; block 1 is not; block 2 is the newest.
+        let ranges: Vec<(i64, i64, u64)> = plan
+            .iter()
+            .map(|b| (b.first_id, b.last_id, b.rows))
+            .collect();
+        assert_eq!(ranges, [(0, 4095, 4095)]);
+    }
+    let in_plan = |id: i64| plan.iter().any(|b| b.first_id <= id && id <= b.last_id);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = ArchiveDir::open(dir.path()).unwrap();
+    let mut done = Vec::new();
+    r.remove(Some(&archive), &plan, &mut done).unwrap();
+    assert_eq!(done, plan, "{name}: every planned block removed");
+    let want: Vec<_> = before.iter().filter(|r| !in_plan(r.0)).cloned().collect();
+    assert_eq!(
+        rows_of(&mut *s.reader, &source),
+        want,
+        "{name}: exactly the planned blocks' rows are gone"
+    );
+    let mut archived = Vec::new();
+    for m in archive.manifests().unwrap() {
+        archive
+            .read(&m, &mut |id, r| {
+                if r.source == Some(source.as_str()) {
+                    archived.push((id, r.time_us, r.message.to_string()));
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let removed: Vec<_> = before.iter().filter(|r| in_plan(r.0)).cloned().collect();
+    assert_eq!(archived, removed, "{name}: each removed row archived once");
+    let mut both = store::archive_query::WithArchives::new(
+        store::open_reader(&b.url).unwrap(),
+        ArchiveDir::open(dir.path()).unwrap(),
+    );
+    assert_eq!(
+        rows_of(&mut both, &source),
+        before,
+        "{name}: the archives and the store answer as the store did"
+    );
+
+    // A later "now": the rest is due, but the archive dir is gone: nothing removed.
+    let later = (t0 + Duration::days(30)).timestamp_micros();
+    let plan = r.plan(&age, later).unwrap();
+    assert!(!plan.is_empty(), "{name}");
+    drop(dir);
+    let err = r
+        .remove(Some(&archive), &plan, &mut Vec::new())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no row removed that was not archived"),
+        "{name}: {err}"
+    );
+    assert_eq!(rows_of(&mut *s.reader, &source), want, "{name}");
 }

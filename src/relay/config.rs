@@ -212,11 +212,11 @@ settings! {
     #[arg(long = "retention-max-age", value_name = "DURATION")]
     max_age: OrOff<Span> = OrOff(None);
 
-    /// Keep the store (file and WAL) within this size, e.g. 20GiB, removing the oldest rows [default: off]
+    /// Keep the store (file and WAL; SQL Server: the table's used space) within this size, e.g. 20GiB, removing the oldest rows [default: off]
     #[arg(long = "retention-max-size", value_name = "SIZE")]
     max_size: OrOff<Size> = OrOff(None);
 
-    /// Remove the oldest rows while the store's file system has less free space than this [default: off]
+    /// Remove the oldest rows while the store's file system has less free space than this; SQLite only [default: off]
     #[arg(long = "retention-keep-free", value_name = "SIZE")]
     keep_free: OrOff<Size> = OrOff(None);
 
@@ -699,6 +699,16 @@ mod tests {
         assert!(err("forward-to = [\"central\"]").contains("HOST:PORT"));
         assert!(err("forward-to = [\"a:1\", \"a:1\"]").contains("used twice"));
         assert!(err("[[forward]]\nto = \"a:1\"\ncolour = 1").contains("unknown field"));
+        // A SQL Server's free disk space is not the relay's to see: refused, not ignored.
+        let mssql = "db = \"mssql://sa@db:1433/LoggingDB\"\n[retention]\n";
+        assert!(
+            err(&format!("{mssql}keep-free = \"1GiB\"")).contains("no meaning for a SQL Server")
+        );
+        assert!(
+            toml::from_str::<Layer>(&format!("{mssql}max-size = \"1GiB\""))
+                .map(|l| Config::resolve(l).is_ok())
+                .unwrap()
+        );
     }
 
     #[test]

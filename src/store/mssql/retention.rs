@@ -29,8 +29,11 @@ use std::time::Duration;
 pub const BLOCK_IDS: i64 = 4096;
 /// Rows per DELETE statement: below the lock escalation threshold (5,000).
 pub const DELETE_ROWS: i64 = 2000;
+const _: () = assert!(DELETE_ROWS < 5000);
 /// Rows one look at the oldest blocks reads (16 blocks or more).
 pub const WINDOW_ROWS: i64 = 65_536;
+/// Windows a plan for `max-age` looks at at most (each after an old row).
+const MAX_LOOKS: usize = 64;
 /// Blocks per archive file at most (about 65,000 rows), as in the SQLite store.
 const BLOCKS_PER_FILE: usize = 16;
 
@@ -55,6 +58,10 @@ pub const BOUNDS_SQL: &str = "SELECT MIN(id), MAX(id), \
 pub const WINDOW_SQL: &str = "SELECT id / 4096, MIN(time_us), MAX(time_us), COUNT_BIG(*) \
     FROM (SELECT TOP (@P3) id, time_us FROM dbo.Logs WHERE id >= @P1 AND id < @P2 ORDER BY id) AS w \
     GROUP BY id / 4096 ORDER BY id / 4096";
+/// The lowest id at or above `@P2` of a row older than `@P1`: a seek on the time index
+/// (the schema's `Logs_time`) over the old rows only.
+pub const FIRST_OLD_SQL: &str =
+    "SELECT MIN(id) FROM dbo.Logs WITH (INDEX(Logs_time)) WHERE time_us < @P1 AND id >= @P2";
 /// One short transaction of a block's delete.
 pub const DELETE_SQL: &str = "DELETE TOP (@P3) FROM dbo.Logs WHERE id BETWEEN @P1 AND @P2";
 
@@ -222,11 +229,21 @@ impl MssqlRetention {
         Ok((blocks, next))
     }
 
-    /// The blocks `policy` removes now, oldest first, at most `most`: every block
-    /// wholly older than `max-age`, and the oldest blocks holding as many rows as take
-    /// the used size within `max-size` (at the average row size). Reads the blocks'
-    /// summaries only when a limit is passed (cheap checks first), a window of rows at
-    /// a time, and stops at the first window with nothing to remove.
+    /// The lowest id at or above `from` of a row older than `cutoff`.
+    fn first_older(&mut self, cutoff: i64, from: i64) -> Result<Option<i64>, StoreError> {
+        let rows = self.store.small_query(
+            "oldest rows",
+            FIRST_OLD_SQL,
+            &[Param::Int(cutoff), Param::Int(from)],
+        )?;
+        Ok(int(rows.first().and_then(|r| r.first())))
+    }
+
+    /// The blocks `policy` removes now, in id order, at most `most`: the blocks wholly
+    /// older than `max-age` (found through the time index, then a window of rows from
+    /// each), and the oldest blocks holding as many rows as take the used size within
+    /// `max-size` at the average row size. Never a block at or above the newest row's
+    /// or an open transaction's.
     pub fn plan(
         &mut self,
         policy: &Policy,
@@ -236,43 +253,60 @@ impl MssqlRetention {
         if policy.keep_free.is_some() {
             return Err(StoreError::Url(KEEP_FREE_REFUSED.into()));
         }
-        let mut need_rows = if policy.max_size.is_some() {
-            rows_over(policy, &self.sizes()?)
-        } else {
-            0
+        let mut plan: Vec<Removed> = Vec::new();
+        let need = match policy.max_size {
+            Some(_) => rows_over(policy, &self.sizes()?),
+            None => 0,
         };
         let cutoff = policy
             .max_age
             .map(|age| now_us.saturating_sub(age.as_micros().min(i64::MAX as u128) as i64));
-        let age_due = match cutoff {
-            Some(c) => self.times()?.0.is_some_and(|oldest| oldest < c),
-            None => false,
-        };
-        let mut plan = Vec::new();
-        if need_rows == 0 && !age_due {
+        if need == 0 && cutoff.is_none() {
             return Ok(plan);
         }
-        let Some((mut from, below)) = self.bounds()? else {
+        let Some((first, below)) = self.bounds()? else {
             return Ok(plan);
         };
-        while plan.len() < most {
-            let (blocks, next) = self.window(from, below)?;
-            let mut took = false;
-            for b in blocks {
-                if plan.len() == most {
+        if let Some(cutoff) = cutoff {
+            // From each old row on, a window: its wholly old blocks; then on from the
+            // next old row past it (young stretches are skipped by the index).
+            let mut from = first;
+            for _ in 0..MAX_LOOKS {
+                let Some(old) = self.first_older(cutoff, from)? else {
+                    break;
+                };
+                if old >= below || plan.len() >= most {
                     break;
                 }
-                if cutoff.is_some_and(|c| b.max_time_us < c) || need_rows > 0 {
-                    need_rows = need_rows.saturating_sub(b.rows);
+                let (blocks, next) = self.window(old.div_euclid(BLOCK_IDS) * BLOCK_IDS, below)?;
+                plan.extend(blocks.into_iter().filter(|b| b.max_time_us < cutoff));
+                match next {
+                    Some(n) => from = n,
+                    None => break,
+                }
+            }
+            plan.truncate(most);
+        }
+        // The oldest blocks for size, counting those already planned.
+        let mut need = need.saturating_sub(plan.iter().map(|b| b.rows).sum());
+        let mut from = first;
+        while need > 0 && plan.len() < most {
+            let (blocks, next) = self.window(from, below)?;
+            for b in blocks {
+                if need == 0 || plan.len() >= most {
+                    break;
+                }
+                if !plan.iter().any(|p| p.first_id == b.first_id) {
+                    need = need.saturating_sub(b.rows);
                     plan.push(b);
-                    took = true;
                 }
             }
             match next {
-                Some(n) if took => from = n,
-                _ => break,
+                Some(n) => from = n,
+                None => break,
             }
         }
+        plan.sort_by_key(|b| b.first_id);
         Ok(plan)
     }
 
@@ -415,8 +449,8 @@ mod tests {
     fn statements_name_what_the_fake_server_matches() {
         assert!(DELETE_SQL.starts_with("DELETE TOP ("));
         assert!(WINDOW_SQL.contains("GROUP BY") && !rows_sql().contains("GROUP BY"));
+        assert!(FIRST_OLD_SQL.contains("INDEX(Logs_time)") && !WINDOW_SQL.contains("INDEX("));
         assert!(!WINDOW_SQL.contains("DELETE TOP (") && !rows_sql().contains("DELETE TOP ("));
-        assert_eq!(BLOCK_IDS, 4096, "WINDOW_SQL divides by 4096");
-        assert!(DELETE_ROWS < 5000, "below lock escalation");
+        assert!(WINDOW_SQL.contains(&format!("id / {BLOCK_IDS}")));
     }
 }
