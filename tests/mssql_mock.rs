@@ -940,7 +940,7 @@ impl Table {
                 for id in &gone {
                     self.rows.remove(id);
                 }
-                bigints(&["n"], gone.iter().map(|_| vec![1]).collect())
+                bigints(&["n"], vec![vec![gone.len() as i64]])
             }
             _ => unreachable!(),
         }

@@ -441,21 +441,6 @@ impl MssqlStore {
             )
         })
     }
-
-    /// Runs a statement that changes rows; returns how many it changed.
-    fn execute_counted(
-        &mut self,
-        what: &str,
-        sql: &str,
-        params: &[Param],
-    ) -> Result<u64, StoreError> {
-        let limit = Some(self.pool.settings.command_timeout);
-        let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-        with_retry!(self, what, limit, |conn| async {
-            let done = conn.client().execute(sql, &refs).await?;
-            Ok::<_, Attempt>(done.total())
-        })
-    }
 }
 
 impl MssqlStore {

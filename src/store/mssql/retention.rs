@@ -62,8 +62,10 @@ pub const WINDOW_SQL: &str = "SELECT id / 4096, MIN(time_us), MAX(time_us), COUN
 /// (the schema's `Logs_time`) over the old rows only.
 pub const FIRST_OLD_SQL: &str =
     "SELECT MIN(id) FROM dbo.Logs WITH (INDEX(Logs_time)) WHERE time_us < @P1 AND id >= @P2";
-/// One short transaction of a block's delete.
-pub const DELETE_SQL: &str = "DELETE TOP (@P3) FROM dbo.Logs WHERE id BETWEEN @P1 AND @P2";
+/// One short transaction of a block's delete, and how many rows it deleted (read from
+/// `@@ROWCOUNT`, which a server or login with NOCOUNT on still sets).
+pub const DELETE_SQL: &str = "DELETE TOP (@P3) FROM dbo.Logs WHERE id BETWEEN @P1 AND @P2; \
+    SELECT CAST(@@ROWCOUNT AS bigint)";
 
 /// The rows of an id range, with `logq`'s columns, in id order (what an archive holds).
 pub fn rows_sql() -> String {
@@ -342,11 +344,13 @@ impl MssqlRetention {
     pub fn delete(&mut self, first: i64, last: i64) -> Result<u64, StoreError> {
         let mut total = 0;
         loop {
-            let n = self.store.execute_counted(
+            let rows = self.store.small_query(
                 "retention delete",
                 DELETE_SQL,
                 &[Param::Int(first), Param::Int(last), Param::Int(DELETE_ROWS)],
             )?;
+            let row = rows.first().map(Vec::as_slice).unwrap_or_default();
+            let n = count(row.first()).ok_or_else(|| unexpected("retention delete", row))?;
             total += n;
             if n < DELETE_ROWS as u64 {
                 return Ok(total);
