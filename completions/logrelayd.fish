@@ -59,8 +59,8 @@ complete -c logrelayd -n "__fish_logrelayd_needs_command" -l spool-max-size -d '
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l udp-recv-buffer -d 'UDP socket receive buffer asked of the kernel [default: 8MiB]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l metrics -d 'HTTP address for /metrics, /livez and /readyz, e.g. 127.0.0.1:9514, or off [default: off]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l retention-max-age -d 'Remove (whole blocks of) rows older than this, e.g. 30d [default: off]' -r
-complete -c logrelayd -n "__fish_logrelayd_needs_command" -l retention-max-size -d 'Keep the store (file and WAL) within this size, e.g. 20GiB, removing the oldest rows [default: off]' -r
-complete -c logrelayd -n "__fish_logrelayd_needs_command" -l retention-keep-free -d 'Remove the oldest rows while the store\'s file system has less free space than this [default: off]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l retention-max-size -d 'Keep the store (file and WAL; SQL Server: the table\'s used space) within this size, e.g. 20GiB, removing the oldest rows [default: off]' -r
+complete -c logrelayd -n "__fish_logrelayd_needs_command" -l retention-keep-free -d 'Remove the oldest rows while the store\'s file system has less free space than this; SQLite only [default: off]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l retention-archive-dir -d 'Before removing rows, write them to zstd-compressed JSON files here [default: off]' -r
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -l no-udp -d 'Do not receive UDP datagrams (the same as --udp false)'
 complete -c logrelayd -n "__fish_logrelayd_needs_command" -s h -l help -d 'Print help'
