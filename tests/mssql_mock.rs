@@ -10,7 +10,7 @@
 
 use logrelay::message::{Facility, Level};
 use logrelay::store::archive::ArchiveDir;
-use logrelay::store::mssql::retention::{BOUNDS_SQL, MssqlRetention};
+use logrelay::store::mssql::retention::{BOUNDS_SQL, MssqlRetention, SPACE_SQL, TIMES_SQL};
 use logrelay::store::mssql::{COMMITTED_SQL, CURSOR_SQL, schema};
 use logrelay::store::retention::{Policy, Removed, RetentionError};
 use logrelay::store::{self, Query, StoreUrl};
@@ -1227,4 +1227,123 @@ fn retention_without_archives_and_with_a_missing_archive_dir() {
     );
     assert!(!fake.proxy.sent().iter().any(|s| s.kind == "rows"));
     assert_eq!(fake.ids().first(), Some(&4096));
+}
+
+/// `logq --disk-usage` and `logq vacuum` on a SQL Server store: the sizes as
+/// `sp_spaceused` answers them (text, "N KB"), the oldest and newest time; what a dry
+/// run would remove, with nothing deleted; then the vacuum itself, archived first, the
+/// archives passing `logq archive verify`.
+#[test]
+fn logq_disk_usage_and_vacuum_on_sql_server() {
+    let now = chrono::Utc::now().timestamp_micros();
+    let table = four_blocks_and_the_newest(now, SPARSE);
+    let (oldest, newest) = (
+        table.values().copied().min().unwrap(),
+        table.values().copied().max().unwrap(),
+    );
+    let fake = RetentionFake::start(table);
+    let text = |s: &str| ColumnValue::NVarChar(s.to_string());
+    fake._mock.register(
+        SPACE_SQL,
+        QueryResponse::new(
+            ["name", "rows", "reserved", "data", "index_size", "unused"]
+                .iter()
+                .map(|n| ColumnDefinition::new(*n, SqlDataType::NVarChar))
+                .collect(),
+            vec![Row::new(vec![
+                text("Logs"),
+                text("313                 "),
+                text("2048 KB"),
+                text("1200 KB"),
+                text("400 KB"),
+                text("448 KB"),
+            ])],
+        ),
+    );
+    fake._mock.register(
+        TIMES_SQL,
+        QueryResponse::new(
+            vec![
+                ColumnDefinition::new("oldest", SqlDataType::BigInt),
+                ColumnDefinition::new("newest", SqlDataType::BigInt),
+            ],
+            vec![Row::new(vec![
+                ColumnValue::BigInt(oldest),
+                ColumnValue::BigInt(newest),
+            ])],
+        ),
+    );
+    let logq = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_logq"))
+            .args(args)
+            .env(
+                "LOGRELAY_DB",
+                format!(
+                    "mssql://sa:pw@{}/LoggingDB?encrypt=off&connectTimeout=5",
+                    fake.proxy.addr
+                ),
+            )
+            .env_remove("LOGRELAY_CONFIG")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let usage = logq(&["--disk-usage"]);
+    assert!(
+        // 2,048 KiB reserved less 448 unused.
+        usage.contains("used      1.6M") && usage.contains("reserved 2.0M, of which 448.0K unused"),
+        "{usage}"
+    );
+    assert!(usage.contains("rows      313 "), "{usage}");
+    let day = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .unwrap()
+            .format("%Y-%m-%d")
+            .to_string()
+    };
+    assert!(
+        usage.contains(&format!("oldest    {}", day(oldest))),
+        "{usage}"
+    );
+    let dry = logq(&["vacuum", "--max-age", "1d", "--dry-run"]);
+    assert!(
+        dry.contains("would remove 192 rows in 3 blocks") && dry.contains("ids 0 to 16383"),
+        "{dry}"
+    );
+    assert!(
+        !fake
+            .proxy
+            .sent()
+            .iter()
+            .any(|s| s.kind == "delete" || s.kind == "rows")
+    );
+    assert_eq!(fake.ids().len(), table_len(SPARSE));
+    // And done, archived first: what the archives hold checks out.
+    let dir = fake.dir.path().to_str().unwrap();
+    let done = logq(&["vacuum", "--max-age", "1d", "--archive", dir]);
+    assert!(
+        done.contains("removed 192 rows; SQL Server reuses the freed pages"),
+        "{done}"
+    );
+    assert_eq!(
+        fake.ids(),
+        [ids_in(8192..12288), ids_in(16384..20_001)].concat()
+    );
+    let verified = logq(&["archive", "verify", dir]);
+    assert!(
+        verified.contains("2 files, 192 rows: all match"),
+        "{verified}"
+    );
+    assert_eq!(fake.table.lock().unwrap().unarchived_deletes, 0);
+}
+
+/// Rows in a table of [`four_blocks_and_the_newest`].
+fn table_len(step: usize) -> usize {
+    (1..=20_000).step_by(step).count()
 }
