@@ -1347,3 +1347,44 @@ fn logq_disk_usage_and_vacuum_on_sql_server() {
 fn table_len(step: usize) -> usize {
     (1..=20_000).step_by(step).count()
 }
+
+/// Old rows scattered through young blocks (a sender whose clock is far behind): a
+/// bounded plan (the relay's) reads at most eight windows of rows, finds nothing in
+/// them, and the next plan goes on where it stopped and finds the wholly old block
+/// beyond; a plan by hand (unbounded) finds it at once.
+#[test]
+fn a_bounded_age_search_goes_on_where_the_last_stopped() {
+    let now = chrono::Utc::now().timestamp_micros();
+    // Block 240 (ids 983,040 to 987,135) wholly old; one old row every 20,000 ids.
+    let old_block = 983_040..987_136;
+    let rows: BTreeMap<i64, i64> = (1..=1_000_000)
+        .map(|id| {
+            let old = id % 20_000 == 0 || old_block.contains(&id);
+            (id, if old { now - 10 * DAY_US } else { now - 1000 })
+        })
+        .collect();
+    let fake = RetentionFake::start(rows);
+    let want = [(983_040, 987_135, 4096)];
+    let ranges = |p: Vec<Removed>| -> Vec<(i64, i64, u64)> {
+        p.iter().map(|b| (b.first_id, b.last_id, b.rows)).collect()
+    };
+    let mut r = fake.store();
+    assert!(r.plan(&one_day(), now, 256).unwrap().is_empty());
+    let windows = |f: &RetentionFake| f.proxy.sent().iter().filter(|s| s.kind == "window").count();
+    assert_eq!(
+        windows(&fake),
+        8,
+        "a bounded plan stops after eight windows"
+    );
+    assert_eq!(ranges(r.plan(&one_day(), now, 256).unwrap()), want);
+    let before = windows(&fake);
+    let mut by_hand = fake.store();
+    assert_eq!(
+        ranges(by_hand.plan(&one_day(), now, usize::MAX).unwrap()),
+        want
+    );
+    assert!(
+        windows(&fake) - before > 8,
+        "unbounded: as many windows as it takes"
+    );
+}

@@ -32,8 +32,10 @@ pub const DELETE_ROWS: i64 = 2000;
 const _: () = assert!(DELETE_ROWS < 5000);
 /// Rows one look at the oldest blocks reads (16 blocks or more).
 pub const WINDOW_ROWS: i64 = 65_536;
-/// Windows a plan for `max-age` looks at at most (each after an old row).
-const MAX_LOOKS: usize = 64;
+/// Windows a bounded plan for `max-age` looks at at most (each after an old row): old
+/// rows in young blocks everywhere (a sender whose clock is far behind) cost a pass at
+/// most this many windows of rows; the next pass goes on where it stopped.
+const MAX_LOOKS: usize = 8;
 /// Blocks per archive file at most (about 65,000 rows), as in the SQLite store.
 const BLOCKS_PER_FILE: usize = 16;
 
@@ -79,6 +81,9 @@ pub fn rows_sql() -> String {
 /// retention and `logq vacuum` / `--disk-usage`.
 pub struct MssqlRetention {
     store: MssqlStore,
+    /// Where the next bounded plan's search for old rows goes on (the last one stopped
+    /// at [`MAX_LOOKS`] there); `None`: from the lowest id.
+    age_from: Option<i64>,
 }
 
 fn unexpected(what: &str, row: &[Cell]) -> StoreError {
@@ -143,6 +148,7 @@ impl MssqlRetention {
     pub fn open(conn_str: &str) -> Result<MssqlRetention, StoreError> {
         Ok(MssqlRetention {
             store: MssqlStore::open_reader(conn_str)?,
+            age_from: None,
         })
     }
 
@@ -241,9 +247,9 @@ impl MssqlRetention {
         Ok(int(rows.first().and_then(|r| r.first())))
     }
 
-    /// The blocks `policy` removes now, in id order, at most `most`: the blocks wholly
-    /// older than `max-age` (found through the time index, then a window of rows from
-    /// each), and the oldest blocks holding as many rows as take the used size within
+    /// The blocks `policy` removes now, in id order, at most `most` (`usize::MAX`: all
+    /// that are due, however long the search): the blocks wholly older than `max-age`
+    /// (found through the time index, then a window of rows from each), and the oldest blocks holding as many rows as take the used size within
     /// `max-size` at the average row size. Never a block at or above the newest row's
     /// or an open transaction's.
     pub fn plan(
@@ -271,9 +277,20 @@ impl MssqlRetention {
         };
         if let Some(cutoff) = cutoff {
             // From each old row on, a window: its wholly old blocks; then on from the
-            // next old row past it (young stretches are skipped by the index).
-            let mut from = first;
-            for _ in 0..MAX_LOOKS {
+            // next old row past it (young stretches are skipped by the index). Bounded
+            // (`most` given): at most MAX_LOOKS windows, the next plan going on there.
+            let looks = if most == usize::MAX {
+                usize::MAX
+            } else {
+                MAX_LOOKS
+            };
+            let resume = self.age_from.take().filter(|f| (first..below).contains(f));
+            let mut from = resume.unwrap_or(first);
+            for look in 0.. {
+                if look == looks {
+                    self.age_from = Some(from);
+                    break;
+                }
                 let Some(old) = self.first_older(cutoff, from)? else {
                     break;
                 };
