@@ -105,6 +105,35 @@ fn a_thousand_concurrent_connections() {
     assert_eq!(final_stat(&err, "connections_total"), CONNS as u64);
 }
 
+/// A relay with nothing to write cuts its WAL to nothing: the WAL's bytes are the
+/// store's too, and one at rest need not keep them (the WAL restarts at 32 MiB).
+#[test]
+fn an_idle_relay_empties_its_wal() {
+    let d = Daemon::start(&[]);
+    let mut s = d.connect();
+    for i in 0..2_000 {
+        writeln!(s, "<14>1 - h app - - - message {i} of a burst").unwrap();
+    }
+    s.flush().unwrap();
+    assert_eq!(d.wait_rows(2_000).len(), 2_000);
+    let wal = d.db.with_file_name("logs.db-wal");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        if bytes == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the idle relay's WAL stays at {bytes} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // It still takes rows afterwards.
+    writeln!(s, "<14>1 - h app - - - after the rest").unwrap();
+    assert_eq!(d.wait_rows(2_001).len(), 2_001);
+}
+
 #[test]
 fn a_message_split_across_reads() {
     let d = Daemon::start(&[]);

@@ -63,6 +63,8 @@ pub trait Sink: Send {
     fn write(&mut self, batches: &[Batch]) -> Result<usize, StoreError>;
     /// Reaches the output without writing (at start, to report a problem early).
     fn probe(&mut self) -> Result<(), StoreError>;
+    /// Nothing came to write for a [`TICK`]: deferred work, tidying up.
+    fn idle(&mut self) {}
 }
 
 /// The store as a sink.
@@ -77,6 +79,9 @@ impl Sink for StoreSink {
     }
     fn probe(&mut self) -> Result<(), StoreError> {
         self.0.last_id().map(drop)
+    }
+    fn idle(&mut self) {
+        self.0.idle();
     }
 }
 
@@ -179,6 +184,7 @@ impl Writer {
             // With a spool to replay, take what is waiting without blocking; else wait
             // (a tick at most, for the jobs).
             let replaying = backlog && health.due() && self.stopping.get().is_none();
+            let mut idle = false;
             let first = if replaying {
                 match rx.try_recv() {
                     Ok(b) => Some(b),
@@ -189,7 +195,10 @@ impl Writer {
                 match rt.block_on(tokio::time::timeout(TICK, rx.recv())) {
                     Ok(Some(b)) => Some(b),
                     Ok(None) => break,
-                    Err(_) => None,
+                    Err(_) => {
+                        idle = true;
+                        None
+                    }
                 }
             };
             if let Some(first) = first {
@@ -207,6 +216,9 @@ impl Writer {
                 lost += self.deliver(&mut pending, &mut health);
             }
             self.replay(&mut health);
+            if idle && health.failing.is_none() {
+                self.sinks.iter_mut().for_each(|s| s.idle());
+            }
             // A turn of the loop (at least every TICK): the watchdog's heartbeat.
             self.stats.writer.idle();
             for (job, last) in self.jobs.iter_mut().zip(&mut last_run) {

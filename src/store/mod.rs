@@ -160,6 +160,9 @@ pub trait StoreWriter: Send {
     fn wants_word_hashes(&self) -> bool {
         false
     }
+    /// Nothing came to write for a moment: finish deferred work and give back what a
+    /// store at rest need not hold (SQLite: late word filters, the WAL's bytes).
+    fn idle(&mut self) {}
 }
 
 /// The writer's interface under its name from before writing and reading were split.

@@ -16,6 +16,7 @@ mod query;
 pub mod retention;
 pub mod sql;
 mod stats;
+mod token_filer;
 mod tokens;
 
 use super::columns::{COLUMNS, Dict, Stored, Value};
@@ -309,6 +310,87 @@ fn insert_with_id_sql(columns: &[(&str, Bind)]) -> String {
     )
 }
 
+/// Rows per multi-row INSERT: one statement run stores this many, so SQLite opens its
+/// cursors and finds the end of the table and of the time index once per chunk, not
+/// once per row.
+const ROWS_PER_INSERT: usize = 16;
+
+/// `INSERT INTO LogRows (time_us, …) VALUES (?1, …), (…), …` for [`ROWS_PER_INSERT`]
+/// rows.
+fn insert_many_sql(columns: &[(&str, Bind)]) -> String {
+    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    let rows: Vec<String> = (0..ROWS_PER_INSERT)
+        .map(|r| {
+            let marks: Vec<String> = (1..=names.len())
+                .map(|i| format!("?{}", r * names.len() + i))
+                .collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO LogRows ({}) VALUES {}",
+        names.join(", "),
+        rows.join(", ")
+    )
+}
+
+/// A row read from its batch, with its names' ids, waiting for its INSERT.
+struct Staged<'a> {
+    batch: &'a Batch,
+    row: usize,
+    r: RecordRef<'a>,
+    /// Host, source and peer address ids.
+    names: [Option<i64>; 3],
+    port: Option<u16>,
+}
+
+/// Binds a row's values from parameter `first + 1` on.
+fn bind_row(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    columns: &[(&str, Bind)],
+    first: usize,
+    s: &Staged<'_>,
+) -> rusqlite::Result<()> {
+    for (i, (_, bind)) in columns.iter().enumerate() {
+        let value = match *bind {
+            Bind::Value(get) => to_sqlite(get(&s.r)),
+            Bind::NameId(dict) => s.names[dict as usize].map_or(ValueRef::Null, ValueRef::Integer),
+            Bind::PeerPort => s
+                .port
+                .map_or(ValueRef::Null, |p| ValueRef::Integer(p.into())),
+            Bind::Code(code) => ValueRef::Integer(code(&s.r)),
+        };
+        stmt.raw_bind_parameter(first + i + 1, ToSqlOutput::Borrowed(value))?;
+    }
+    Ok(())
+}
+
+/// Files a stored row under its block: its summary and its words.
+fn file_row(
+    tokens: &mut token_filer::TokenFiler,
+    summaries: &mut Pending,
+    id: i64,
+    s: &Staged<'_>,
+) {
+    let [host_id, source_id, _] = s.names;
+    let r = &s.r;
+    tokens.add(
+        id,
+        s.batch.row_token_hashes(s.row),
+        (r.message, r.structured_data),
+        host_id,
+        source_id,
+    );
+    summaries.add(&RowFacts {
+        id,
+        time_us: r.time_us,
+        severity: r.level.code(),
+        facility: r.facility.map(crate::message::Facility::code),
+        source_id,
+        host_id,
+    });
+}
+
 /// A record value as SQLite stores it.
 fn to_sqlite(v: Value<'_>) -> ValueRef<'_> {
     match v {
@@ -420,17 +502,20 @@ impl ClientSeqs {
 pub struct SqliteWriter {
     conn: Connection,
     path: PathBuf,
-    /// The `LogRows` columns and the INSERT that fills them.
+    /// The `LogRows` columns and the INSERTs that fill them (one row, many rows).
     columns: Vec<(&'static str, Bind)>,
     insert: String,
+    insert_many: String,
     /// Ids of names already in `Hosts`, `Sources`, `Peers` (in [`Dict::ALL`] order).
     names: [NameIds; 3],
     /// The background checkpointer.
     checkpointer: Option<Checkpointer>,
-    /// The token filter of the block being filled.
-    tokens: tokens::BlockTokens,
+    /// Files the rows' words into their blocks' token filters, on its own thread.
+    tokens: token_filer::TokenFiler,
     /// WAL bytes beyond which the writer empties it (retention's `max-size`).
     wal_limit: Option<u64>,
+    /// Whether the WAL may hold frames (to cut it back when the writer is idle).
+    wal_used: bool,
 }
 
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -441,7 +526,7 @@ const WAL_RESTART_FRAMES: i64 = 4_096;
 
 impl SqliteWriter {
     /// Inserts the rows, with the given ids when `ids` is set (archived rows loaded for
-    /// a query keep theirs), else with new ones.
+    /// a query keep theirs), else with new ones, [`ROWS_PER_INSERT`] to a statement.
     fn insert_rows(&mut self, batches: &[Batch], ids: Option<&[i64]>) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
         let mut n = 0;
@@ -449,75 +534,90 @@ impl SqliteWriter {
         let mut seqs = ClientSeqs::default();
         {
             let with_id;
-            let sql: &str = match ids {
+            let single: &str = match ids {
                 Some(_) => {
                     with_id = insert_with_id_sql(&self.columns);
                     &with_id
                 }
                 None => &self.insert,
             };
-            let mut stmt = tx.prepare_cached(sql)?;
+            let mut one = tx.prepare_cached(single)?;
+            let mut many = tx.prepare_cached(&self.insert_many)?;
+            let mut chunk: Vec<Staged<'_>> = Vec::with_capacity(ROWS_PER_INSERT);
             let rows = batches.iter().map(|b| {
                 let after = seqs.before(&tx, b)?;
                 Ok::<_, rusqlite::Error>(b.indexed_after(after).map(move |(i, r)| (b, i, r)))
             });
-            for (b, row, r) in rows.collect::<Result<Vec<_>, _>>()?.into_iter().flatten() {
+            let rows = rows.collect::<Result<Vec<_>, _>>()?;
+            let mut rows = rows.into_iter().flatten().peekable();
+            while let Some((batch, row, r)) = rows.next() {
                 let (peer, port) = match r.peer.map(peer::split) {
                     Some((address, port)) => (Some(address), port),
                     None => (None, None),
                 };
-                let name_ids = [
+                let names = [
                     self.names[0].id(&tx, r.hostname)?,
                     self.names[1].id(&tx, r.source)?,
                     self.names[2].id(&tx, peer)?,
                 ];
-                for (i, (_, bind)) in self.columns.iter().enumerate() {
-                    let value = match *bind {
-                        Bind::Value(get) => to_sqlite(get(&r)),
-                        Bind::NameId(dict) => {
-                            name_ids[dict as usize].map_or(ValueRef::Null, ValueRef::Integer)
-                        }
-                        Bind::PeerPort => {
-                            port.map_or(ValueRef::Null, |p| ValueRef::Integer(p.into()))
-                        }
-                        Bind::Code(code) => ValueRef::Integer(code(&r)),
-                    };
-                    stmt.raw_bind_parameter(i + 1, ToSqlOutput::Borrowed(value))?;
-                }
-                if let Some(ids) = ids {
-                    let id = ids.get(n).copied().ok_or(rusqlite::Error::InvalidQuery)?;
-                    stmt.raw_bind_parameter(self.columns.len() + 1, id)?;
-                }
-                stmt.raw_execute()?;
-                let [host_id, source_id, _] = name_ids;
-                let severity = r.level.code();
-                let facility = r.facility.map(crate::message::Facility::code);
-                let id = tx.last_insert_rowid();
-                self.tokens.add(&tokens::RowWords {
-                    id,
-                    message: r.message,
-                    structured_data: r.structured_data,
-                    hashes: b.row_token_hashes(row),
-                    host_id,
-                    source_id,
+                chunk.push(Staged {
+                    batch,
+                    row,
+                    r,
+                    names,
+                    port,
                 });
-                summaries.add(&RowFacts {
-                    id,
-                    time_us: r.time_us,
-                    severity,
-                    facility,
-                    source_id,
-                    host_id,
-                });
-                n += 1;
+                let full = chunk.len() == ROWS_PER_INSERT && ids.is_none();
+                if !full && rows.peek().is_some() {
+                    continue;
+                }
+                let stmt = if full { &mut many } else { &mut one };
+                for s in chunk.chunks(if full { ROWS_PER_INSERT } else { 1 }) {
+                    for (k, staged) in s.iter().enumerate() {
+                        bind_row(stmt, &self.columns, k * self.columns.len(), staged)?;
+                    }
+                    if let Some(ids) = ids {
+                        let id = ids.get(n).copied().ok_or(rusqlite::Error::InvalidQuery)?;
+                        stmt.raw_bind_parameter(self.columns.len() + 1, id)?;
+                    }
+                    stmt.raw_execute()?;
+                    // Rows of one statement get consecutive ids, the last one's known.
+                    let last = tx.last_insert_rowid();
+                    for (k, staged) in s.iter().enumerate() {
+                        let id = last - (s.len() - 1 - k) as i64;
+                        file_row(&mut self.tokens, &mut summaries, id, staged);
+                    }
+                    n += s.len();
+                }
+                chunk.clear();
             }
         }
         summaries.write(&tx)?;
         seqs.write(&tx)?;
         self.tokens.write(&tx)?;
         tx.commit()?;
+        self.tokens.committed();
+        self.wal_used = true;
         self.restart_wal_if_large();
         Ok(n)
+    }
+
+    /// Nothing to write for a while: stores the word filters of blocks completed since
+    /// the last commit, and cuts the WAL to nothing (TRUNCATE), so a relay at rest
+    /// does not keep up to 32 MiB of it on disk. What is left to copy is little (the
+    /// background checkpointer has copied the rest).
+    fn tidy_up(&mut self) -> Result<(), StoreError> {
+        if self.tokens.has_ready() {
+            let tx = self.conn.transaction()?;
+            self.tokens.write(&tx)?;
+            tx.commit()?;
+            self.tokens.committed();
+            self.wal_used = true;
+        }
+        if self.wal_used && self.checkpoint_now("TRUNCATE") {
+            self.wal_used = false;
+        }
+        Ok(())
     }
 
     /// PASSIVE checkpoints copy the WAL in the background but, with the writer always
@@ -547,18 +647,22 @@ impl SqliteWriter {
     }
 
     /// A RESTART or TRUNCATE checkpoint, waiting at most 50 ms for readers (a busy one
-    /// is tried again after a later commit).
-    fn checkpoint_now(&mut self, mode: &str) {
+    /// is tried again after a later commit). Returns whether it completed.
+    fn checkpoint_now(&mut self, mode: &str) -> bool {
         let short = std::time::Duration::from_millis(50);
+        let mut done = false;
         if self.conn.busy_timeout(short).is_ok() {
-            if let Err(e) =
-                self.conn
-                    .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
-            {
-                tracing::debug!(error = %e, "WAL checkpoint postponed");
+            match self
+                .conn
+                .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+                    r.get::<_, i64>(0)
+                }) {
+                Ok(busy) => done = busy == 0,
+                Err(e) => tracing::debug!(error = %e, "WAL checkpoint postponed"),
             }
             let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
         }
+        done
     }
 
     /// Opens the store to write, creating it if there is none. An existing file is
@@ -613,6 +717,9 @@ impl SqliteWriter {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Room for every statement the writer prepares (inserts, dictionaries,
+        // summaries, filters, sequence numbers) without evicting one per transaction.
+        conn.set_prepared_statement_cache_capacity(32);
         peer::register_functions(&conn)?;
         let columns = stored_columns();
         // 8 KiB pages: fewer B-tree splits and WAL frames than 4 KiB on this
@@ -628,11 +735,13 @@ impl SqliteWriter {
             conn,
             path: path.to_path_buf(),
             insert: insert_sql(&columns),
+            insert_many: insert_many_sql(&columns),
             columns,
             names: Dict::ALL.map(|d| NameIds::new(d.table())),
             checkpointer: None,
-            tokens: tokens::BlockTokens::default(),
+            tokens: token_filer::TokenFiler::start()?,
             wal_limit: None,
+            wal_used: true,
         };
         store.upgrade()?;
         store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -707,8 +816,19 @@ fn check(path: &Path, found: Found, writing: bool) -> Result<(), StoreError> {
 }
 
 impl Drop for SqliteWriter {
-    /// The writer leaves the database checkpointed and the WAL empty.
+    /// The writer leaves the filters of complete blocks stored, the database
+    /// checkpointed and the WAL empty.
     fn drop(&mut self) {
+        self.tokens.finish();
+        if self.tokens.has_ready() {
+            let stored = self.conn.transaction().and_then(|tx| {
+                self.tokens.write(&tx)?;
+                tx.commit()
+            });
+            if let Err(e) = stored {
+                tracing::debug!(error = %e, "word filters not stored at close");
+            }
+        }
         if self.checkpointer.take().is_some() {
             let _ = self
                 .conn
@@ -725,9 +845,15 @@ impl StoreWriter for SqliteWriter {
             for n in &mut self.names {
                 n.ids.clear();
             }
-            self.tokens.forget();
+            self.tokens.rolled_back();
         }
         result.map_err(|e| e.at(&self.path))
+    }
+
+    fn idle(&mut self) {
+        if let Err(e) = self.tidy_up() {
+            tracing::debug!(error = %e.at(&self.path), "tidying the idle store postponed");
+        }
     }
 
     fn limit_wal(&mut self, bytes: u64) {
@@ -1021,6 +1147,99 @@ mod tests {
             .query_row("SELECT count(*) FROM Peers", [], |r| r.get(0))
             .unwrap();
         assert_eq!(peers, 4, "addresses, not address and port");
+    }
+
+    /// Rows go in 16 to a statement and one by one for the rest; each keeps its id
+    /// (consecutive, in batch order), its summary and its words. A writer with nothing to
+    /// write then stores the filters of the blocks completed since its last commit and
+    /// cuts its WAL to nothing.
+    #[test]
+    fn idle_writer_stores_late_filters_and_empties_the_wal() {
+        use crate::message::{Level, LogMessage};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("i.db");
+        let mut w = SqliteWriter::open(&path).unwrap();
+        let t = chrono::DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap();
+        let mut batches = vec![Batch::new(), Batch::new()];
+        for i in 0..4_200usize {
+            let level = if i % 100 == 7 {
+                Level::Err
+            } else {
+                Level::Info
+            };
+            let mut m = LogMessage::new(format!("row{i} word{}", i % 7), level, t);
+            m.hostname = Some(format!("host{}", i % 3).into());
+            batches[usize::from(i >= 2_003)].push(&m);
+        }
+        assert_eq!(w.insert(&batches).unwrap(), 4_200);
+        let rows: Vec<(i64, String, Option<String>)> = w
+            .conn
+            .prepare("SELECT id, message, hostname FROM Logs ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(rows.len(), 4_200);
+        for (i, (id, message, host)) in rows.iter().enumerate() {
+            assert_eq!(*id, i as i64 + 1);
+            assert_eq!(*message, format!("row{i} word{}", i % 7));
+            assert_eq!(host.as_deref(), Some(format!("host{}", i % 3).as_str()));
+        }
+        let errors: i64 = w
+            .conn
+            .query_row(
+                "SELECT count(*) FROM LogBlocks WHERE severities & 8 != 0",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(errors, 2, "both blocks summarised with their errors");
+        let wal = file::sidecar(&path, "-wal");
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        // Block 0 (ids 1..4095) is complete; its filter comes from the filer thread.
+        let filters = |w: &SqliteWriter| -> i64 {
+            w.conn
+                .query_row("SELECT count(*) FROM LogTokens", [], |r| r.get(0))
+                .unwrap()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            w.idle();
+            let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+            if filters(&w) == 64 && wal_bytes == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "filters {}, WAL {wal_bytes} bytes",
+                filters(&w)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop(w);
+        let mut r = SqliteReader::open(&path).unwrap();
+        let words = crate::store::Filter {
+            words: crate::store::Words::new(&["word3", "host1"]).unwrap(),
+            ..crate::store::Filter::default()
+        };
+        let mut found = 0;
+        r.query(
+            &Query {
+                filter: words,
+                ..Query::default()
+            },
+            &mut |_, rec| {
+                assert!(rec.message.ends_with("word3") && rec.hostname == Some("host1"));
+                found += 1;
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            found,
+            (0..4_200).filter(|i| i % 7 == 3 && i % 3 == 1).count()
+        );
     }
 
     /// A store written by version 1 (per-row indexes, no summaries) is migrated: its

@@ -22,10 +22,11 @@
 //! are read by the next.
 //!
 //! Blocks are filtered only once complete (the writer has moved to a later block): a
-//! block still filling has no rows in `LogTokens` and is scanned, at most 4,095 rows.
-//! The writer keeps the open block's filters in memory; when it did not see every row
-//! of a block (a restart mid-block, a second writer, a rolled-back transaction) it
-//! rebuilds them from the stored rows instead.
+//! block still filling, or complete but not yet filtered, has no rows in `LogTokens`
+//! and is scanned, at most 4,096 rows. The open block's filters are kept in memory, on
+//! the token filer's thread ([`super::token_filer`]); when it did not see every row of
+//! a block (a restart mid-block, a second writer) the writer rebuilds them from the
+//! stored rows instead.
 
 use super::blocks::BLOCK_SHIFT;
 pub use crate::store::words::token_hash;
@@ -152,7 +153,7 @@ impl Sbbf {
 /// A complete block's filters: one SBBF per segment, all of one size (≥ 64 blocks, so
 /// that each slice holds at least one).
 #[derive(Debug, Clone, PartialEq)]
-struct BlockFilter {
+pub struct BlockFilter {
     segments: Vec<Sbbf>,
 }
 
@@ -279,10 +280,10 @@ impl NameSegments {
 
 /// A completed block: its filters and name ids when every row was seen, else `None`
 /// (rebuild from the stored rows).
-type Completed = (i64, Option<(BlockFilter, [Vec<(i64, u16)>; 2])>);
+pub type Completed = (i64, Option<(BlockFilter, [Vec<(i64, u16)>; 2])>);
 
-/// The writer's token filters of the block being filled, and the blocks completed in
-/// the current transaction.
+/// The token filters of the block being filled, and the blocks completed since they
+/// were last taken.
 pub struct BlockTokens {
     block: Option<i64>,
     rows: u32,
@@ -290,7 +291,6 @@ pub struct BlockTokens {
     working: Vec<Sbbf>,
     /// Host and source ids of the open block's rows.
     names: [NameSegments; 2],
-    buf: String,
     done: Vec<Completed>,
 }
 
@@ -301,20 +301,15 @@ impl Default for BlockTokens {
             rows: 0,
             working: vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS],
             names: Default::default(),
-            buf: String::with_capacity(64),
             done: Vec::new(),
         }
     }
 }
 
-/// A stored row's words and names, as the writer files them under its block.
+/// A stored row's word hashes and names, as they are filed under its block.
 pub struct RowWords<'a> {
     pub id: i64,
-    pub message: &'a str,
-    pub structured_data: Option<&'a str>,
-    /// The words' hashes when the connection that parsed the row computed them (the
-    /// usual case), else `None` (hashed here).
-    pub hashes: Option<&'a [u64]>,
+    pub hashes: &'a [u64],
     pub host_id: Option<i64>,
     pub source_id: Option<i64>,
 }
@@ -330,15 +325,8 @@ impl BlockTokens {
         self.rows += 1;
         let segment = segment_of(r.id);
         let f = &mut self.working[segment];
-        match r.hashes {
-            Some(hashes) => {
-                for &h in hashes {
-                    f.insert(h);
-                }
-            }
-            None => for_each_token_hash(r.message, r.structured_data, &mut self.buf, &mut |h| {
-                f.insert(h)
-            }),
+        for &h in r.hashes {
+            f.insert(h);
         }
         for (names, id) in self.names.iter_mut().zip([r.host_id, r.source_id]) {
             if let Some(id) = id {
@@ -359,32 +347,32 @@ impl BlockTokens {
         }
     }
 
-    /// Writes the filters of the blocks completed by this transaction.
-    pub fn write(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
-        for (block, filter) in std::mem::take(&mut self.done) {
-            let filter = match filter {
-                Some((mut f, [hosts, sources])) => {
-                    add_names(tx, &mut f, "Hosts", &hosts, &mut self.buf)?;
-                    add_names(tx, &mut f, "Sources", &sources, &mut self.buf)?;
-                    f
-                }
-                None => rebuild(tx, block)?,
-            };
-            store(tx, block, &filter)?;
-        }
-        Ok(())
+    /// The blocks completed since the last call.
+    pub fn take_completed(&mut self) -> Vec<Completed> {
+        std::mem::take(&mut self.done)
     }
+}
 
-    /// After a rolled-back transaction: what was seen may not be stored; start over
-    /// (the open block will be rebuilt from its rows when it completes).
-    pub fn forget(&mut self) {
-        self.block = None;
-        self.rows = 0;
-        self.working.iter_mut().for_each(Sbbf::clear);
-        self.names[0].take();
-        self.names[1].take();
-        self.done.clear();
+/// Writes the filters of completed blocks (the caller keeps them until the
+/// transaction commits, so a rolled-back one can write them again).
+pub fn write_completed(
+    tx: &Transaction<'_>,
+    done: &[Completed],
+    buf: &mut String,
+) -> rusqlite::Result<()> {
+    for (block, filter) in done {
+        let filter = match filter {
+            Some((f, [hosts, sources])) => {
+                let mut f = f.clone();
+                add_names(tx, &mut f, "Hosts", hosts, buf)?;
+                add_names(tx, &mut f, "Sources", sources, buf)?;
+                f
+            }
+            None => rebuild(tx, *block)?,
+        };
+        store(tx, *block, &filter)?;
     }
+    Ok(())
 }
 
 fn store(tx: &Transaction<'_>, block: i64, filter: &BlockFilter) -> rusqlite::Result<()> {

@@ -1,0 +1,200 @@
+//! Files stored rows' word hashes into their blocks' token filters ([`super::tokens`])
+//! on a thread of its own. The Bloom filter inserts were ~15 % of the writer thread's
+//! time, and that thread is the relay's bottleneck (BENCHMARKS.md). The writer hands
+//! over each committed transaction's rows (ids, word hashes, name ids) and stores the
+//! filters of the blocks the filer completed in a later transaction: until then a
+//! complete block has no filter and a search reads it whole, as it reads the block
+//! still filling.
+
+use super::tokens::{self, BlockTokens, Completed, RowWords};
+use crate::store::words::for_each_token_hash;
+use rusqlite::Transaction;
+use std::sync::mpsc;
+
+/// Committed transactions' rows waiting for the filer at most; beyond, the writer
+/// waits (the filer's work per row is a fraction of the writer's).
+const QUEUE: usize = 2;
+/// Emptied row buffers kept for reuse (each up to a transaction's rows and hashes).
+const SPARES: usize = 2;
+
+/// One transaction's rows: per row its id, name ids and the count of its hashes,
+/// which follow each other in `hashes`.
+#[derive(Default)]
+struct Rows {
+    rows: Vec<RowIds>,
+    hashes: Vec<u64>,
+}
+
+struct RowIds {
+    id: i64,
+    hashes: u32,
+    host_id: Option<i64>,
+    source_id: Option<i64>,
+}
+
+impl Rows {
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.hashes.clear();
+    }
+}
+
+/// What the filer sends back: a completed block, or an emptied buffer.
+enum Back {
+    Block(Completed),
+    Spare(Rows),
+}
+
+/// The writer's side of the filer thread.
+pub struct TokenFiler {
+    to_filer: Option<mpsc::SyncSender<Rows>>,
+    from_filer: mpsc::Receiver<Back>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// The current transaction's rows, handed over once it commits.
+    rows: Rows,
+    spares: Vec<Rows>,
+    /// Completed blocks received, written by each transaction until one commits.
+    ready: Vec<Completed>,
+    buf: String,
+}
+
+impl TokenFiler {
+    pub fn start() -> std::io::Result<TokenFiler> {
+        let (to_filer, rx) = mpsc::sync_channel::<Rows>(QUEUE);
+        let (back, from_filer) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("logrelay-tokens".into())
+            .spawn(move || file_rows(rx, back))?;
+        Ok(TokenFiler {
+            to_filer: Some(to_filer),
+            from_filer,
+            thread: Some(thread),
+            rows: Rows::default(),
+            spares: Vec::new(),
+            ready: Vec::new(),
+            buf: String::with_capacity(64),
+        })
+    }
+
+    /// Adds a row of the current transaction: its word hashes as the connection that
+    /// parsed it computed them, else hashed here from its text.
+    pub fn add(
+        &mut self,
+        id: i64,
+        hashes: Option<&[u64]>,
+        text: (&str, Option<&str>),
+        host_id: Option<i64>,
+        source_id: Option<i64>,
+    ) {
+        let before = self.rows.hashes.len();
+        match hashes {
+            Some(h) => self.rows.hashes.extend_from_slice(h),
+            None => {
+                let out = &mut self.rows.hashes;
+                for_each_token_hash(text.0, text.1, &mut self.buf, &mut |h| out.push(h));
+            }
+        }
+        self.rows.rows.push(RowIds {
+            id,
+            hashes: (self.rows.hashes.len() - before) as u32,
+            host_id,
+            source_id,
+        });
+    }
+
+    /// Takes in what the filer sent back.
+    fn receive(&mut self) {
+        while let Ok(b) = self.from_filer.try_recv() {
+            match b {
+                Back::Block(c) => self.ready.push(c),
+                Back::Spare(r) if self.spares.len() < SPARES => self.spares.push(r),
+                Back::Spare(_) => {}
+            }
+        }
+    }
+
+    /// Writes the filters of the blocks completed so far into `tx`.
+    pub fn write(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        self.receive();
+        tokens::write_completed(tx, &self.ready, &mut self.buf)
+    }
+
+    /// Whether completed blocks wait for a transaction to store their filters.
+    pub fn has_ready(&mut self) -> bool {
+        self.receive();
+        !self.ready.is_empty()
+    }
+
+    /// The transaction committed: its rows go to the filer, the filters it stored
+    /// are done.
+    pub fn committed(&mut self) {
+        self.ready.clear();
+        let next = self.spares.pop().unwrap_or_default();
+        let rows = std::mem::replace(&mut self.rows, next);
+        if rows.rows.is_empty() {
+            self.rows = rows;
+            return;
+        }
+        if let Some(to) = &self.to_filer
+            && to.send(rows).is_err()
+        {
+            // The thread is gone (it panicked): blocks stay without filters and
+            // searches read them whole.
+            tracing::warn!("token filer stopped; new blocks get no word filters");
+            self.to_filer = None;
+        }
+    }
+
+    /// The transaction rolled back: its rows were not stored (they come again, with
+    /// the same ids, when it is retried).
+    pub fn rolled_back(&mut self) {
+        self.rows.clear();
+    }
+
+    /// Waits for the filer to file everything handed over; the completed blocks are
+    /// then ready to [`write`](Self::write). The block still filling is not complete.
+    pub fn finish(&mut self) {
+        self.to_filer = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.receive();
+    }
+}
+
+impl Drop for TokenFiler {
+    fn drop(&mut self) {
+        self.to_filer = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The filer thread: files each transaction's rows, sends back the blocks they
+/// completed and the emptied buffer; ends when the writer hangs up.
+fn file_rows(rx: mpsc::Receiver<Rows>, back: mpsc::Sender<Back>) {
+    let mut tokens = BlockTokens::default();
+    for mut rows in rx {
+        let mut at = 0usize;
+        for r in &rows.rows {
+            let end = at + r.hashes as usize;
+            tokens.add(&RowWords {
+                id: r.id,
+                hashes: rows.hashes.get(at..end).unwrap_or_default(),
+                host_id: r.host_id,
+                source_id: r.source_id,
+            });
+            at = end;
+        }
+        for c in tokens.take_completed() {
+            if back.send(Back::Block(c)).is_err() {
+                return;
+            }
+        }
+        rows.clear();
+        if back.send(Back::Spare(rows)).is_err() {
+            return;
+        }
+    }
+}
