@@ -81,6 +81,7 @@ pub fn for_each_word(text: &str, buf: &mut String, f: &mut impl FnMut(&str)) {
 /// The hash a word is filed under in the token filters: XXH3-64 of the lower-cased
 /// word, a fixed, documented function, so filters written by one version are read by
 /// the next.
+#[inline]
 pub fn token_hash(token: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(token.as_bytes())
 }
@@ -101,39 +102,104 @@ pub fn for_each_token_hash(
     }
 }
 
-/// Calls `f` with the [`token_hash`] of each word of `text`: the words of
-/// [`for_each_word`], but ASCII words already in lower case are hashed where they
-/// lie, without a copy (most words of most messages).
-pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64)) {
-    if !text.is_ascii() {
-        for_each_word(text, buf, &mut |t| f(token_hash(t)));
-        return;
+/// How the word scan of [`for_each_word_hash`] treats a byte.
+const NOT_WORD: u8 = 0;
+/// A word byte that lower-casing keeps: `a`–`z`, `0`–`9`, `_`.
+const KEPT: u8 = 1;
+/// `A`–`Z`.
+const UPPER: u8 = 2;
+/// A byte of a non-ASCII character (decoded and looked up).
+const NON_ASCII: u8 = 3;
+
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [NOT_WORD; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = match b as u8 {
+            b'a'..=b'z' | b'0'..=b'9' | b'_' => KEPT,
+            b'A'..=b'Z' => UPPER,
+            0x80..=0xff => NON_ASCII,
+            _ => NOT_WORD,
+        };
+        b += 1;
     }
+    t
+};
+
+/// Calls `f` with the [`token_hash`] of each word of `text`: the words of
+/// [`for_each_word`], but a word whose characters lower-casing keeps (most words of
+/// most messages, also in text with some non-ASCII characters) is hashed where it
+/// lies, without a copy; only the others are lower-cased into `buf`, and only
+/// non-ASCII characters are looked up in Unicode's tables.
+pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64)) {
     let bytes = text.as_bytes();
-    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let mut i = 0;
     while i < bytes.len() {
-        while i < bytes.len() && !is_word(bytes[i]) {
-            i += 1;
-        }
         let start = i;
-        let mut upper = false;
-        while i < bytes.len() && is_word(bytes[i]) {
-            upper |= bytes[i].is_ascii_uppercase();
+        let class = BYTE_CLASS[bytes[i] as usize];
+        if class == NOT_WORD {
             i += 1;
+            continue;
         }
-        if i > start {
-            let word = &text[start..i];
-            if upper {
-                buf.clear();
-                buf.push_str(word);
-                buf.make_ascii_lowercase();
-                f(token_hash(buf));
-            } else {
-                f(token_hash(word));
+        if class == KEPT {
+            i += 1;
+            while i < bytes.len() && BYTE_CLASS[bytes[i] as usize] == KEPT {
+                i += 1;
+            }
+            if i == bytes.len() || BYTE_CLASS[bytes[i] as usize] == NOT_WORD {
+                f(token_hash(&text[start..i]));
+                continue;
             }
         }
+        // The word goes on with a character that lower-casing changes or that needs a
+        // lookup: the rest of it is built in `buf`.
+        buf.clear();
+        buf.push_str(&text[start..i]);
+        i = lowered_word_rest(text, i, buf, f);
     }
+}
+
+/// The rest of a word from `i` (its start, lower-cased, in `buf`), built in `buf` and
+/// passed to `f`, with any words that end inside a non-ASCII character's lower case.
+/// Returns where the scan goes on: at the byte after the word, or right after a
+/// non-ASCII character that ended it.
+fn lowered_word_rest(text: &str, mut i: usize, buf: &mut String, f: &mut impl FnMut(u64)) -> usize {
+    let bytes = text.as_bytes();
+    while i < bytes.len() {
+        let b = bytes[i];
+        match BYTE_CLASS[b as usize] {
+            NOT_WORD => break,
+            KEPT => buf.push(b as char),
+            UPPER => buf.push(b.to_ascii_lowercase() as char),
+            _ => {
+                // `i` is always at a character boundary: only ASCII bytes are stepped over
+                // one by one.
+                let Some(c) = text[i..].chars().next() else {
+                    break;
+                };
+                i += c.len_utf8();
+                for l in lower(c) {
+                    if is_word_char(l) {
+                        buf.push(l);
+                    } else if !buf.is_empty() {
+                        f(token_hash(buf));
+                        buf.clear();
+                    }
+                }
+                if buf.is_empty() {
+                    // The character ended the word; the next one may be hashed in place.
+                    return i;
+                }
+                continue;
+            }
+        }
+        i += 1;
+    }
+    if !buf.is_empty() {
+        f(token_hash(buf));
+        buf.clear();
+    }
+    i
 }
 
 /// Calls `f` with each value string of a structured-data JSON text as the stores keep it
@@ -408,12 +474,41 @@ mod tests {
             " -- x",
             "Grüße, ΣΟΦΙΑ! 日本語テキスト",
             "trailing_Word",
+            "\u{feff}Benutzer müller hat sich angemeldet (Größe=ä€) seq=50",
+            "用户登录失败，密码错误 {\"trace_id\":\"724d7b1e\"} seq=11",
+            "İstanbul ſtate KELVIN \u{212a}elvin ΌΣΟΣ aΣb foo—bar x\u{301}y",
+            "ends in é",
+            "é",
+            "Ǆemal ǅ ǆ",
         ] {
             let mut want = Vec::new();
             for_each_word(text, &mut buf, &mut |w| want.push(token_hash(w)));
             let mut got = Vec::new();
             for_each_word_hash(text, &mut buf, &mut |h| got.push(h));
             assert_eq!(got, want, "{text}");
+        }
+        // Every order of a mix of word and non-word, upper, lower, ASCII and other
+        // characters (some lower-casing to two characters, or to an ASCII letter).
+        let alphabet = [
+            'a', 'Z', '0', '_', ' ', '.', 'é', 'É', 'İ', 'ſ', '\u{212a}', 'Σ', '日', '，', '—',
+            '\u{301}', '\u{feff}', '🚀', 'ǅ',
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            let len = (state % 9) as usize;
+            let mut text = String::new();
+            for _ in 0..len {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push(alphabet[(state % alphabet.len() as u64) as usize]);
+            }
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut want = Vec::new();
+            for_each_word(&text, &mut buf, &mut |w| want.push(token_hash(w)));
+            let mut got = Vec::new();
+            for_each_word_hash(&text, &mut buf, &mut |h| got.push(h));
+            assert_eq!(got, want, "{text:?}");
         }
         let mut got = Vec::new();
         for_each_token_hash("a B", Some(r#"{"x":{"k":"Vee"}}"#), &mut buf, &mut |h| {

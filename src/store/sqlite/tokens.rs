@@ -51,10 +51,18 @@ const SLICES: usize = 1 << SLICE_SHIFT;
 const STRIDE: usize = SEGMENTS * 32;
 /// The fullest segment's filter keeps at least this many bits per distinct token.
 const BITS_PER_TOKEN: f64 = 16.0;
-/// A segment's working filter: 1,024 blocks of 256 bits (32 KiB), room for ~16k distinct
-/// tokens in 256 rows at 16 bits each before folding; a segment with more only gets
-/// less selective.
+/// The largest working filter of a segment: 1,024 blocks of 256 bits (32 KiB), room for
+/// ~16k distinct tokens in 256 rows at 16 bits each before folding; a segment with more
+/// only gets less selective.
 const WORKING_BLOCKS: usize = 1 << 10;
+/// The writer's working filters are twice the size the previous block needed (at least
+/// this, at most [`WORKING_BLOCKS`]): typically 8 KiB a segment, which stays in the
+/// cache between inserts where 32 KiB did not. A block is folded to the same size from
+/// a smaller working filter as from a larger one (folding is ORing halves), so this
+/// changes nothing stored unless a block has more than twice the words of the one
+/// before; that block is stored at the working size (less selective), and the next
+/// block's working filters take the largest size.
+const MIN_WORKING_BLOCKS: usize = 4 * SLICES;
 
 /// Parquet's SBBF salts.
 const SALT: [u32; 8] = [
@@ -69,6 +77,7 @@ const SALT: [u32; 8] = [
 ];
 
 /// The eight bits (one per word) a hash sets in its block.
+#[inline]
 fn mask(h: u64) -> [u32; 8] {
     let key = (h >> 32) as u32;
     SALT.map(|s| 1u32 << (key.wrapping_mul(s) >> 27))
@@ -94,12 +103,22 @@ impl Sbbf {
         }
     }
 
+    #[inline]
     pub fn insert(&mut self, h: u64) {
-        let i = (h as usize) & (self.blocks.len() - 1);
-        let m = mask(h);
-        let b = &mut self.blocks[i];
-        for j in 0..8 {
-            b[j] |= m[j];
+        self.insert_all(&[h]);
+    }
+
+    /// Inserts each hash; one loop the compiler keeps tight, so that the filter's
+    /// memory is fetched for several hashes at once.
+    #[inline]
+    fn insert_all(&mut self, hashes: &[u64]) {
+        let last = self.blocks.len() - 1;
+        for &h in hashes {
+            let m = mask(h);
+            let b = &mut self.blocks[(h as usize) & last];
+            for j in 0..8 {
+                b[j] |= m[j];
+            }
         }
     }
 
@@ -158,17 +177,15 @@ pub struct BlockFilter {
 }
 
 impl BlockFilter {
-    /// The working filters folded to the size the fullest segment needs.
-    fn fold(working: &[Sbbf]) -> BlockFilter {
-        let size = working
-            .iter()
-            .map(Sbbf::wanted_blocks)
-            .max()
-            .unwrap_or(1)
-            .clamp(SLICES, WORKING_BLOCKS);
-        BlockFilter {
+    /// The working filters folded to the size the fullest segment needs, and that size
+    /// (which may be more than they have).
+    fn fold(working: &[Sbbf]) -> (BlockFilter, usize) {
+        let wanted = working.iter().map(Sbbf::wanted_blocks).max().unwrap_or(1);
+        let size = wanted.clamp(SLICES, WORKING_BLOCKS);
+        let filter = BlockFilter {
             segments: working.iter().map(|w| w.folded_to(size)).collect(),
-        }
+        };
+        (filter, wanted)
     }
 
     /// Adds a token to the segments of `segments` (a mask).
@@ -287,7 +304,7 @@ pub type Completed = (i64, Option<(BlockFilter, [Vec<(i64, u16)>; 2])>);
 pub struct BlockTokens {
     block: Option<i64>,
     rows: u32,
-    /// One working filter per segment.
+    /// One working filter per segment, all of one size.
     working: Vec<Sbbf>,
     /// Host and source ids of the open block's rows.
     names: [NameSegments; 2],
@@ -325,9 +342,7 @@ impl BlockTokens {
         self.rows += 1;
         let segment = segment_of(r.id);
         let f = &mut self.working[segment];
-        for &h in r.hashes {
-            f.insert(h);
-        }
+        f.insert_all(r.hashes);
         for (names, id) in self.names.iter_mut().zip([r.host_id, r.source_id]) {
             if let Some(id) = id {
                 names.add(id, 1 << segment);
@@ -339,11 +354,30 @@ impl BlockTokens {
     fn finish(&mut self) {
         if let Some(block) = self.block.take() {
             let names = [self.names[0].take(), self.names[1].take()];
-            let filter = (self.rows == block_capacity(block))
-                .then(|| (BlockFilter::fold(&self.working), names));
+            let (filter, wanted) = BlockFilter::fold(&self.working);
+            let filter = (self.rows == block_capacity(block)).then_some((filter, names));
             self.done.push((block, filter));
-            self.working.iter_mut().for_each(Sbbf::clear);
+            self.resize_working(wanted);
             self.rows = 0;
+        }
+    }
+
+    /// Empties the working filters, sized for a block that needs about as many blocks as
+    /// `wanted` (see [`MIN_WORKING_BLOCKS`]).
+    fn resize_working(&mut self, wanted: usize) {
+        let working = self
+            .working
+            .first()
+            .map_or(WORKING_BLOCKS, |w| w.blocks.len());
+        let size = if wanted > working {
+            WORKING_BLOCKS
+        } else {
+            (2 * wanted).clamp(MIN_WORKING_BLOCKS, WORKING_BLOCKS)
+        };
+        if size == working {
+            self.working.iter_mut().for_each(Sbbf::clear);
+        } else {
+            self.working = vec![Sbbf::new(size); SEGMENTS];
         }
     }
 
@@ -422,7 +456,7 @@ fn rebuild(tx: &Transaction<'_>, block: i64) -> rusqlite::Result<BlockFilter> {
             for_each_word_hash(name, &mut buf, &mut insert);
         }
     }
-    Ok(BlockFilter::fold(&working))
+    Ok(BlockFilter::fold(&working).0)
 }
 
 /// Migration step: filters for every complete block (the last block is filtered once
@@ -561,7 +595,7 @@ mod tests {
         }
         working[3].insert(token_hash("common"));
         working[12].insert(token_hash("common"));
-        let filter = BlockFilter::fold(&working);
+        let (filter, _) = BlockFilter::fold(&working);
         let size = filter.segments[0].blocks.len();
         assert!(size * 256 >= 601 * 16 && size.is_power_of_two(), "{size}");
         let slices: Vec<Vec<u8>> = (0..SLICES).map(|s| filter.slice(s)).collect();
@@ -590,6 +624,72 @@ mod tests {
         let mut old = slices[0].clone();
         old[0] = 1;
         assert_eq!(slice_segments(&old, &[1]), None);
+    }
+
+    /// The writer's working filters shrink to what the blocks need and store exactly
+    /// what full-size ones would; a block with many more words than the one before
+    /// keeps every word and makes the next working filters full-size again.
+    #[test]
+    fn smaller_working_filters_store_the_same_filters() {
+        let words = |block: i64, per_row: usize| {
+            move |id: i64| -> Vec<u64> {
+                (0..per_row)
+                    .map(|w| token_hash(&format!("b{block}-r{}-w{w}", id % 300)))
+                    .collect()
+            }
+        };
+        let mut t = BlockTokens::default();
+        let reference = |hashes: &dyn Fn(i64) -> Vec<u64>, block: i64| {
+            let mut working = vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS];
+            for id in block << BLOCK_SHIFT..(block + 1) << BLOCK_SHIFT {
+                for h in hashes(id) {
+                    working[segment_of(id)].insert(h);
+                }
+            }
+            BlockFilter::fold(&working).0
+        };
+        let fill = |t: &mut BlockTokens, hashes: &dyn Fn(i64) -> Vec<u64>, block: i64| {
+            for id in block << BLOCK_SHIFT..(block + 1) << BLOCK_SHIFT {
+                let h = hashes(id);
+                t.add(&RowWords {
+                    id,
+                    hashes: &h,
+                    host_id: None,
+                    source_id: None,
+                });
+            }
+        };
+        // Blocks 1–3: ~1,200 distinct words a segment (64 SBBF blocks each); block 4:
+        // ~6,000 (512).
+        for block in 1..=3 {
+            fill(&mut t, &words(block, 4), block);
+        }
+        assert_eq!(t.working[0].blocks.len(), MIN_WORKING_BLOCKS);
+        fill(&mut t, &words(4, 20), 4);
+        fill(&mut t, &words(5, 4), 5);
+        assert_eq!(t.working[0].blocks.len(), WORKING_BLOCKS);
+        t.finish();
+        assert_eq!(t.working[0].blocks.len(), MIN_WORKING_BLOCKS);
+        let done: Vec<_> = t.done.drain(..).collect();
+        assert_eq!(done.len(), 5);
+        for (block, filter) in done {
+            let (got, _) = filter.expect("every row seen");
+            let per_row = if block == 4 { 20 } else { 4 };
+            let want = reference(&words(block, per_row), block);
+            if block == 4 {
+                // Stored at the working size (256 SBBF blocks, ~13 bits a word) where
+                // 512 were wanted, holding every word.
+                assert_eq!(want.segments[0].blocks.len(), 512);
+                assert_eq!(got.segments[0].blocks.len(), 2 * 64 * 2);
+                for id in 4 << BLOCK_SHIFT..5 << BLOCK_SHIFT {
+                    for h in words(4, 20)(id) {
+                        assert!(got.segments[segment_of(id)].contains(h));
+                    }
+                }
+            } else {
+                assert_eq!(got, want, "block {block}");
+            }
+        }
     }
 
     #[test]
