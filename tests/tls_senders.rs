@@ -104,6 +104,74 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// How a `logq` run must end.
+#[derive(Debug, Clone, Copy)]
+enum Exit {
+    Success,
+    /// Refused by the relay or by the TLS handshake: exit status 3.
+    Refused,
+    /// Any failure: an error before anything is sent.
+    Failure,
+}
+
+/// One `logq` run: its arguments, how it ends and what its output says.
+struct Run<'a> {
+    args: Vec<&'a str>,
+    exit: Exit,
+    stdout: Vec<&'a str>,
+    stderr: Vec<&'a str>,
+}
+
+impl<'a> Run<'a> {
+    /// `logq` with `args`, then the token's arguments, then the connection's.
+    fn new(exit: Exit, args: &[&'a str], token: &[&'a str], connection: &[&'a str]) -> Run<'a> {
+        Run {
+            args: [args, token, connection].concat(),
+            exit,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        }
+    }
+
+    fn ok(args: &[&'a str], token: &[&'a str], connection: &[&'a str]) -> Run<'a> {
+        Run::new(Exit::Success, args, token, connection)
+    }
+
+    fn refused(args: &[&'a str], token: &[&'a str], connection: &[&'a str]) -> Run<'a> {
+        Run::new(Exit::Refused, args, token, connection)
+    }
+
+    fn fails(args: &[&'a str], token: &[&'a str], connection: &[&'a str]) -> Run<'a> {
+        Run::new(Exit::Failure, args, token, connection)
+    }
+
+    fn stdout(mut self, says: &'a str) -> Run<'a> {
+        self.stdout.push(says);
+        self
+    }
+
+    fn stderr(mut self, says: &'a str) -> Run<'a> {
+        self.stderr.push(says);
+        self
+    }
+
+    fn check(&self) {
+        let o = logq(&self.args);
+        let ended = match self.exit {
+            Exit::Success => o.status.success(),
+            Exit::Refused => o.status.code() == Some(3),
+            Exit::Failure => !o.status.success(),
+        };
+        assert!(ended, "{:?}: want {:?}, {}", self.args, self.exit, text(&o));
+        for (stream, says) in [(&o.stdout, &self.stdout), (&o.stderr, &self.stderr)] {
+            let out = String::from_utf8_lossy(stream);
+            for s in says {
+                assert!(out.contains(s), "{:?}: want {s:?}, {}", self.args, text(&o));
+            }
+        }
+    }
+}
+
 fn auth(p: &Pki) -> ClientAuth {
     ClientAuth {
         tls_ca: Some(p.ca.clone()),
@@ -161,132 +229,64 @@ fn logq_send_and_simulate_over_tls_and_refusals() {
         "--tls-key",
         &key,
     ];
-    let with = |more: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = more.iter().map(|a| a.to_string()).collect();
-        v.extend(tls_args.iter().map(|a| a.to_string()));
-        v
-    };
-    let run = |v: Vec<String>| logq(&v.iter().map(String::as_str).collect::<Vec<_>>());
-
-    // Good: send (plain and with --acks), and simulate (plain and with --acks).
-    let o = run(with(&[
-        "send",
-        "--token-file",
-        &token_file,
-        "-s",
-        "tls-send",
-        "sent over tls",
-    ]));
-    assert!(o.status.success(), "{}", text(&o));
-    let o = run(with(&[
-        "send",
-        "--acks",
-        "--token-file",
-        &token_file,
-        "-s",
-        "tls-send",
-        "acked over tls",
-    ]));
-    assert!(o.status.success(), "{}", text(&o));
-    let o = run(with(&[
-        "simulate",
-        "--count",
-        "300",
-        "--services",
-        "3",
-        "--token-file",
-        &token_file,
-    ]));
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stdout).contains("sent 300,"),
-        "{}",
-        text(&o)
-    );
-    let o = run(with(&[
-        "simulate",
-        "--count",
-        "200",
-        "--services",
-        "2",
-        "--acks",
-        "--token",
-        TOKEN,
-    ]));
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("--token is shown by ps"),
-        "{}",
-        text(&o)
-    );
-
-    // Refused: a bad token, and no client certificate; each says why and exits 3.
-    let o = run(with(&[
-        "send",
-        "--token",
-        "guess",
-        "-s",
-        "bad",
-        "bad token",
-    ]));
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("refused") && err.contains("bad_token"),
-        "{err}"
-    );
-    let o = logq(&[
-        "send",
-        "--server",
-        &server,
-        "--tls-ca",
-        &ca,
-        "--token-file",
-        &token_file,
-        "-s",
-        "nocert",
-        "no client certificate",
-    ]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("TLS with"), "{err}");
-    // Clear errors without reaching the relay's counters: the wrong name, a missing CA.
-    let o = run(with(&[
-        "send",
-        "--tls-server-name",
-        "other.example",
-        "--token-file",
-        &token_file,
-        "x",
-    ]));
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--tls-server-name"), "{err}");
-    let o = logq(&[
-        "send",
-        "--server",
-        &server,
-        "--tls-ca",
-        "/nonexistent/ca.pem",
-        "x",
-    ]);
-    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("cannot read the CA file /nonexistent/ca.pem"),
-        "{err}"
-    );
-
-    // A good client after the refusals is still stored.
-    let o = run(with(&[
-        "send",
-        "--token-file",
-        &token_file,
-        "-s",
-        "tls-send",
-        "still good",
-    ]));
-    assert!(o.status.success(), "{}", text(&o));
+    let file = ["--token-file", token_file.as_str()];
+    let own_ca = ["--server", &server, "--tls-ca", &ca];
+    // In order: the good runs, the refusals (each says why, exits 3 and is counted by
+    // the relay), the clear errors that never reach the relay's counters, and a good
+    // client after them all, which is still stored.
+    let runs = [
+        Run::ok(
+            &["send", "-s", "tls-send", "sent over tls"],
+            &file,
+            &tls_args,
+        ),
+        Run::ok(
+            &["send", "--acks", "-s", "tls-send", "acked over tls"],
+            &file,
+            &tls_args,
+        ),
+        Run::ok(
+            &["simulate", "--count", "300", "--services", "3"],
+            &file,
+            &tls_args,
+        )
+        .stdout("sent 300,"),
+        Run::ok(
+            &["simulate", "--count", "200", "--services", "2", "--acks"],
+            &["--token", TOKEN],
+            &tls_args,
+        )
+        .stderr("--token is shown by ps"),
+        Run::refused(
+            &["send", "-s", "bad", "bad token"],
+            &["--token", "guess"],
+            &tls_args,
+        )
+        .stderr("refused")
+        .stderr("bad_token"),
+        Run::refused(
+            &["send", "-s", "nocert", "no client certificate"],
+            &file,
+            &own_ca,
+        )
+        .stderr("TLS with"),
+        Run::refused(
+            &["send", "--tls-server-name", "other.example", "x"],
+            &file,
+            &tls_args,
+        )
+        .stderr("--tls-server-name"),
+        Run::fails(
+            &["send", "x"],
+            &[],
+            &["--server", &server, "--tls-ca", "/nonexistent/ca.pem"],
+        )
+        .stderr("cannot read the CA file /nonexistent/ca.pem"),
+        Run::ok(&["send", "-s", "tls-send", "still good"], &file, &tls_args),
+    ];
+    for run in &runs {
+        run.check();
+    }
     let rows = d.wait_rows(503);
     let mut sent: Vec<&str> = rows
         .iter()
