@@ -11,8 +11,8 @@ connections and times it until /metrics says every message is stored. Configurat
 store so retention removes blocks for most of the run), `archive` (the same with an
 archive dir: every removed row is archived first). For each it prints msg/s, the ratio
 to `plain` in the same round, the passes that removed rows (how many, the longest and
-their total: ingest waits for a pass, which runs on the writer's thread) and the store's
-and archives' size at the end.
+their total: a pass runs on the writer's thread, so ingest waits for it; archiving runs on
+a thread of its own and is not counted) and the store's and archives' size at the end.
 """
 
 import argparse
@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,14 +28,10 @@ import tempfile
 import time
 import urllib.request
 
+from benchlib import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPLAY = os.path.join(HERE, "..", "..", "shared", "bench", "replay.py")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stored(metrics_port):

@@ -1,15 +1,26 @@
-//! The relay's retention: a pass four times a second, on the writer's thread between batches
-//! (a periodic job), that removes the oldest blocks the `[retention]` limits call for,
-//! archiving them first when `archive-dir` is set. It uses a connection of its own and
-//! one short transaction per block.
+//! The relay's retention: a pass four times a second, on the writer's thread between
+//! batches (a periodic job), that removes the oldest blocks the `[retention]` limits call
+//! for. It uses a connection of its own and one short transaction per block; running
+//! on the writer's thread, its deletes and WAL cuts never fight the writer for SQLite's
+//! one write lock, and the size cap stays exact.
+//!
+//! With `archive-dir`, the slow part (reading the rows, compressing them, writing and
+//! syncing the file and its manifest) runs on a helper thread ([`Archiver`]) with a
+//! connection of its own that only reads (a WAL reader never blocks the writer). A
+//! pass hands it runs of blocks and deletes a run's blocks only once the helper has
+//! reported that run's archive synced.
 
 use super::config::Retention;
 use crate::log_limit::{Limiter, thousands};
 use crate::store::StoreUrl;
 use crate::store::archive::ArchiveDir;
-use crate::store::retention::{self, Policy, RetentionError};
+use crate::store::retention::{self, Block, Policy, RetentionError};
 use crate::store::sqlite::retention::SqliteRetention;
-use std::path::PathBuf;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// Time between passes.
@@ -18,6 +29,11 @@ const EVERY: Duration = Duration::from_millis(250);
 const WAL_SHARE: u64 = 16;
 /// How long a pass tries to cut the WAL (readers holding an old snapshot delay it).
 const WAL_WAIT: Duration = Duration::from_millis(100);
+/// Blocks a pass deletes at most without archiving (the writer waits for them).
+const DELETE_BLOCKS: usize = 64;
+/// Runs handed to the archiver and not yet reported: one being written, one waiting,
+/// so the helper never idles between passes.
+const IN_FLIGHT: usize = 2;
 
 static FAILED: Limiter = Limiter::new("retention failed");
 static ARCHIVE_FAILED: Limiter = Limiter::new("retention stopped: cannot archive");
@@ -27,6 +43,7 @@ pub struct RetentionJob {
     policy: Policy,
     archive_dir: Option<PathBuf>,
     store: Option<SqliteRetention>,
+    archiver: Option<Archiver>,
 }
 
 impl RetentionJob {
@@ -47,6 +64,7 @@ impl RetentionJob {
             policy,
             archive_dir: r.archive_dir.0.as_ref().map(|d| d.0.clone()),
             store: None,
+            archiver: None,
         }))
     }
 
@@ -55,7 +73,8 @@ impl RetentionJob {
         let started = std::time::Instant::now();
         match self.pass() {
             Ok(0) => {}
-            // The pass's time is how long ingest waited for it (it runs on the writer).
+            // The pass's time is how long ingest waited for it (it runs on the writer;
+            // archiving does not count: it runs on the archiver's thread).
             Ok(rows) => tracing::info!(
                 ms = started.elapsed().as_millis() as u64,
                 "retention removed {} rows",
@@ -78,56 +97,79 @@ impl RetentionJob {
         let Some(store) = self.store.as_mut() else {
             return Ok(0);
         };
-        // The WAL counts in the store's size: cut it before measuring (the writer's
-        // commits since the last pass) and after removing (a delete rewrites the pages
-        // it frees), so the file plus WAL stays within max-size.
-        cut_wal(&self.policy, store);
-        let usage = store.sizes()?;
+        // The runs archived since the last pass: their rows can go now.
+        let mut removed = Vec::new();
+        let mut failed = None;
+        if let Some(archiver) = self.archiver.as_mut() {
+            for done in archiver.finished() {
+                match done {
+                    Ok(run) => delete(&self.policy, store, &run, &mut removed)?,
+                    Err(e) => failed = Some(e),
+                }
+            }
+        }
+        // The WAL counts in the store's size. The writer keeps it under a sixteenth of
+        // max-size (cutting it after a commit that passes that); that sixteenth is
+        // reserved here, so the WAL needs no cut of its own before measuring.
+        let mut usage = store.sizes()?;
+        if let Some(max) = self.policy.max_size {
+            usage.wal_bytes = usage.wal_bytes.max(max / WAL_SHARE);
+        }
         let dir = self
             .path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
+            .unwrap_or(Path::new("."));
         let fs_free = retention::fs_available(dir).ok();
         let now_us = chrono::Utc::now().timestamp_micros();
         let mut blocks = retention::select(&self.policy, &store.blocks()?, &usage, fs_free, now_us);
-        // Bounded work per pass: the writer waits for it.
-        blocks.truncate(if self.archive_dir.is_some() { 16 } else { 64 });
-        let mut removed = Vec::new();
-        if !blocks.is_empty() {
-            let archive = match &self.archive_dir {
-                Some(d) => Some(ArchiveDir::open(d).map_err(|e| RetentionError::Archive {
+        match &self.archive_dir {
+            Some(d) if !blocks.is_empty() => {
+                // Checked here too, so a missing dir stops retention at once, with the
+                // dir named, before anything is handed over.
+                let archive = ArchiveDir::open(d).map_err(|e| RetentionError::Archive {
                     dir: d.display().to_string(),
                     reason: e.to_string(),
-                })?),
-                None => None,
-            };
-            // A removal writes about a block of WAL: cut it before and after each.
-            force_cut_wal(&self.policy, store);
-            let policy = &self.policy;
-            retention::remove(store, archive.as_ref(), &blocks, &mut removed, &mut |s| {
-                force_cut_wal(policy, s)
-            })?;
+                })?;
+                let archiver = match &mut self.archiver {
+                    Some(a) => a,
+                    None => self.archiver.insert(Archiver::start(&self.path, archive)?),
+                };
+                archiver.hand_over(&blocks);
+            }
+            Some(_) => {}
+            None => {
+                // Bounded work per pass: the writer waits for it.
+                blocks.truncate(DELETE_BLOCKS);
+                delete(&self.policy, store, &blocks, &mut removed)?;
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         Ok(removed.iter().map(|r| r.rows).sum())
     }
 }
 
-/// With max-size, empties and cuts a WAL grown past a sixteenth of the cap.
-fn cut_wal(policy: &Policy, store: &SqliteRetention) {
-    let Some(max) = policy.max_size else {
-        return;
-    };
-    if store.sizes().map_or(0, |u| u.wal_bytes) > max / WAL_SHARE {
-        force_cut_wal(policy, store);
-    }
-}
-
-/// With max-size, empties and cuts the WAL whatever its size.
-fn force_cut_wal(policy: &Policy, store: &SqliteRetention) {
-    if policy.max_size.is_some() && !store.truncate_wal(WAL_WAIT) {
-        tracing::debug!("WAL truncation postponed (a reader holds an old snapshot)");
-    }
+/// Removes `blocks` (archived already, or no archive set), oldest first. A removal
+/// writes about a block of WAL (it rewrites the pages it empties): with max-size the
+/// WAL is cut after a block that takes it past the writer's limit, so file + WAL stays
+/// within the cap and a block even in a long pass.
+fn delete(
+    policy: &Policy,
+    store: &mut SqliteRetention,
+    blocks: &[Block],
+    removed: &mut Vec<retention::Removed>,
+) -> Result<(), RetentionError> {
+    let limit = policy.max_size.map(|max| max / WAL_SHARE);
+    retention::remove(store, None, blocks, removed, &mut |s| {
+        if let Some(limit) = limit
+            && s.sizes().map_or(0, |u| u.wal_bytes) > limit
+            && !s.truncate_wal(WAL_WAIT)
+        {
+            tracing::debug!("WAL truncation postponed (a reader holds an old snapshot)");
+        }
+    })
 }
 
 /// The WAL size the writer keeps under with `max-size` (a sixteenth of it).
@@ -154,5 +196,143 @@ impl super::writer::Job for RetentionJob {
     }
     fn run(&mut self, _sinks: &mut [Box<dyn super::writer::Sink>]) {
         self.run_once();
+    }
+}
+
+/// What the archiver reports per run: archived and synced, or why not.
+type Archived = Result<Vec<Block>, RetentionError>;
+
+/// The archiver's thread and the runs handed to it, oldest first. It answers in the
+/// order it was asked.
+struct Archiver {
+    runs: Option<mpsc::Sender<Vec<Block>>>,
+    answers: mpsc::Receiver<Archived>,
+    /// Last ids of the runs handed over and not yet answered.
+    in_flight: VecDeque<i64>,
+    /// A run failed since the archiver was last idle: runs after it are not deleted
+    /// yet (they are found archived and deleted in order once it has gone through).
+    failed: bool,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Archiver {
+    fn start(path: &Path, dir: ArchiveDir) -> Result<Archiver, RetentionError> {
+        let (runs, asked) = mpsc::channel::<Vec<Block>>();
+        let (answer, answers) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let path = path.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("logrelay-archive".into())
+            .spawn(move || {
+                let mut store: Option<SqliteRetention> = None;
+                while let Ok(run) = asked.recv() {
+                    if stopping.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let started = std::time::Instant::now();
+                    if store.is_none() {
+                        store = SqliteRetention::open(&path)
+                            .map_err(|e| {
+                                let _ = answer.send(Err(e.into()));
+                            })
+                            .ok();
+                    }
+                    let Some(s) = &store else { continue };
+                    let result =
+                        retention::archive_run(s, &dir, &run, &|| stopping.load(Ordering::Relaxed));
+                    let result = match result {
+                        Ok(true) => {
+                            tracing::debug!(
+                                ms = started.elapsed().as_millis() as u64,
+                                blocks = run.len(),
+                                "archived"
+                            );
+                            Ok(run)
+                        }
+                        // Stopped between blocks: nothing written, nothing to report.
+                        Ok(false) => break,
+                        Err(e) => {
+                            store = None; // reopen for the next run
+                            Err(e)
+                        }
+                    };
+                    if answer.send(result).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| RetentionError::Archive {
+                dir: "(thread)".into(),
+                reason: format!("cannot start the archive thread: {e}"),
+            })?;
+        Ok(Archiver {
+            runs: Some(runs),
+            answers,
+            in_flight: VecDeque::new(),
+            failed: false,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The runs answered since the last call, oldest first: the archived ones whose
+    /// blocks can be deleted now, and failures.
+    fn finished(&mut self) -> Vec<Archived> {
+        let mut out = Vec::new();
+        while let Ok(done) = self.answers.try_recv() {
+            self.in_flight.pop_front();
+            match done {
+                Ok(_) if self.failed => {}
+                Err(e) => {
+                    self.failed = true;
+                    out.push(Err(e));
+                }
+                ok => out.push(ok),
+            }
+        }
+        if self.in_flight.is_empty() {
+            self.failed = false;
+        }
+        out
+    }
+
+    /// Hands over the selected blocks not handed over yet, in runs (one archive file
+    /// each), while fewer than [`IN_FLIGHT`] are waiting. While the thread is busy only
+    /// whole runs go (the rest waits to grow into one): small files compress worse.
+    fn hand_over(&mut self, selected: &[Block]) {
+        let after = self.in_flight.back().copied().unwrap_or(i64::MIN);
+        let fresh: Vec<Block> = selected
+            .iter()
+            .filter(|b| b.first_id > after)
+            .copied()
+            .collect();
+        for run in retention::runs(&fresh) {
+            let busy = !self.in_flight.is_empty();
+            if self.in_flight.len() >= IN_FLIGHT || (busy && run.len() < retention::BLOCKS_PER_FILE)
+            {
+                break;
+            }
+            let Some(runs) = &self.runs else { return };
+            if runs.send(run.to_vec()).is_err() {
+                return;
+            }
+            self.in_flight.push_back(run[run.len() - 1].last_id);
+        }
+    }
+}
+
+impl Drop for Archiver {
+    /// Stops the thread: between blocks while it reads, else once the file it is
+    /// writing is synced (what it wrote is found archived at the next start).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        drop(self.runs.take());
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("archive thread failed");
+        }
     }
 }

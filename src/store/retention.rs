@@ -132,7 +132,7 @@ pub enum RetentionError {
 }
 
 /// Blocks per archive file at most (about 65,000 rows).
-const BLOCKS_PER_FILE: usize = 16;
+pub const BLOCKS_PER_FILE: usize = 16;
 
 /// Archives (when `archive` is set) and removes `blocks`, oldest first: each run of
 /// consecutive blocks goes to one archive file, written and synced with its manifest
@@ -147,12 +147,8 @@ pub fn remove(
     after_block: &mut dyn FnMut(&SqliteRetention),
 ) -> Result<(), RetentionError> {
     for group in runs(blocks) {
-        let (first, last) = (group[0].first_id, group[group.len() - 1].last_id);
-        if let Some(dir) = archive
-            && !dir.covers(first, last).map_err(|e| archive_error(dir, e))?
-        {
-            dir.write(first, last, |visit| store.rows(first, last, visit))
-                .map_err(|e| archive_error(dir, e))?;
+        if let Some(dir) = archive {
+            archive_run(store, dir, group, &|| false)?;
         }
         for b in group {
             let rows = store.remove(b.first_id, b.last_id)?;
@@ -169,6 +165,45 @@ pub fn remove(
     Ok(())
 }
 
+/// Archives one run of consecutive blocks to one file and its manifest, both synced,
+/// unless a manifest covers them already (a pass cut short by a crash or a stop).
+/// The rows are read one block per statement, so no read snapshot is held long (a WAL
+/// checkpoint waits for the readers it would overtake). `stop` is asked between blocks:
+/// `Ok(false)` when it said stop and nothing was written.
+pub fn archive_run(
+    store: &SqliteRetention,
+    dir: &ArchiveDir,
+    run: &[Block],
+    stop: &dyn Fn() -> bool,
+) -> Result<bool, RetentionError> {
+    let (Some(head), Some(tail)) = (run.first(), run.last()) else {
+        return Ok(true);
+    };
+    let (first, last) = (head.first_id, tail.last_id);
+    if dir.covers(first, last).map_err(|e| archive_error(dir, e))? {
+        return Ok(true);
+    }
+    let mut stopped = false;
+    dir.write(first, last, |visit| {
+        for b in run {
+            if stop() {
+                stopped = true;
+                return Err(StoreError::Server("stopping".into()));
+            }
+            store.rows(b.first_id, b.last_id, visit)?;
+        }
+        Ok(())
+    })
+    .map(|_| true)
+    .or_else(|e| {
+        if stopped {
+            Ok(false)
+        } else {
+            Err(archive_error(dir, e))
+        }
+    })
+}
+
 fn archive_error(dir: &ArchiveDir, e: StoreError) -> RetentionError {
     RetentionError::Archive {
         dir: dir.path().display().to_string(),
@@ -176,8 +211,8 @@ fn archive_error(dir: &ArchiveDir, e: StoreError) -> RetentionError {
     }
 }
 
-/// Consecutive blocks, at most [`BLOCKS_PER_FILE`] to a run.
-fn runs(blocks: &[Block]) -> Vec<&[Block]> {
+/// Consecutive blocks, at most [`BLOCKS_PER_FILE`] to a run (one archive file each).
+pub fn runs(blocks: &[Block]) -> Vec<&[Block]> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 1..=blocks.len() {
