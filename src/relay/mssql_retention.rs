@@ -7,7 +7,6 @@
 //! delete is its own transaction and archives are written before any delete.
 
 use super::config::Retention;
-use crate::log_limit::{Limiter, thousands};
 use crate::store::archive::ArchiveDir;
 use crate::store::mssql::retention::{KEEP_FREE_REFUSED, MssqlRetention, SETTLE};
 use crate::store::retention::{Policy, RetentionError};
@@ -19,9 +18,6 @@ use std::time::{Duration, Instant};
 const EVERY: Duration = Duration::from_secs(10);
 /// Blocks a pass removes at most (about a million rows).
 const MOST_BLOCKS: usize = 256;
-
-static FAILED: Limiter = Limiter::new("retention failed");
-static ARCHIVE_FAILED: Limiter = Limiter::new("retention stopped: cannot archive");
 
 /// The writer's side: a tick to the retention thread now and then.
 pub struct MssqlRetentionJob {
@@ -81,18 +77,8 @@ impl MssqlRetentionJob {
 impl Passes {
     fn run_once(&mut self) {
         let started = Instant::now();
-        match self.pass() {
-            Ok(0) => {}
-            Ok(rows) => tracing::info!(
-                ms = started.elapsed().as_millis() as u64,
-                "retention removed {} rows",
-                thousands(rows)
-            ),
-            Err(e @ RetentionError::Archive { .. }) => {
-                crate::error_limited!(ARCHIVE_FAILED, "{e}");
-            }
-            Err(e) => crate::error_limited!(FAILED, "retention failed: {e}"),
-        }
+        let result = self.pass();
+        super::retention::report_pass(started, result);
     }
 
     fn pass(&mut self) -> Result<u64, RetentionError> {

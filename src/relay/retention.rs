@@ -38,6 +38,22 @@ const IN_FLIGHT: usize = 2;
 static FAILED: Limiter = Limiter::new("retention failed");
 static ARCHIVE_FAILED: Limiter = Limiter::new("retention stopped: cannot archive");
 
+/// Logs a pass's outcome, for both stores: rows removed, or why not (rate-limited).
+pub(super) fn report_pass(started: std::time::Instant, result: Result<u64, RetentionError>) {
+    match result {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "retention removed {} rows",
+            thousands(rows)
+        ),
+        Err(e @ RetentionError::Archive { .. }) => {
+            crate::error_limited!(ARCHIVE_FAILED, "{e}");
+        }
+        Err(e) => crate::error_limited!(FAILED, "retention failed: {e}"),
+    }
+}
+
 pub struct RetentionJob {
     path: PathBuf,
     policy: Policy,
@@ -54,10 +70,7 @@ impl RetentionJob {
             return Ok(None);
         }
         let StoreUrl::Sqlite(path) = db else {
-            return Err(
-                "retention runs on the SQLite store only (for SQL Server see the README's recipe)"
-                    .into(),
-            );
+            return Err("this retention job is for a SQLite store (SQL Server has its own)".into());
         };
         Ok(Some(RetentionJob {
             path: path.clone(),
@@ -68,26 +81,15 @@ impl RetentionJob {
         }))
     }
 
-    /// One pass: what the limits call for, archived (if set) and removed.
+    /// One pass: what the limits call for, archived (if set) and removed. The time
+    /// logged is how long ingest waited for it (archiving runs on the archiver's thread).
     pub fn run_once(&mut self) {
         let started = std::time::Instant::now();
-        match self.pass() {
-            Ok(0) => {}
-            // The pass's time is how long ingest waited for it (it runs on the writer;
-            // archiving does not count: it runs on the archiver's thread).
-            Ok(rows) => tracing::info!(
-                ms = started.elapsed().as_millis() as u64,
-                "retention removed {} rows",
-                thousands(rows)
-            ),
-            Err(e @ RetentionError::Archive { .. }) => {
-                crate::error_limited!(ARCHIVE_FAILED, "{e}");
-            }
-            Err(e) => {
-                self.store = None; // reopen next time
-                crate::error_limited!(FAILED, "retention failed: {e}");
-            }
+        let result = self.pass();
+        if matches!(result, Err(RetentionError::Store(_))) {
+            self.store = None; // reopen next time
         }
+        report_pass(started, result);
     }
 
     fn pass(&mut self) -> Result<u64, RetentionError> {

@@ -64,15 +64,7 @@ impl Retainer for SqliteRetention {
         let blocks = retention::select(policy, &self.blocks()?, &sizes, fs_free, now_us);
         blocks
             .iter()
-            .map(|b| {
-                Ok(Removed {
-                    first_id: b.first_id,
-                    last_id: b.last_id,
-                    min_time_us: b.min_time_us,
-                    max_time_us: b.max_time_us,
-                    rows: self.count(b.first_id, b.last_id)?,
-                })
-            })
+            .map(|b| Ok(b.removed(self.count(b.first_id, b.last_id)?)))
             .collect()
     }
 
@@ -82,15 +74,7 @@ impl Retainer for SqliteRetention {
         plan: &[Removed],
         done: &mut Vec<Removed>,
     ) -> Result<(), RetentionError> {
-        let blocks: Vec<Block> = plan
-            .iter()
-            .map(|r| Block {
-                first_id: r.first_id,
-                last_id: r.last_id,
-                min_time_us: r.min_time_us,
-                max_time_us: r.max_time_us,
-            })
-            .collect();
+        let blocks: Vec<Block> = plan.iter().map(Removed::block).collect();
         retention::remove(self, archive, &blocks, done, &mut |_| {})
     }
 }

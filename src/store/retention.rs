@@ -120,6 +120,31 @@ pub struct Removed {
     pub rows: u64,
 }
 
+impl Block {
+    /// This block, removed with its `rows`.
+    pub fn removed(&self, rows: u64) -> Removed {
+        Removed {
+            first_id: self.first_id,
+            last_id: self.last_id,
+            min_time_us: self.min_time_us,
+            max_time_us: self.max_time_us,
+            rows,
+        }
+    }
+}
+
+impl Removed {
+    /// The block this removal covers.
+    pub fn block(&self) -> Block {
+        Block {
+            first_id: self.first_id,
+            last_id: self.last_id,
+            min_time_us: self.min_time_us,
+            max_time_us: self.max_time_us,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
     /// Archiving failed: nothing more was removed.
@@ -152,13 +177,7 @@ pub fn remove(
         }
         for b in group {
             let rows = store.remove(b.first_id, b.last_id)?;
-            removed.push(Removed {
-                first_id: b.first_id,
-                last_id: b.last_id,
-                min_time_us: b.min_time_us,
-                max_time_us: b.max_time_us,
-                rows,
-            });
+            removed.push(b.removed(rows));
             after_block(store);
         }
     }
