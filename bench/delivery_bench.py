@@ -23,13 +23,12 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import tempfile
 import time
 
-from benchlib import free_port, cpu_seconds, wait_port
+from benchlib import free_port, cpu_seconds, rows, wait_port, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RELAYD = os.path.join(ROOT, "target/release/logrelayd")
@@ -47,15 +46,6 @@ def relay(tmp, name, args):
     return p, port
 
 
-def rows(db):
-    try:
-        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        n = c.execute("SELECT count(*) FROM Logs").fetchone()[0]
-        c.close()
-        return n
-    except sqlite3.Error:
-        return 0
-
 
 def lines(path):
     try:
@@ -64,15 +54,6 @@ def lines(path):
     except OSError:
         return 0
 
-
-def wait_until(count, n, timeout=300):
-    end = time.time() + timeout
-    while time.time() < end:
-        got = count()
-        if got >= n:
-            return time.time()
-        time.sleep(0.05)
-    raise RuntimeError(f"only {count()} of {n} arrived")
 
 
 def stop(*procs):

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import free_port, wait_port
+from benchlib import free_port, rows, wait_port
 
 LINE_LEN = 200  # bytes per line, LF included
 
@@ -53,22 +53,13 @@ def start_relay(binary, db, port, extra=()):
     return proc
 
 
-def rows(db):
-    try:
-        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-        n = c.execute("SELECT count(*) FROM Logs").fetchone()[0]
-        c.close()
-        return n
-    except sqlite3.Error:
-        return 0
-
 
 def settle(db, proc, timeout=120):
     """Rows once the count stops moving (two equal reads 1 s apart)."""
     end = time.time() + timeout
     last = -1
     while time.time() < end:
-        n = rows(db)
+        n = rows(db, timeout=30)
         if n == last:
             return n
         last = n
