@@ -13,7 +13,7 @@ use logrelay::store::{Batch, StoreWriter};
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -474,26 +474,51 @@ fn missing_archive_dir_removes_nothing() {
     assert_eq!(common::read_rows(&db).len() as i64, 3 * BLOCK);
 }
 
+/// `n` rows two days old in `dir`/logs.db and an empty `dir`/archive, for a relay that
+/// archives all but the newest block; with what `logq -o json` printed before.
+fn old_rows_to_archive(dir: &Path, n: i64) -> (PathBuf, PathBuf, String) {
+    let db = dir.join("logs.db");
+    let archive = dir.join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    fill(&db, n, Utc::now().timestamp_micros() - 48 * HOUR_US, 1000);
+    let before = ok(logq(&db, &["-o", "json"]));
+    (db, archive, before)
+}
+
+fn archive_args(archive: &str) -> [&str; 4] {
+    [
+        "--retention-max-age",
+        "1h",
+        "--retention-archive-dir",
+        archive,
+    ]
+}
+
+/// Waits up to `secs` until retention has left only the newest block; the rows left.
+fn only_newest_block_left(db: &Path, d: &Daemon, secs: u64) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while common::read_rows(db).len() as i64 > BLOCK && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = common::read_rows(db).len() as i64;
+    assert!(
+        left <= BLOCK,
+        "retention finished after the restart ({left} rows left): {}",
+        d.stderr()
+    );
+    left
+}
+
 /// kill -9 while the relay archives, then a restart: every row is in the store or in
 /// the archives, and store and archives together print exactly what was there before.
 #[test]
 fn kill_during_archiving_loses_nothing() {
     for delay_ms in [100u64, 500] {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("logs.db");
-        let archive = dir.path().join("archive");
-        std::fs::create_dir(&archive).unwrap();
-        let now = Utc::now().timestamp_micros();
         let n = 12 * BLOCK;
-        fill(&db, n, now - 48 * HOUR_US, 1000);
-        let before = ok(logq(&db, &["-o", "json"]));
+        let (db, archive, before) = old_rows_to_archive(dir.path(), n);
         let a = archive.to_str().unwrap().to_string();
-        let args = [
-            "--retention-max-age",
-            "1h",
-            "--retention-archive-dir",
-            a.as_str(),
-        ];
+        let args = archive_args(&a);
         let d = Daemon::start_with_db(dir, db.clone(), "127.0.0.1:0", &args);
         std::thread::sleep(Duration::from_millis(delay_ms));
         // SAFETY: kill(2) on our own child.
@@ -501,17 +526,7 @@ fn kill_during_archiving_loses_nothing() {
         std::thread::sleep(Duration::from_millis(200));
         let dir = std::mem::replace(&mut { d }.dir, tempfile::tempdir().unwrap());
         let d = Daemon::start_with_db(dir, db.clone(), "127.0.0.1:0", &args);
-        // Done when only the newest block is left.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while common::read_rows(&db).len() as i64 > BLOCK && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let left = common::read_rows(&db).len() as i64;
-        assert!(
-            left <= BLOCK,
-            "retention finished after the restart ({left} rows left): {}",
-            d.stderr()
-        );
+        let left = only_newest_block_left(&db, &d, 30);
         let both = ok(logq(&db, &["-o", "json", "--archive", &a]));
         assert_eq!(both, before, "kill after {delay_ms} ms");
         let ids: std::collections::BTreeSet<i64> =
@@ -531,20 +546,10 @@ fn kill_during_archiving_loses_nothing() {
 fn stop_during_archiving_loses_nothing_and_archives_once() {
     for delay_ms in [400u64, 1200] {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("logs.db");
-        let archive = dir.path().join("archive");
-        std::fs::create_dir(&archive).unwrap();
-        let now = Utc::now().timestamp_micros();
         let n = 24 * BLOCK;
-        fill(&db, n, now - 48 * HOUR_US, 1000);
-        let before = ok(logq(&db, &["-o", "json"]));
+        let (db, archive, before) = old_rows_to_archive(dir.path(), n);
         let a = archive.to_str().unwrap().to_string();
-        let args = [
-            "--retention-max-age",
-            "1h",
-            "--retention-archive-dir",
-            a.as_str(),
-        ];
+        let args = archive_args(&a);
         let mut d = Daemon::start_with_db(dir, db.clone(), "127.0.0.1:0", &args);
         std::thread::sleep(Duration::from_millis(delay_ms));
         let (status, stderr) = d.terminate();
@@ -559,16 +564,7 @@ fn stop_during_archiving_loses_nothing_and_archives_once() {
         );
         assert!(logq_plain(&["archive", "verify", &a]).status.success());
         let d = d.start_again(&args);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while common::read_rows(&db).len() as i64 > BLOCK && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let left = common::read_rows(&db).len() as i64;
-        assert!(
-            left <= BLOCK,
-            "retention finished after the restart ({left} rows left): {}",
-            d.stderr()
-        );
+        let left = only_newest_block_left(&db, &d, 60);
         assert_eq!(
             ok(logq(&db, &["-o", "json", "--archive", &a])),
             before,
