@@ -2,7 +2,8 @@
 """Ingest with and without retention, the configurations alternating in one run.
 
     python3 bench/retention_bench.py --workload W.octet [--n 1000000] [--runs 3]
-        [--cap 128MiB] [--relay target/release/logrelayd]
+        [--cap 128MiB] [--relay target/release/logrelayd [--relay OTHER ...]]
+        [--configs plain,max-size,archive]
 
 W.octet is ../shared/bench/gen_rfc5424.py output (--framing octet). Each run starts a
 fresh relay on a fresh store, sends the workload with ../shared/bench/replay.py over 4
@@ -12,7 +13,11 @@ store so retention removes blocks for most of the run), `archive` (the same with
 archive dir: every removed row is archived first). For each it prints msg/s, the ratio
 to `plain` in the same round, the passes that removed rows (how many, the longest and
 their total: a pass runs on the writer's thread, so ingest waits for it; archiving runs on
-a thread of its own and is not counted) and the store's and archives' size at the end.
+a thread of its own and is not counted), the store's and archives' size at the end, and
+the relay's CPU seconds per thread name when the last message was stored. With several
+`--relay` binaries (a build before and after a change) each configuration runs once with
+each binary in every round, in turn, so they share the machine's state (name:PATH labels
+a binary; `plain` runs with the first only, as the reference).
 """
 
 import argparse
@@ -28,7 +33,7 @@ import tempfile
 import time
 import urllib.request
 
-from benchlib import free_port
+from benchlib import cpu_seconds, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPLAY = os.path.join(HERE, "..", "..", "shared", "bench", "replay.py")
@@ -56,10 +61,22 @@ def du(path):
     return total
 
 
-def one(args, name, extra, work):
+def thread_cpu(pid):
+    """CPU seconds per thread name (threads of one name summed)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            comm = open(f"/proc/{pid}/task/{tid}/comm").read().strip()
+            out[comm] = round(out.get(comm, 0) + cpu_seconds(f"{pid}/task/{tid}"), 2)
+        except OSError:
+            pass
+    return out
+
+
+def one(args, name, extra, work, relay):
     d = tempfile.mkdtemp(prefix=f"ret-{name}-", dir=work)
     port, mport = free_port(), free_port()
-    cmd = [args.relay, "--listen", f"127.0.0.1:{port}", "--no-udp",
+    cmd = [relay, "--listen", f"127.0.0.1:{port}", "--no-udp",
            "--db", f"sqlite:{d}/logs.db", "--metrics", f"127.0.0.1:{mport}",
            "--spool-dir", f"{d}/spool"]
     if name == "archive":
@@ -86,6 +103,7 @@ def one(args, name, extra, work):
                 raise SystemExit(f"{name}: not every message stored in 600 s")
             time.sleep(0.02)
         secs = time.time() - t0
+        threads = thread_cpu(p.pid)
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=120)
@@ -103,6 +121,7 @@ def one(args, name, extra, work):
         "pass_ms_sum": sum(p[0] for p in passes),
         "rows_removed": sum(p[1] for p in passes),
         "store_bytes": db, "archive_bytes": du(f"{d}/arch") if "archive" in name else 0,
+        "threads": threads,
     }
     if not args.keep:
         shutil.rmtree(d, ignore_errors=True)
@@ -115,28 +134,44 @@ def main():
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--cap", default="128MiB")
-    ap.add_argument("--relay", default="target/release/logrelayd")
+    ap.add_argument("--relay", action="append",
+                    help="a relay binary, NAME:PATH to label it; repeat to compare builds")
+    ap.add_argument("--configs", default="plain,max-size,archive")
     ap.add_argument("--work", default="/tmp")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
+    relays = []
+    for i, r in enumerate(args.relay or ["target/release/logrelayd"]):
+        label, sep, path = r.partition(":")
+        relays.append((label, path) if sep else (str(i) if args.relay and len(args.relay) > 1
+                                                  else "", r))
+    wanted = args.configs.split(",")
     configs = [
-        ("plain", []),
-        ("max-size", ["--retention-max-size", args.cap]),
-        ("archive", ["--retention-max-size", args.cap, "--retention-archive-dir", "{arch}"]),
+        (name, extra) for name, extra in [
+            ("plain", []),
+            ("max-size", ["--retention-max-size", args.cap]),
+            ("archive", ["--retention-max-size", args.cap, "--retention-archive-dir", "{arch}"]),
+        ] if name in wanted
     ]
-    results = {name: [] for name, _ in configs}
+    runs = []
+    for name, extra in configs:
+        for label, path in relays[:1] if name == "plain" else relays:
+            runs.append((f"{name} ({label})" if label and name != "plain" else name,
+                         name, extra, path))
+    results = {key: [] for key, *_ in runs}
     for r in range(args.runs):
-        for name, extra in configs:
-            res = one(args, name, extra, args.work)
+        # Builds alternate inside a round, and their order turns every round.
+        for key, name, extra, path in runs if r % 2 == 0 else runs[:1] + runs[1:][::-1]:
+            res = one(args, name, extra, args.work, path)
             res["round"] = r
-            results[name].append(res)
+            res["relay"] = path
+            results[key].append(res)
             print(json.dumps(res), flush=True)
-    plain = statistics.median(x["msg_s"] for x in results["plain"])
+    plain = statistics.median(x["msg_s"] for x in results.get("plain", [{"msg_s": 1}]))
     print("\n| config | msg/s (median) | min / max | vs plain | passes removing rows "
           "| longest pass | passes' total | store at end | archives |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, _ in configs:
-        xs = results[name]
+    for name, xs in results.items():
         rates = [x["msg_s"] for x in xs]
         med = statistics.median(rates)
         print(f"| {name} | {med:,.0f} | {min(rates):,.0f} / {max(rates):,.0f} "
