@@ -25,8 +25,13 @@ use std::time::Duration;
 
 /// Time between passes.
 const EVERY: Duration = Duration::from_millis(250);
-/// A WAL beyond this share of `max-size` is emptied and cut.
-const WAL_SHARE: u64 = 16;
+/// A WAL beyond this share of `max-size` (at most [`WAL_MAX`]) is emptied and starts
+/// over. Each such cut makes the writer wait for a checkpoint and its syncs: an eighth
+/// halved their number against a sixteenth (BENCHMARKS.md), for a share of the cap that
+/// holds no rows.
+const WAL_SHARE: u64 = 8;
+/// The WAL limit of a large cap: what the writer keeps without retention.
+const WAL_MAX: u64 = 32 << 20;
 /// How long a pass tries to cut the WAL (readers holding an old snapshot delay it).
 const WAL_WAIT: Duration = Duration::from_millis(100);
 /// Blocks a pass deletes at most without archiving (the writer waits for them).
@@ -94,7 +99,11 @@ impl RetentionJob {
 
     fn pass(&mut self) -> Result<u64, RetentionError> {
         if self.store.is_none() {
-            self.store = Some(SqliteRetention::open(&self.path)?);
+            let store = SqliteRetention::open(&self.path)?;
+            if let Some(limit) = wal_limit_of(&self.policy) {
+                store.limit_wal(limit)?;
+            }
+            self.store = Some(store);
         }
         let Some(store) = self.store.as_mut() else {
             return Ok(0);
@@ -110,12 +119,12 @@ impl RetentionJob {
                 }
             }
         }
-        // The WAL counts in the store's size. The writer keeps it under a sixteenth of
-        // max-size (cutting it after a commit that passes that); that sixteenth is
-        // reserved here, so the WAL needs no cut of its own before measuring.
+        // The WAL counts in the store's size. The writer keeps it under its limit
+        // (cutting it after a commit that passes that); the limit is reserved here, so
+        // the WAL needs no cut of its own before measuring.
         let mut usage = store.sizes()?;
-        if let Some(max) = self.policy.max_size {
-            usage.wal_bytes = usage.wal_bytes.max(max / WAL_SHARE);
+        if let Some(limit) = wal_limit_of(&self.policy) {
+            usage.wal_bytes = usage.wal_bytes.max(limit);
         }
         let dir = self
             .path
@@ -154,29 +163,34 @@ impl RetentionJob {
 }
 
 /// Removes `blocks` (archived already, or no archive set), oldest first. A removal
-/// writes about a block of WAL (it rewrites the pages it empties): with max-size the
-/// WAL is cut after a block that takes it past the writer's limit, so file + WAL stays
-/// within the cap and a block even in a long pass.
+/// writes WAL (the pages it changes): with max-size the WAL starts over after a block
+/// that takes it past the writer's limit, so file + WAL stays within the cap and a
+/// block even in a long pass.
 fn delete(
     policy: &Policy,
     store: &mut SqliteRetention,
     blocks: &[Block],
     removed: &mut Vec<retention::Removed>,
 ) -> Result<(), RetentionError> {
-    let limit = policy.max_size.map(|max| max / WAL_SHARE);
+    let limit = wal_limit_of(policy);
     retention::remove(store, None, blocks, removed, &mut |s| {
         if let Some(limit) = limit
             && s.sizes().map_or(0, |u| u.wal_bytes) > limit
-            && !s.truncate_wal(WAL_WAIT)
+            && !s.restart_wal(WAL_WAIT)
         {
-            tracing::debug!("WAL truncation postponed (a reader holds an old snapshot)");
+            tracing::debug!("WAL restart postponed (a reader holds an old snapshot)");
         }
     })
 }
 
-/// The WAL size the writer keeps under with `max-size` (a sixteenth of it).
+/// The WAL size the writer keeps under with `max-size`: an eighth of it, at most
+/// 32 MiB.
 pub fn wal_limit(r: &Retention) -> Option<u64> {
-    policy(r).max_size.map(|max| max / WAL_SHARE)
+    wal_limit_of(&policy(r))
+}
+
+fn wal_limit_of(policy: &Policy) -> Option<u64> {
+    policy.max_size.map(|max| (max / WAL_SHARE).min(WAL_MAX))
 }
 
 fn policy(r: &Retention) -> Policy {

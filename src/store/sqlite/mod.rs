@@ -626,13 +626,16 @@ impl SqliteWriter {
     /// copy, and the next transaction writes the WAL from its start again. It waits at
     /// most 50 ms for readers; if one holds an old snapshot longer, it tries later.
     ///
-    /// Under a WAL limit (retention's `max-size`) the writer instead cuts the WAL to
-    /// nothing (TRUNCATE) whenever the file passes the limit: a stat per commit.
+    /// Under a WAL limit (retention's `max-size`) the writer instead makes the WAL
+    /// start over (RESTART) whenever the file passes the limit: a stat per commit. The
+    /// file is cut back to the limit, not to nothing (`journal_size_limit`): it is
+    /// rewritten in place, with no truncation (on a file system mounted with `discard`,
+    /// a synchronous trim) and no growing it again after each cut.
     fn restart_wal_if_large(&mut self) {
         if let Some(limit) = self.wal_limit {
             let wal = std::fs::metadata(file::sidecar(&self.path, "-wal")).map_or(0, |m| m.len());
             if wal > limit {
-                self.checkpoint_now("TRUNCATE");
+                self.checkpoint_now("RESTART");
             }
             return;
         }
@@ -858,6 +861,10 @@ impl StoreWriter for SqliteWriter {
 
     fn limit_wal(&mut self, bytes: u64) {
         self.wal_limit = Some(bytes);
+        let limit = bytes.min(i64::MAX as u64) as i64;
+        if let Err(e) = self.conn.pragma_update(None, "journal_size_limit", limit) {
+            tracing::debug!(error = %e, "WAL size limit not set");
+        }
     }
 
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {

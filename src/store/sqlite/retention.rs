@@ -184,11 +184,35 @@ impl SqliteRetention {
     }
 
     /// Empties the WAL into the file and cuts it to nothing, trying for at most `wait`;
-    /// `false` when it could not now. A checkpoint already running on another
-    /// connection (the writer's background checkpointer, four times a second) makes
-    /// SQLite answer busy at once without its busy handler: that is retried here after
-    /// a short sleep, so a collision does not postpone the truncation a whole pass.
+    /// `false` when it could not now.
     pub fn truncate_wal(&self, wait: Duration) -> bool {
+        self.checkpoint("TRUNCATE", wait)
+    }
+
+    /// Empties the WAL into the file so that the next write starts it over from its
+    /// beginning (cut back to the [`limit_wal`](Self::limit_wal) size, not to nothing:
+    /// rewriting a file in place costs less than cutting and growing it again).
+    pub fn restart_wal(&self, wait: Duration) -> bool {
+        self.checkpoint("RESTART", wait)
+    }
+
+    /// The WAL size this connection cuts the file back to when it starts it over.
+    pub fn limit_wal(&self, bytes: u64) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(
+                None,
+                "journal_size_limit",
+                bytes.min(i64::MAX as u64) as i64,
+            )
+            .map_err(|e| StoreError::from(e).at(&self.path))
+    }
+
+    /// A RESTART or TRUNCATE checkpoint, tried for at most `wait`. A checkpoint
+    /// already running on another connection (the writer's background checkpointer,
+    /// four times a second) makes SQLite answer busy at once without its busy handler:
+    /// that is retried here after a short sleep, so a collision does not postpone the
+    /// cut a whole pass.
+    fn checkpoint(&self, mode: &str, wait: Duration) -> bool {
         let deadline = std::time::Instant::now() + wait;
         let step = Duration::from_millis(20).min(wait);
         if self.conn.busy_timeout(step).is_err() {
@@ -197,7 +221,7 @@ impl SqliteRetention {
         let done = loop {
             let busy = self
                 .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                .query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
                     r.get::<_, i64>(0)
                 })
                 .unwrap_or(1);
