@@ -315,8 +315,14 @@ fn insert_with_id_sql(columns: &[(&str, Bind)]) -> String {
 /// once per row.
 const ROWS_PER_INSERT: usize = 16;
 
-/// `INSERT INTO LogRows (time_us, …) VALUES (?1, …), (…), …` for [`ROWS_PER_INSERT`]
-/// rows.
+/// `INSERT OR FAIL INTO LogRows (time_us, …) VALUES (?1, …), (…), …` for
+/// [`ROWS_PER_INSERT`] rows.
+///
+/// `OR FAIL`, not the default `OR ABORT`: a statement that writes several rows and may
+/// abort halfway makes SQLite copy every page it first touches into a statement journal,
+/// to undo just that statement (a fifth of the writer's time, BENCHMARKS.md). The writer
+/// never keeps part of a transaction: any error drops the whole transaction, so the
+/// journal bought nothing.
 fn insert_many_sql(columns: &[(&str, Bind)]) -> String {
     let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
     let rows: Vec<String> = (0..ROWS_PER_INSERT)
@@ -328,7 +334,7 @@ fn insert_many_sql(columns: &[(&str, Bind)]) -> String {
         })
         .collect();
     format!(
-        "INSERT INTO LogRows ({}) VALUES {}",
+        "INSERT OR FAIL INTO LogRows ({}) VALUES {}",
         names.join(", "),
         rows.join(", ")
     )
