@@ -18,10 +18,13 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-/// zstd level and window (BENCHMARKS.md: bytes per message against CPU; level 9
-/// compresses about 2.5 times faster than 12 for 3 % more bytes, so archiving keeps up
-/// with ingest on one core).
-const LEVEL: i32 = 9;
+/// zstd level, shortest match and window (BENCHMARKS.md: bytes per message against
+/// CPU). Level 6 with matches of at least 6 bytes (not 5: fewer, longer matches in
+/// these columns) writes no more than level 9 for about 60 % of its CPU, and level 9
+/// was about 2.5 times faster than 12 for 3 % more bytes: the archive thread has to
+/// keep up with ingest.
+const LEVEL: i32 = 6;
+const MIN_MATCH: u32 = 6;
 const WINDOW_LOG: u32 = 24;
 const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// Data files: JSON lines (format 1, written before the columnar layout) and columns.
@@ -40,6 +43,7 @@ fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = zstd::Encoder::new(Vec::with_capacity(raw.len() / 4), LEVEL)?;
     enc.include_checksum(true)?;
     enc.window_log(WINDOW_LOG)?;
+    enc.set_parameter(zstd::stream::raw::CParameter::MinMatch(MIN_MATCH))?;
     enc.long_distance_matching(true)?;
     enc.write_all(raw)?;
     enc.finish()
