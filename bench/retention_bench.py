@@ -11,13 +11,13 @@ connections and times it until /metrics says every message is stored. Configurat
 `plain` (no retention), `max-size` (retention-max-size CAP, smaller than the workload's
 store so retention removes blocks for most of the run), `archive` (the same with an
 archive dir: every removed row is archived first). For each it prints msg/s, the ratio
-to `plain` in the same round, the passes that removed rows (how many, the longest and
+of the medians to `plain`'s, the passes that removed rows (how many, the longest and
 their total: a pass runs on the writer's thread, so ingest waits for it; archiving runs on
 a thread of its own and is not counted), the store's and archives' size at the end, and
 the relay's CPU seconds per thread name when the last message was stored. With several
 `--relay` binaries (a build before and after a change) each configuration runs once with
 each binary in every round, in turn, so they share the machine's state (name:PATH labels
-a binary; `plain` runs with the first only, as the reference).
+a binary; each build's ratios are to its own `plain`).
 """
 
 import argparse
@@ -155,25 +155,26 @@ def main():
     ]
     runs = []
     for name, extra in configs:
-        for label, path in relays[:1] if name == "plain" else relays:
-            runs.append((f"{name} ({label})" if label and name != "plain" else name,
-                         name, extra, path))
+        for label, path in relays:
+            runs.append((f"{name} ({label})" if label else name, name, extra, path))
     results = {key: [] for key, *_ in runs}
     for r in range(args.runs):
         # Builds alternate inside a round, and their order turns every round.
-        for key, name, extra, path in runs if r % 2 == 0 else runs[:1] + runs[1:][::-1]:
+        for key, name, extra, path in runs if r % 2 == 0 else runs[::-1]:
             res = one(args, name, extra, args.work, path)
             res["round"] = r
             res["relay"] = path
             results[key].append(res)
             print(json.dumps(res), flush=True)
-    plain = statistics.median(x["msg_s"] for x in results.get("plain", [{"msg_s": 1}]))
+    plains = {path: statistics.median(x["msg_s"] for x in xs)
+              for key, name, _, path in runs if name == "plain" for xs in [results[key]]}
     print("\n| config | msg/s (median) | min / max | vs plain | passes removing rows "
           "| longest pass | passes' total | store at end | archives |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, xs in results.items():
         rates = [x["msg_s"] for x in xs]
         med = statistics.median(rates)
+        plain = plains.get(xs[0]["relay"], med)
         print(f"| {name} | {med:,.0f} | {min(rates):,.0f} / {max(rates):,.0f} "
               f"| {100 * med / plain:.0f} % | {statistics.median(x['passes'] for x in xs):.0f} "
               f"| {max(x['pass_ms_max'] for x in xs)} ms "
