@@ -106,6 +106,16 @@ fn disk_bytes(db: &Path) -> u64 {
     std::fs::metadata(db).map_or(0, |m| m.len()) + std::fs::metadata(wal).map_or(0, |m| m.len())
 }
 
+/// The bytes of the store's pages in use (without its free pages, with the WAL's).
+fn pages_in_use(db: &Path) -> u64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let pragma = |name: &str| -> u64 {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+            .unwrap() as u64
+    };
+    (pragma("page_count") - pragma("freelist_count")) * pragma("page_size")
+}
+
 /// `max-age` removes exactly the blocks whose every row is older than the limit; the
 /// rows left are exactly the reference selection; the archive holds every removed row
 /// once, and `logq --archive` prints the same JSON as before the removal.
@@ -419,20 +429,7 @@ fn max_size_holds_while_ingest_goes_on() {
         "no gap in what is left"
     );
     // One block of rows on disk: the pages in use (without free pages) per row now.
-    let in_use = {
-        let conn = rusqlite::Connection::open(&d.db).unwrap();
-        let pragma = |name: &str| -> u64 {
-            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
-                .unwrap() as u64
-        };
-        eprintln!(
-            "pages {} free {} size {}",
-            pragma("page_count"),
-            pragma("freelist_count"),
-            pragma("page_size")
-        );
-        (pragma("page_count") - pragma("freelist_count")) * pragma("page_size")
-    };
+    let in_use = pages_in_use(&d.db);
     let block_bytes = in_use / rows_now.len() as u64 * BLOCK as u64;
     eprintln!(
         "largest file + WAL {largest} B (file alone {largest_file} B), cap {cap} B, \
@@ -447,6 +444,87 @@ fn max_size_holds_while_ingest_goes_on() {
     assert!(
         in_use + block_bytes >= cap / 2,
         "the cap is used ({in_use} B of pages in use under a cap of {cap} B), not kept empty"
+    );
+}
+
+/// A reader that holds an old snapshot keeps the WAL from starting over, so it grows past
+/// its share of the cap for a while. Removing rows cannot shrink it: retention counts
+/// only the WAL's reserved share and keeps a cap's worth of rows instead of emptying the
+/// store (each pass used to see the store over the cap and remove more, whose deletes
+/// grew the WAL further).
+#[test]
+fn a_reader_holding_the_wal_does_not_make_retention_empty_the_store() {
+    let d = Daemon::start(&["--retention-max-size", "6MiB"]);
+    let mut s = d.connect();
+    let send = |s: &mut std::net::TcpStream, from: usize, to: usize| {
+        let mut line = String::new();
+        for i in from..to {
+            line.clear();
+            line.push_str(&format!(
+                "<14>1 2026-11-30T10:00:00.000Z web-{} app {} - - request {i} user=u{} path=/api/v1/items/{} status=200 and some more words\n",
+                i % 7, 1000 + i % 50, i % 97, i % 1013
+            ));
+            s.write_all(line.as_bytes()).unwrap();
+            if i % 1000 == 999 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    let wait_for_id = |id: i64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while common::read_rows(&d.db).last().map(|r| r.id) != Some(id) {
+            assert!(Instant::now() < deadline, "row {id} was not stored in 20 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    send(&mut s, 0, 10_000);
+    wait_for_id(10_000);
+    let reader = rusqlite::Connection::open(&d.db).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let seen: i64 = reader
+        .query_row("SELECT count(*) FROM Logs", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seen, 10_000);
+    let total = 50_000;
+    send(&mut s, 10_000, total);
+    wait_for_id(total as i64);
+    std::thread::sleep(Duration::from_millis(1500));
+    let wal_while_held = disk_bytes(&d.db) - std::fs::metadata(&d.db).unwrap().len();
+    let kept = common::read_rows(&d.db).len() as i64;
+    reader.execute_batch("COMMIT").unwrap();
+    eprintln!("WAL {wal_while_held} B while the reader held it; {kept} rows kept");
+    assert!(
+        wal_while_held > 6 << 20,
+        "the held WAL grew past the cap ({wal_while_held} B): the case under test"
+    );
+    assert!(
+        kept >= 3 * BLOCK,
+        "retention kept {kept} rows of {total} under a 6 MiB cap (a cap's worth is ~20,000)"
+    );
+    // Let go, the WAL is emptied into the file and retention brings the pages in use
+    // back under the cap (the file keeps its size, its free pages reused), keeping a
+    // cap's worth.
+    let cap = 6u64 << 20;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while pages_in_use(&d.db) > cap {
+        assert!(
+            Instant::now() < deadline,
+            "{} B of pages in use over a {cap} B cap after the reader let go",
+            pages_in_use(&d.db)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rows = common::read_rows(&d.db);
+    eprintln!(
+        "{} B of pages in use, {} rows kept",
+        pages_in_use(&d.db),
+        rows.len()
+    );
+    assert_eq!(rows.last().map(|r| r.id), Some(total as i64));
+    assert!(
+        rows.len() as i64 >= 3 * BLOCK,
+        "after the reader let go, {} rows kept of {total} under a 6 MiB cap",
+        rows.len()
     );
 }
 

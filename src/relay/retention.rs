@@ -119,12 +119,14 @@ impl RetentionJob {
                 }
             }
         }
-        // The WAL counts in the store's size. The writer keeps it under its limit
-        // (cutting it after a commit that passes that); the limit is reserved here, so
-        // the WAL needs no cut of its own before measuring.
+        // The WAL counts in the store's size as its reserved share: the writer keeps it
+        // under that limit (starting it over after a commit that passes it), so it needs
+        // no cut of its own before measuring. A WAL over the limit is one a reader's old
+        // snapshot keeps from starting over; removing rows cannot shrink it (their
+        // deletes only add to it), so counting it whole would empty the store.
         let mut usage = store.sizes()?;
         if let Some(limit) = wal_limit_of(&self.policy) {
-            usage.wal_bytes = usage.wal_bytes.max(limit);
+            usage.wal_bytes = limit;
         }
         let dir = self
             .path
