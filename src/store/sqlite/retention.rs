@@ -34,6 +34,14 @@ impl SqliteRetention {
             Connection::open_with_flags(path, flags).map_err(|e| StoreError::from(e).at(path))?;
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(|e| StoreError::from(e).at(path))?;
+        // As the writer's: a removal's commit need not reach the disk before the next
+        // one (its rows are archived and synced first; one undone by a crash is removed
+        // again), and a block's index pages, read once to delete and again to rebalance,
+        // stay in memory.
+        for (pragma, value) in [("synchronous", "NORMAL"), ("cache_size", "-65536")] {
+            conn.pragma_update(None, pragma, value)
+                .map_err(|e| StoreError::from(e).at(path))?;
+        }
         Ok(SqliteRetention {
             conn,
             path: path.to_path_buf(),
