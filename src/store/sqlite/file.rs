@@ -77,6 +77,23 @@ fn cannot_init_wal(e: &rusqlite::Error) -> bool {
         if matches!(f.code, ErrorCode::ReadOnly | ErrorCode::CannotOpen))
 }
 
+/// The settings of a connection that writes rows or removes them (the writer's and
+/// retention's): `synchronous=NORMAL`, durable at checkpoints (a crash loses at most the
+/// last commits, never the file), and a 64 MiB page cache.
+pub fn tune_for_writing(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -65536)
+}
+
+/// The size `conn` cuts the WAL file back to when the WAL starts over.
+pub fn limit_wal_file(conn: &Connection, bytes: u64) -> rusqlite::Result<()> {
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        bytes.min(i64::MAX as u64) as i64,
+    )
+}
+
 pub fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);

@@ -734,11 +734,9 @@ impl SqliteWriter {
         // 8 KiB pages: fewer B-tree splits and WAL frames than 4 KiB on this
         // append-heavy table (takes effect only when the file is created).
         conn.pragma_update(None, "page_size", 8192)?;
-        // WAL: readers never block the writer; NORMAL: durable at checkpoints, and a
-        // crash loses at most the last commits, never the file.
+        // WAL: readers never block the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "cache_size", -65536)?;
+        file::tune_for_writing(&conn)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mut store = SqliteWriter {
             conn,
@@ -755,9 +753,7 @@ impl SqliteWriter {
         store.upgrade()?;
         store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // After a checkpoint lets the WAL start over, cut the file back to 32 MiB.
-        store
-            .conn
-            .pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)?;
+        file::limit_wal_file(&store.conn, 32 << 20)?;
         store.checkpointer = Some(Checkpointer::start(path)?);
         Ok(store)
     }
@@ -867,8 +863,7 @@ impl StoreWriter for SqliteWriter {
 
     fn limit_wal(&mut self, bytes: u64) {
         self.wal_limit = Some(bytes);
-        let limit = bytes.min(i64::MAX as u64) as i64;
-        if let Err(e) = self.conn.pragma_update(None, "journal_size_limit", limit) {
+        if let Err(e) = file::limit_wal_file(&self.conn, bytes) {
             tracing::debug!(error = %e, "WAL size limit not set");
         }
     }

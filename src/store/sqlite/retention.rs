@@ -38,10 +38,7 @@ impl SqliteRetention {
         // one (its rows are archived and synced first; one undone by a crash is removed
         // again), and a block's index pages, read once to delete and again to rebalance,
         // stay in memory.
-        for (pragma, value) in [("synchronous", "NORMAL"), ("cache_size", "-65536")] {
-            conn.pragma_update(None, pragma, value)
-                .map_err(|e| StoreError::from(e).at(path))?;
-        }
+        super::file::tune_for_writing(&conn).map_err(|e| StoreError::from(e).at(path))?;
         Ok(SqliteRetention {
             conn,
             path: path.to_path_buf(),
@@ -206,12 +203,7 @@ impl SqliteRetention {
 
     /// The WAL size this connection cuts the file back to when it starts it over.
     pub fn limit_wal(&self, bytes: u64) -> Result<(), StoreError> {
-        self.conn
-            .pragma_update(
-                None,
-                "journal_size_limit",
-                bytes.min(i64::MAX as u64) as i64,
-            )
+        super::file::limit_wal_file(&self.conn, bytes)
             .map_err(|e| StoreError::from(e).at(&self.path))
     }
 
