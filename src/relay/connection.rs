@@ -301,7 +301,6 @@ pub async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
             zone: shared.config.zone.offset_at(received),
         };
         let mut batch = Batch::reuse_or_new(256, buf.len() + buf.len() / 4);
-        batch.hash_words(shared.hash_words);
         if let Some(a) = &acks {
             batch.set_delivery(client.clone(), a.clone());
         }

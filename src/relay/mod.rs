@@ -62,8 +62,6 @@ pub struct Shared {
     pub reload: Arc<reload::Reloader>,
     /// Certificates, allow-list and tokens (reloadable).
     pub auth: Arc<auth::Auth>,
-    /// Batches carry their rows' word hashes (the store keeps token filters).
-    pub hash_words: bool,
 }
 
 /// A bound relay, not yet serving: its addresses are known (port 0 resolved).
@@ -96,7 +94,6 @@ impl Relay {
             }
             config::Db::None => None,
         };
-        let hash_words = store.as_ref().is_some_and(|s| s.wants_word_hashes());
         let spool_dir = config.spool_dir();
         let spool =
             Spool::open(&spool_dir, config.spool_max_size.bytes()).map_err(|e| e.to_string())?;
@@ -217,7 +214,6 @@ impl Relay {
                 shutdown_at: std::sync::OnceLock::new(),
                 reload: Arc::default(),
                 auth,
-                hash_words,
             }),
             tcp,
             tls,

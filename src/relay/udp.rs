@@ -143,7 +143,6 @@ pub async fn serve(socket: UdpSocket, shared: Arc<Shared>, shutdown: Cancellatio
             r = socket.readable() => if r.is_err() { return },
         }
         let mut batch = Batch::new();
-        batch.hash_words(shared.hash_words);
         for _ in 0..MAX_DATAGRAMS_PER_BATCH {
             let (n, peer, drops) =
                 match socket.try_io(Interest::READABLE, || recv_datagram(fd, &mut buf)) {

@@ -30,8 +30,6 @@ struct Row {
     structured_data: Span,
     message: Span,
     peer: Span,
-    /// This row's word hashes in `Batch::token_hashes` (`NONE`: not hashed here).
-    tokens: Span,
 }
 
 /// One record as the stores see it: borrowed text, times as microseconds since the
@@ -56,13 +54,6 @@ pub struct RecordRef<'a> {
 pub struct Batch {
     text: String,
     rows: Vec<Row>,
-    /// The hashes of each row's words (`store::words::for_each_token_hash`), when the
-    /// store indexes words: computed here, on the connection task that parsed the row,
-    /// so the single writer thread only files them into its block filter.
-    token_hashes: Vec<u64>,
-    hash_words: bool,
-    /// Scratch space for lower-casing words.
-    scratch: String,
     /// Set for batches from a sender that asked for acknowledgements.
     delivery: Option<Box<Delivery>>,
 }
@@ -118,9 +109,6 @@ impl Batch {
         Batch {
             text: String::with_capacity(text),
             rows: Vec::with_capacity(rows),
-            token_hashes: Vec::new(),
-            hash_words: false,
-            scratch: String::new(),
             delivery: None,
         }
     }
@@ -148,7 +136,6 @@ impl Batch {
             return;
         }
         self.clear();
-        self.hash_words = false;
         if let Ok(mut spare) = SPARE.lock()
             && spare.len() < SPARE_MAX
         {
@@ -166,60 +153,13 @@ impl Batch {
 
     /// Heap bytes this batch holds (what the relay's memory budget counts).
     pub fn heap_bytes(&self) -> usize {
-        self.text.capacity()
-            + self.rows.capacity() * std::mem::size_of::<Row>()
-            + self.token_hashes.capacity() * std::mem::size_of::<u64>()
+        self.text.capacity() + self.rows.capacity() * std::mem::size_of::<Row>()
     }
 
     pub fn clear(&mut self) {
         self.text.clear();
         self.rows.clear();
-        self.token_hashes.clear();
         self.delivery = None;
-    }
-
-    /// Rows pushed from now on carry the hashes of their words (for a store with
-    /// token filters; see [`Batch::row_token_hashes`]).
-    pub fn hash_words(&mut self, on: bool) {
-        self.hash_words = on;
-        if on {
-            // ~20 words a typical message: a few reallocations per batch at most.
-            self.token_hashes.reserve(self.rows.capacity() * 16);
-        }
-    }
-
-    /// The word hashes of the `i`th row, if they were computed when it was pushed.
-    pub fn row_token_hashes(&self, i: usize) -> Option<&[u64]> {
-        let s = self.rows.get(i)?.tokens;
-        (s.start != u32::MAX)
-            .then(|| {
-                self.token_hashes
-                    .get(s.start as usize..(s.start + s.len) as usize)
-            })
-            .flatten()
-    }
-
-    /// The hashes of a row's indexed words, appended to `token_hashes`.
-    fn hash_row(&mut self, message: Span, structured_data: Span) -> Span {
-        if !self.hash_words {
-            return NONE;
-        }
-        let start = self.token_hashes.len();
-        let text = &self.text;
-        let get = |s: Span| {
-            (s.start != u32::MAX).then(|| &text[s.start as usize..(s.start + s.len) as usize])
-        };
-        let hashes = &mut self.token_hashes;
-        crate::store::words::for_each_token_hash(
-            get(message).unwrap_or_default(),
-            get(structured_data),
-            &mut self.scratch,
-            &mut |h| hashes.push(h),
-        );
-        Span {
-            start: start as u32,
-            len: (self.token_hashes.len() - start) as u32,
-        }
     }
 
     /// Makes this a batch of acknowledged delivery (rows pushed after this call are
@@ -261,14 +201,6 @@ impl Batch {
     /// The records whose sequence number is above `after` (all when `after` is `None`
     /// or the batch has no sequence numbers).
     pub fn iter_after(&self, after: Option<u64>) -> impl Iterator<Item = RecordRef<'_>> {
-        self.indexed_after(after).map(|(_, r)| r)
-    }
-
-    /// [`Batch::iter_after`] with each record's index (for [`Batch::row_token_hashes`]).
-    pub fn indexed_after(
-        &self,
-        after: Option<u64>,
-    ) -> impl Iterator<Item = (usize, RecordRef<'_>)> {
         let seqs = after.and_then(|a| Some((self.delivery.as_ref()?.seqs.as_slice(), a)));
         self.rows
             .iter()
@@ -276,7 +208,7 @@ impl Batch {
             .filter(move |(i, _)| {
                 seqs.is_none_or(|(s, a)| s.get(*i).is_none_or(|&q| q == 0 || q > a))
             })
-            .map(|(i, r)| (i, self.record(r)))
+            .map(|(_, r)| self.record(r))
     }
 
     fn put(&mut self, s: Option<&str>) -> Span {
@@ -310,7 +242,6 @@ impl Batch {
         let msgid = self.put(m.msgid.as_deref());
         let message = self.put(Some(&m.message));
         let peer = self.put(m.peer.as_deref());
-        let tokens = self.hash_row(message, structured_data);
         let row = Row {
             time_us: micros(m.timestamp),
             received_us: micros(m.received),
@@ -324,7 +255,6 @@ impl Batch {
             structured_data,
             message,
             peer,
-            tokens,
         };
         self.rows.push(row);
     }
@@ -344,11 +274,6 @@ impl Batch {
             structured_data: self.put(r.structured_data),
             message: self.put(Some(r.message)),
             peer: self.put(r.peer),
-            tokens: NONE,
-        };
-        let row = Row {
-            tokens: self.hash_row(row.message, row.structured_data),
-            ..row
         };
         self.rows.push(row);
     }

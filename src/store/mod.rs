@@ -154,12 +154,6 @@ pub trait StoreWriter: Send {
     /// Keeps the write-ahead log (where the backend has one) under about `bytes` on
     /// disk, emptying it between transactions: retention's `max-size` counts it.
     fn limit_wal(&mut self, _bytes: u64) {}
-    /// Whether batches should carry their rows' word hashes ([`Batch::hash_words`]):
-    /// the store keeps token filters, and the connections hash in parallel what the
-    /// one writer thread would otherwise hash alone.
-    fn wants_word_hashes(&self) -> bool {
-        false
-    }
     /// Nothing came to write for a moment: finish deferred work and give back what a
     /// store at rest need not hold (SQLite: late word filters, the WAL's bytes).
     fn idle(&mut self) {}

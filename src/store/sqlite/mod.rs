@@ -342,8 +342,6 @@ fn insert_many_sql(columns: &[(&str, Bind)]) -> String {
 
 /// A row read from its batch, with its names' ids, waiting for its INSERT.
 struct Staged<'a> {
-    batch: &'a Batch,
-    row: usize,
     r: RecordRef<'a>,
     /// Host, source and peer address ids.
     names: [Option<i64>; 3],
@@ -380,13 +378,7 @@ fn file_row(
 ) {
     let [host_id, source_id, _] = s.names;
     let r = &s.r;
-    tokens.add(
-        id,
-        s.batch.row_token_hashes(s.row),
-        (r.message, r.structured_data),
-        host_id,
-        source_id,
-    );
+    tokens.add(id, r.message, r.structured_data, host_id, source_id);
     summaries.add(&RowFacts {
         id,
         time_us: r.time_us,
@@ -552,11 +544,11 @@ impl SqliteWriter {
             let mut chunk: Vec<Staged<'_>> = Vec::with_capacity(ROWS_PER_INSERT);
             let rows = batches.iter().map(|b| {
                 let after = seqs.before(&tx, b)?;
-                Ok::<_, rusqlite::Error>(b.indexed_after(after).map(move |(i, r)| (b, i, r)))
+                Ok::<_, rusqlite::Error>(b.iter_after(after))
             });
             let rows = rows.collect::<Result<Vec<_>, _>>()?;
             let mut rows = rows.into_iter().flatten().peekable();
-            while let Some((batch, row, r)) = rows.next() {
+            while let Some(r) = rows.next() {
                 let (peer, port) = match r.peer.map(peer::split) {
                     Some((address, port)) => (Some(address), port),
                     None => (None, None),
@@ -566,13 +558,7 @@ impl SqliteWriter {
                     self.names[1].id(&tx, r.source)?,
                     self.names[2].id(&tx, peer)?,
                 ];
-                chunk.push(Staged {
-                    batch,
-                    row,
-                    r,
-                    names,
-                    port,
-                });
+                chunk.push(Staged { r, names, port });
                 let full = chunk.len() == ROWS_PER_INSERT && ids.is_none();
                 if !full && rows.peek().is_some() {
                     continue;
@@ -870,10 +856,6 @@ impl StoreWriter for SqliteWriter {
 
     fn last_id(&mut self) -> Result<Option<i64>, StoreError> {
         last_id(&self.conn).map_err(|e| e.at(&self.path))
-    }
-
-    fn wants_word_hashes(&self) -> bool {
-        true
     }
 }
 

@@ -1,10 +1,11 @@
-//! Files stored rows' word hashes into their blocks' token filters ([`super::tokens`])
-//! on a thread of its own. The Bloom filter inserts were ~15 % of the writer thread's
-//! time, and that thread is the relay's bottleneck (BENCHMARKS.md). The writer hands
-//! over each committed transaction's rows (ids, word hashes, name ids) and stores the
-//! filters of the blocks the filer completed in a later transaction: until then a
-//! complete block has no filter and a search reads it whole, as it reads the block
-//! still filling.
+//! Files stored rows' words into their blocks' token filters ([`super::tokens`]) on a
+//! thread of its own. The Bloom filter inserts were ~15 % of the writer thread's time,
+//! and that thread is the relay's bottleneck; finding and hashing the words cost the
+//! connections ~0.9 µs a message, more than this thread's whole work (BENCHMARKS.md).
+//! The writer hands over each committed transaction's rows (ids, name ids, the text
+//! whose words are indexed) and stores the filters of the blocks the filer completed
+//! in a later transaction: until then a complete block has no filter and a search
+//! reads it whole, as it reads the block still filling.
 
 use super::tokens::{self, BlockTokens, Completed, RowWords};
 use crate::store::words::for_each_token_hash;
@@ -12,22 +13,26 @@ use rusqlite::Transaction;
 use std::sync::mpsc;
 
 /// Committed transactions' rows waiting for the filer at most; beyond, the writer
-/// waits (the filer's work per row is a fraction of the writer's).
-const QUEUE: usize = 2;
-/// Emptied row buffers kept for reuse (each up to a transaction's rows and hashes).
+/// waits. The filer's work per row is a third of the writer's, but on a busy machine it
+/// gets the CPU in bursts: room for a few transactions keeps the writer from waiting
+/// (each is at most ~5,000 rows' text, ~1 MiB).
+const QUEUE: usize = 8;
+/// Emptied row buffers kept for reuse (each up to a transaction's rows and texts).
 const SPARES: usize = 2;
 
-/// One transaction's rows: per row its id, name ids and the count of its hashes,
-/// which follow each other in `hashes`.
+/// One transaction's rows: per row its id, name ids and the lengths of its message
+/// and structured data, whose texts follow each other in `text`.
 #[derive(Default)]
 struct Rows {
     rows: Vec<RowIds>,
-    hashes: Vec<u64>,
+    text: String,
 }
 
 struct RowIds {
     id: i64,
-    hashes: u32,
+    message_len: u32,
+    /// `u32::MAX`: no structured data.
+    sd_len: u32,
     host_id: Option<i64>,
     source_id: Option<i64>,
 }
@@ -35,7 +40,7 @@ struct RowIds {
 impl Rows {
     fn clear(&mut self) {
         self.rows.clear();
-        self.hashes.clear();
+        self.text.clear();
     }
 }
 
@@ -55,6 +60,7 @@ pub struct TokenFiler {
     spares: Vec<Rows>,
     /// Completed blocks received, written by each transaction until one commits.
     ready: Vec<Completed>,
+    /// Scratch space for writing filters.
     buf: String,
 }
 
@@ -76,27 +82,29 @@ impl TokenFiler {
         })
     }
 
-    /// Adds a row of the current transaction: its word hashes as the connection that
-    /// parsed it computed them, else hashed here from its text.
+    /// Adds a row of the current transaction: the text whose words it indexes is
+    /// copied (a memcpy; the filer finds and hashes the words).
     pub fn add(
         &mut self,
         id: i64,
-        hashes: Option<&[u64]>,
-        text: (&str, Option<&str>),
+        message: &str,
+        structured_data: Option<&str>,
         host_id: Option<i64>,
         source_id: Option<i64>,
     ) {
-        let before = self.rows.hashes.len();
-        match hashes {
-            Some(h) => self.rows.hashes.extend_from_slice(h),
-            None => {
-                let out = &mut self.rows.hashes;
-                for_each_token_hash(text.0, text.1, &mut self.buf, &mut |h| out.push(h));
+        let text = &mut self.rows.text;
+        text.push_str(message);
+        let sd_len = match structured_data {
+            Some(sd) => {
+                text.push_str(sd);
+                sd.len() as u32
             }
-        }
+            None => u32::MAX,
+        };
         self.rows.rows.push(RowIds {
             id,
-            hashes: (self.rows.hashes.len() - before) as u32,
+            message_len: message.len() as u32,
+            sd_len,
             host_id,
             source_id,
         });
@@ -175,17 +183,24 @@ impl Drop for TokenFiler {
 /// completed and the emptied buffer; ends when the writer hangs up.
 fn file_rows(rx: mpsc::Receiver<Rows>, back: mpsc::Sender<Back>) {
     let mut tokens = BlockTokens::default();
+    let mut hashes = Vec::with_capacity(256);
+    let mut buf = String::with_capacity(64);
     for mut rows in rx {
         let mut at = 0usize;
         for r in &rows.rows {
-            let end = at + r.hashes as usize;
+            let text = |at: usize, len: u32| rows.text.get(at..at + len as usize);
+            let message = text(at, r.message_len).unwrap_or_default();
+            at += r.message_len as usize;
+            let sd = (r.sd_len != u32::MAX).then(|| text(at, r.sd_len)).flatten();
+            at += sd.map_or(0, str::len);
+            hashes.clear();
+            for_each_token_hash(message, sd, &mut buf, &mut |h| hashes.push(h));
             tokens.add(&RowWords {
                 id: r.id,
-                hashes: rows.hashes.get(at..end).unwrap_or_default(),
+                hashes: &hashes,
                 host_id: r.host_id,
                 source_id: r.source_id,
             });
-            at = end;
         }
         for c in tokens.take_completed() {
             if back.send(Back::Block(c)).is_err() {
