@@ -10,6 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logrelay::protocol::framing::{Decoder, Event, Mode};
 use logrelay::protocol::{Context, decode_frame, json, rfc3164, rfc5424, serialize};
 use logrelay::store::Batch;
+use logrelay::store::words::for_each_token_hash;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::Command;
@@ -111,6 +112,30 @@ fn bench(c: &mut Criterion) {
             for s in &strs {
                 black_box(syslog_rfc5424::parse_message(black_box(*s)).is_ok());
             }
+        })
+    });
+    g.finish();
+
+    // The words a store's token filters index (message and structured-data values).
+    let mut g = c.benchmark_group("words");
+    g.throughput(Throughput::Elements(msgs.len() as u64));
+    g.sample_size(20);
+    let mut batch = Batch::with_capacity(msgs.len(), total * 2);
+    for m in &msgs {
+        if let Some(rec) = decode_frame(m, &c0) {
+            batch.push(&rec);
+        }
+    }
+    g.bench_function("logrelay words::for_each_token_hash", |b| {
+        let mut buf = String::new();
+        b.iter(|| {
+            let mut sum = 0u64;
+            for r in batch.iter_after(None) {
+                for_each_token_hash(r.message, r.structured_data, &mut buf, &mut |h| {
+                    sum = sum.wrapping_add(h)
+                });
+            }
+            black_box(sum);
         })
     });
     g.finish();
