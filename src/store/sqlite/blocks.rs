@@ -6,6 +6,14 @@
 //! hash lookups per row and one small row per commit. Queries read the summaries first
 //! and scan only the id ranges of blocks that can hold a match (`super::query`).
 //!
+//! Time is kept as up to four disjoint ranges per block ([`TimeRanges`]) beside the
+//! envelope `min_time_us..max_time_us`: rows given their receive time, an old log
+//! replayed beside live traffic or a sender with a wrong clock put a few rows of a block
+//! years away from the rest, and with only the envelope every block would span years.
+//! The ranges stand in for a per-row time index (which cost the writer a third of its
+//! time): a time-bounded query reads only the blocks, and within them only the ranges,
+//! that meet its bounds.
+//!
 //! Blocks are aligned on ids (`id >> BLOCK_SHIFT`), not on batches, so two relays
 //! writing one file merge into the same summary rows instead of overlapping ranges.
 
@@ -24,6 +32,8 @@ const NO_FACILITY: u32 = 1 << 24;
 pub struct Summary {
     pub min_time_us: i64,
     pub max_time_us: i64,
+    /// Disjoint ranges inside the envelope that cover every row's time.
+    pub ranges: TimeRanges,
     /// Bit n: a row with severity n.
     pub severities: u8,
     /// Bit n: a row with facility n; bit 24: a row without one.
@@ -69,6 +79,7 @@ impl Summary {
         let bit = 1u8 << (r.severity & 7);
         self.min_time_us = self.min_time_us.min(r.time_us);
         self.max_time_us = self.max_time_us.max(r.time_us);
+        self.ranges.add(r.time_us);
         self.severities |= bit;
         self.facilities |= facility_bit(r.facility);
         if let Some(c) = self.counts.as_mut() {
@@ -88,6 +99,9 @@ impl Summary {
     fn merge(&mut self, other: &Summary) {
         self.min_time_us = self.min_time_us.min(other.min_time_us);
         self.max_time_us = self.max_time_us.max(other.max_time_us);
+        for &(from, to) in other.ranges.as_slice() {
+            self.ranges.add_range(from, to);
+        }
         self.severities |= other.severities;
         self.facilities |= other.facilities;
         self.counts = match (self.counts, other.counts) {
@@ -107,6 +121,164 @@ impl Summary {
                 _ => *mine = None,
             }
         }
+    }
+}
+
+/// Time ranges per block at most: enough for live traffic plus a replayed old log, a
+/// sender with a wrong clock and rows given their receive time, without one far-away row
+/// stretching the block over years.
+pub const MAX_RANGES: usize = 4;
+
+/// A time outside every range but at most this far from the nearest (or at most that
+/// range's width) extends it instead of starting a range: rows arriving minutes apart
+/// need no ranges of their own, and a block's live rows stay one range.
+const NEAR_US: i64 = 60_000_000;
+
+/// Up to [`MAX_RANGES`] sorted, disjoint `[from, to]` time ranges (µs, inclusive) that
+/// together cover the times of every row of a block. A new time extends the range it is
+/// near; otherwise it starts one, and when there are too many the two with the smallest
+/// gap between them merge.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeRanges {
+    len: u8,
+    /// The range the last time fell into: checked first (rows come nearly in order).
+    hit: u8,
+    /// One more than kept: a new range goes in before the closest two merge.
+    r: [(i64, i64); MAX_RANGES + 1],
+}
+
+impl Default for TimeRanges {
+    fn default() -> Self {
+        TimeRanges {
+            len: 0,
+            hit: 0,
+            r: [(0, 0); MAX_RANGES + 1],
+        }
+    }
+}
+
+impl PartialEq for TimeRanges {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl TimeRanges {
+    /// One range: what is known of a block whose ranges are unknown or damaged.
+    pub fn envelope(from: i64, to: i64) -> TimeRanges {
+        let mut t = TimeRanges::default();
+        if from <= to {
+            t.add_range(from, to);
+        }
+        t
+    }
+
+    pub fn as_slice(&self) -> &[(i64, i64)] {
+        &self.r[..usize::from(self.len)]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes the ranges cover `t`.
+    pub fn add(&mut self, t: i64) {
+        let n = usize::from(self.len);
+        let h = usize::from(self.hit);
+        if h < n && self.r[h].0 <= t && t <= self.r[h].1 {
+            return;
+        }
+        // The first range not wholly before `t`.
+        let i = self.r[..n].iter().position(|r| r.1 >= t).unwrap_or(n);
+        if i < n && self.r[i].0 <= t {
+            self.hit = i as u8;
+            return;
+        }
+        // Between ranges i-1 and i: extend the nearer one if `t` is near it.
+        let before = (i > 0).then(|| (i - 1, t.saturating_sub(self.r[i - 1].1)));
+        let after = (i < n).then(|| (i, self.r[i].0.saturating_sub(t)));
+        let nearest = match (before, after) {
+            (Some(b), Some(a)) => Some(if a.1 < b.1 { a } else { b }),
+            (b, a) => b.or(a),
+        };
+        if let Some((j, gap)) = nearest {
+            let width = self.r[j].1.saturating_sub(self.r[j].0);
+            if gap <= NEAR_US.max(width) {
+                self.add_range(t.min(self.r[j].0), t.max(self.r[j].1));
+                return;
+            }
+        }
+        self.add_range(t, t);
+    }
+
+    /// Makes the ranges cover `[from, to]`, merging what it overlaps, then the closest
+    /// two while there are too many.
+    pub fn add_range(&mut self, from: i64, to: i64) {
+        let (mut from, mut to) = (from.min(to), from.max(to));
+        let mut n = usize::from(self.len);
+        let i = self.r[..n].iter().position(|r| r.1 >= from).unwrap_or(n);
+        let mut j = i;
+        while j < n && self.r[j].0 <= to {
+            from = from.min(self.r[j].0);
+            to = to.max(self.r[j].1);
+            j += 1;
+        }
+        if j == i {
+            self.r.copy_within(i..n, i + 1);
+            n += 1;
+        } else {
+            self.r.copy_within(j..n, i + 1);
+            n -= j - i - 1;
+        }
+        self.r[i] = (from, to);
+        while n > MAX_RANGES {
+            let k = (1..n)
+                .min_by_key(|&k| self.r[k].0.saturating_sub(self.r[k - 1].1))
+                .unwrap_or(1);
+            self.r[k - 1].1 = self.r[k].1;
+            self.r.copy_within(k + 1..n, k);
+            n -= 1;
+        }
+        self.len = n as u8;
+        self.hit = self.r[..n]
+            .iter()
+            .position(|r| r.0 <= to && from <= r.1)
+            .unwrap_or(0) as u8;
+    }
+
+    /// Whether a row in `[from, to]` may be in the block.
+    pub fn meets(&self, from: i64, to: i64) -> bool {
+        self.as_slice().iter().any(|r| r.0 <= to && from <= r.1)
+    }
+
+    /// The ranges as stored: `(from, to)` pairs of little-endian i64.
+    pub fn encode(&self) -> Vec<u8> {
+        self.as_slice()
+            .iter()
+            .flat_map(|(a, b)| a.to_le_bytes().into_iter().chain(b.to_le_bytes()))
+            .collect()
+    }
+
+    /// [`encode`](Self::encode) read back; `None` for NULL or a damaged value (wrong
+    /// length, unsorted or overlapping ranges).
+    pub fn decode(value: rusqlite::types::ValueRef<'_>) -> Option<TimeRanges> {
+        let blob = value.as_blob().ok()?;
+        if blob.is_empty() || blob.len() % 16 != 0 || blob.len() > 16 * MAX_RANGES {
+            return None;
+        }
+        let mut t = TimeRanges::default();
+        let mut prev_to = None;
+        for pair in blob.chunks_exact(16) {
+            let from = i64::from_le_bytes(pair[..8].try_into().ok()?);
+            let to = i64::from_le_bytes(pair[8..].try_into().ok()?);
+            if from > to || prev_to.is_some_and(|p| p >= from) {
+                return None;
+            }
+            prev_to = Some(to);
+            t.r[usize::from(t.len)] = (from, to);
+            t.len += 1;
+        }
+        Some(t)
     }
 }
 
@@ -183,7 +355,8 @@ fn to_map(value: rusqlite::types::ValueRef<'_>) -> Option<HashMap<i64, u8>> {
 #[derive(Default)]
 pub struct Pending {
     blocks: Vec<(i64, Summary)>,
-    /// Writing for schema version 2 (the migration to it), which has no `counts`.
+    /// Writing for schema version 2 (the migration to it), which has no `counts` and
+    /// no `time_ranges`.
     version_2: bool,
 }
 
@@ -215,10 +388,11 @@ impl Pending {
                  severities, facilities, sources, hosts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
             } else {
                 "INSERT OR REPLACE INTO LogBlocks (block, min_time_us, max_time_us, \
-                 severities, facilities, sources, hosts, counts) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                 severities, facilities, sources, hosts, counts, time_ranges) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             })?;
             let counts = summary.counts.as_ref().map(encode_counts);
+            let ranges = summary.ranges.encode();
             let mut params: Vec<&dyn rusqlite::ToSql> = vec![
                 &block,
                 &summary.min_time_us,
@@ -234,6 +408,7 @@ impl Pending {
             params.push(&hosts);
             if !self.version_2 {
                 params.push(&counts);
+                params.push(&ranges);
             }
             stmt.execute(params.as_slice())?;
         }
@@ -243,16 +418,19 @@ impl Pending {
 
 fn read(tx: &Transaction<'_>, block: i64, version_2: bool) -> rusqlite::Result<Option<Summary>> {
     tx.prepare_cached(if version_2 {
-        "SELECT min_time_us, max_time_us, severities, facilities, sources, hosts, NULL \
+        "SELECT min_time_us, max_time_us, severities, facilities, sources, hosts, NULL, NULL \
          FROM LogBlocks WHERE block = ?1"
     } else {
-        "SELECT min_time_us, max_time_us, severities, facilities, sources, hosts, counts \
-         FROM LogBlocks WHERE block = ?1"
+        "SELECT min_time_us, max_time_us, severities, facilities, sources, hosts, counts, \
+         time_ranges FROM LogBlocks WHERE block = ?1"
     })?
     .query_row([block], |r| {
+        let (min_time_us, max_time_us) = (r.get(0)?, r.get(1)?);
         Ok(Summary {
-            min_time_us: r.get(0)?,
-            max_time_us: r.get(1)?,
+            min_time_us,
+            max_time_us,
+            ranges: TimeRanges::decode(r.get_ref(7)?)
+                .unwrap_or_else(|| TimeRanges::envelope(min_time_us, max_time_us)),
             severities: r.get::<_, i64>(2)? as u8,
             facilities: r.get::<_, i64>(3)? as u32,
             sources: to_map(r.get_ref(4)?),
@@ -278,6 +456,34 @@ pub fn backfill_counts(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     let mut update = tx.prepare("UPDATE LogBlocks SET counts = ?2 WHERE block = ?1")?;
     for (block, c) in counts {
         update.execute((block, encode_counts(&c)))?;
+    }
+    Ok(())
+}
+
+/// Migration step: each block's time ranges from its rows, read in id order (the rowid,
+/// not the time index, which the same step drops) with memory for one block.
+pub fn backfill_ranges(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let mut update = tx.prepare("UPDATE LogBlocks SET time_ranges = ?2 WHERE block = ?1")?;
+    let mut stmt = tx.prepare("SELECT id, time_us FROM LogRows ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    let mut current: Option<(i64, TimeRanges)> = None;
+    while let Some(r) = rows.next()? {
+        let (id, t): (i64, i64) = (r.get(0)?, r.get(1)?);
+        let block = id >> BLOCK_SHIFT;
+        match current.as_mut() {
+            Some((b, ranges)) if *b == block => ranges.add(t),
+            _ => {
+                if let Some((b, ranges)) = current.take() {
+                    update.execute((b, ranges.encode()))?;
+                }
+                let mut ranges = TimeRanges::default();
+                ranges.add(t);
+                current = Some((block, ranges));
+            }
+        }
+    }
+    if let Some((b, ranges)) = current {
+        update.execute((b, ranges.encode()))?;
     }
     Ok(())
 }
@@ -343,8 +549,11 @@ mod tests {
         conn.execute_batch(super::super::MIGRATION_2).unwrap();
         conn.execute_batch(super::super::MIGRATION_3).unwrap();
         conn.execute_batch(super::super::MIGRATION_4).unwrap();
+        conn.execute_batch(super::super::MIGRATION_5).unwrap();
+        conn.execute_batch(super::super::MIGRATION_6).unwrap();
+        conn.execute_batch(super::super::MIGRATION_7).unwrap();
         conn.execute_batch(
-            "INSERT INTO LogBlocks VALUES (0, 5, 9, 8, 2, 'not a blob', x'ffffffff', x'00')",
+            "INSERT INTO LogBlocks VALUES (0, 5, 9, 8, 2, 'not a blob', x'ffffffff', x'00', x'01')",
         )
         .unwrap();
         let tx = conn.transaction().unwrap();
@@ -360,6 +569,11 @@ mod tests {
         pending.write(&tx).unwrap();
         let stored = read(&tx, 0, false).unwrap().unwrap();
         assert_eq!((stored.min_time_us, stored.max_time_us), (5, 9));
+        assert_eq!(
+            stored.ranges.as_slice(),
+            [(5, 9)],
+            "damaged ranges: the envelope"
+        );
         assert_eq!(stored.severities, 8 | 64);
         assert_eq!((stored.sources, stored.hosts), (None, None), "unknown: any");
         assert_eq!(stored.counts, None, "a damaged count is unknown, not zero");
@@ -393,5 +607,114 @@ mod tests {
         assert_eq!(a.hosts.as_ref().unwrap()[&9], 0b0100_0000);
         a.merge(&Summary::default());
         assert_eq!(a.hosts, None, "an unknown side makes the merge unknown");
+    }
+
+    fn check_cover(t: &TimeRanges, times: &[i64]) {
+        let r = t.as_slice();
+        assert!(r.len() <= MAX_RANGES && !r.is_empty());
+        assert!(r.iter().all(|(a, b)| a <= b));
+        assert!(
+            r.windows(2).all(|w| w[0].1 < w[1].0),
+            "sorted, disjoint: {r:?}"
+        );
+        for &x in times {
+            assert!(t.meets(x, x), "{x} not covered by {r:?}");
+        }
+        assert_eq!(TimeRanges::decode(ValueRef::Blob(&t.encode())), Some(*t));
+    }
+
+    use rusqlite::types::ValueRef;
+
+    #[test]
+    fn far_away_rows_get_ranges_of_their_own() {
+        const HOUR: i64 = 3_600_000_000;
+        let now = 1_764_600_000_000_000i64;
+        let mut t = TimeRanges::default();
+        let mut times = Vec::new();
+        for i in 0..4096i64 {
+            // Live rows 50 ms apart; every 100th row from a log a year old (itself
+            // rising), every 333rd with a clock a decade ahead.
+            let x = match i {
+                _ if i % 333 == 0 => now + 87_600 * HOUR + i,
+                _ if i % 100 == 0 => now - 8_760 * HOUR + i * 1_000_000,
+                _ => now + i * 50_000,
+            };
+            t.add(x);
+            times.push(x);
+        }
+        check_cover(&t, &times);
+        // The old log, the live rows and the future ones never share a range.
+        assert!(
+            t.as_slice().iter().all(|(a, b)| b - a < 2 * HOUR),
+            "{:?}",
+            t.as_slice()
+        );
+        assert!(
+            !t.meets(now - 100 * HOUR, now - HOUR),
+            "the gaps are left out"
+        );
+        // Rising times close together stay one range.
+        let mut rising = TimeRanges::default();
+        for i in 0..4096 {
+            rising.add(now + i * 26);
+        }
+        assert_eq!(rising.as_slice(), [(now, now + 4095 * 26)]);
+    }
+
+    #[test]
+    fn ranges_cover_any_times_and_merge_the_closest() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..50 {
+            let mut t = TimeRanges::default();
+            let mut times = Vec::new();
+            for _ in 0..300 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let x = match seed % 4 {
+                    0 => seed as i64,
+                    1 => (seed % 1_000_000_000_000) as i64,
+                    _ => (seed % 1_000) as i64 * 1_000_000_000,
+                };
+                t.add(x);
+                times.push(x);
+            }
+            check_cover(&t, &times);
+        }
+        let mut t = TimeRanges::default();
+        for x in [
+            0,
+            1_000_000_000,
+            3_000_000_000,
+            10_000_000_000,
+            10_500_000_000,
+        ] {
+            t.add_range(x, x);
+        }
+        assert_eq!(
+            t.as_slice(),
+            [
+                (0, 0),
+                (1_000_000_000, 1_000_000_000),
+                (3_000_000_000, 3_000_000_000),
+                (10_000_000_000, 10_500_000_000)
+            ]
+        );
+        let mut other = TimeRanges::default();
+        other.add_range(-5, 2_000_000_000);
+        let mut merged = Summary::empty();
+        merged.ranges = t;
+        merged.merge(&Summary {
+            ranges: other,
+            ..Summary::default()
+        });
+        assert_eq!(merged.ranges.as_slice()[0], (-5, 2_000_000_000));
+        assert_eq!(TimeRanges::decode(ValueRef::Blob(&[1; 17])), None);
+        let unsorted: Vec<u8> = [5i64, 9, 1, 2]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        assert_eq!(TimeRanges::decode(ValueRef::Blob(&unsorted)), None);
+        assert_eq!(TimeRanges::decode(ValueRef::Null), None);
     }
 }

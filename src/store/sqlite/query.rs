@@ -1,11 +1,13 @@
-//! Reading the SQLite store. Filters on severity, facility, source or host first pick the
-//! blocks whose summaries can hold a match ([`super::blocks`]), then scan only those
-//! blocks' id ranges. Time order across blocks is a merge: blocks are read in order of
-//! their earliest (or latest) time and a row is passed on once no unread block can hold
-//! one that sorts before it, so `-n 100` reads a handful of blocks however big the store.
-//! Filters without those fields use the plain SQL (time index, or the rowid).
+//! Reading the SQLite store. Filters on time, severity, facility, source or host first
+//! pick the blocks whose summaries can hold a match ([`super::blocks`]), then scan only
+//! those blocks' id ranges. Time order across blocks is a merge: each block is split into
+//! its time ranges, the units are read in order of their earliest (or latest) time, and a
+//! row is passed on once no unread unit can hold one that sorts before it, so `-n 100`
+//! reads a handful of units however big the store, even when every block also holds a
+//! few rows from years away. Only a query in id order without such filters reads the
+//! table by its rowid directly (there is no per-row time index).
 
-use super::blocks::{BLOCK_SHIFT, decode_counts, decode_names};
+use super::blocks::{BLOCK_SHIFT, TimeRanges, decode_counts, decode_names};
 use super::sql::{name_match, row_clause};
 use super::tokens::{ALL_SEGMENTS, Probe, SEGMENT_SHIFT, SEGMENTS};
 use crate::store::columns::{self, Dict, Stored, Value};
@@ -193,7 +195,7 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     };
     // Sources and hosts are already resolved to dictionary ids: compare those (ids we
     // made, so literal) instead of a per-row subquery, which measured 6× slower.
-    let mut sql = row_sql(&prune, &q.filter);
+    let sql = row_sql(&prune, &q.filter);
     let mut reader = RowReader::new(conn);
     let columns = reader.select.clone();
     let dir = if q.newest_first { "DESC" } else { "ASC" };
@@ -202,7 +204,7 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     } else {
         format!("time_us {dir}, id {dir}")
     };
-    if !prune.is_selective() {
+    if q.by_id && !prune.is_selective() && !prune.is_time_bounded() {
         let limit = q.limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
         let text = format!(
             "SELECT {columns} FROM Logs {} ORDER BY {order}{limit}",
@@ -219,14 +221,11 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
         return Ok(());
     }
     let blocks = prune.candidates(conn)?;
-    // Within a block: the rowid range, never the time index (a whole block is cheaper
-    // to read and sort than the index walk the planner might otherwise pick).
-    let n = sql.params.len();
-    sql.and(&format!("id BETWEEN ?{} AND ?{}", n + 1, n + 2));
+    // Within a block: its rowid range and a unit's time range.
     let text = format!(
         "SELECT {columns} FROM {} {} ORDER BY {order}",
         super::LOGS_NOT_INDEXED,
-        sql.clause
+        block_clause(&sql)
     );
     let mut stmt = conn.prepare_cached(&text)?;
     let left = q.limit.unwrap_or(u64::MAX);
@@ -245,7 +244,7 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
             &mut stmt,
             &mut reader,
             &sql.params,
-            blocks,
+            time_units(blocks, prune.since, prune.until),
             q.newest_first,
             left,
             visit,
@@ -267,15 +266,76 @@ pub(super) fn row_sql(prune: &Prune, filter: &Filter) -> Sql {
     sql
 }
 
-/// A candidate block: its id range (cut to the cursor), time bounds and row counts.
+/// The row clause with a block's id range and a time range (parameters `?n+1` to `?n+4`
+/// after the clause's `n`) first: the rowid range is where SQLite seeks, and the time
+/// bounds, cheap, come before any pattern or word test.
+pub(super) fn block_clause(sql: &Sql) -> String {
+    let n = sql.params.len();
+    let bounds = format!(
+        "id BETWEEN ?{} AND ?{} AND time_us BETWEEN ?{} AND ?{}",
+        n + 1,
+        n + 2,
+        n + 3,
+        n + 4
+    );
+    match sql.clause.strip_prefix("WHERE ") {
+        Some(rest) => format!("WHERE {bounds} AND {rest}"),
+        None => format!("WHERE {bounds}"),
+    }
+}
+
+/// The parameters of [`block_clause`]'s bounds for a block.
+pub(super) fn block_params(b: &Block) -> [Param; 4] {
+    [
+        Param::Int(b.first_id),
+        Param::Int(b.last_id),
+        Param::Int(b.within.0),
+        Param::Int(b.within.1),
+    ]
+}
+
+/// A candidate block: its id range (cut to the cursor), time bounds and row counts; or,
+/// in a time-ordered read, one of its time ranges (a unit of the merge).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Block {
     pub first_id: i64,
     pub last_id: i64,
+    /// Where its rows' times lie (the envelope, or a unit's range cut to the filter).
     pub min_time_us: i64,
     pub max_time_us: i64,
+    /// The block's time ranges, from its summary.
+    pub ranges: TimeRanges,
+    /// The time bounds its rows are read with: everything for a whole block, the range
+    /// for a unit.
+    pub within: (i64, i64),
     /// Rows per severity in the whole block, if known.
     pub counts: Option<[u16; 8]>,
+}
+
+/// The blocks as units of a time-ordered merge: one per time range that meets
+/// `since..=until`. Ranges are disjoint, so each row is in exactly one unit; a block
+/// whose rows lie far apart in time is read once per range the merge reaches, and only
+/// the rows of that range.
+fn time_units(blocks: Vec<Block>, since: i64, until: i64) -> Vec<Block> {
+    let mut units = Vec::with_capacity(blocks.len());
+    for b in blocks {
+        if b.ranges.as_slice().len() <= 1 {
+            units.push(b);
+            continue;
+        }
+        for &(from, to) in b.ranges.as_slice() {
+            if from <= until && since <= to {
+                units.push(Block {
+                    min_time_us: from.max(since),
+                    max_time_us: to.min(until),
+                    within: (from, to),
+                    counts: None,
+                    ..b
+                });
+            }
+        }
+    }
+    units
 }
 
 /// What the summaries can rule out for a filter.
@@ -326,6 +386,10 @@ impl Prune {
         }))
     }
 
+    fn is_time_bounded(&self) -> bool {
+        self.since != i64::MIN || self.until != i64::MAX
+    }
+
     fn is_selective(&self) -> bool {
         self.severities != 0xff
             || self.facilities != ANY_FACILITY
@@ -353,7 +417,7 @@ impl Prune {
         let last_block = self.upto_id >> BLOCK_SHIFT;
         let mut stmt = conn.prepare_cached(
             "SELECT block, min_time_us, max_time_us, severities, facilities, sources, hosts, \
-             counts FROM LogBlocks WHERE block BETWEEN ?1 AND ?2 \
+             counts, time_ranges FROM LogBlocks WHERE block BETWEEN ?1 AND ?2 \
              AND max_time_us >= ?3 AND min_time_us <= ?4 ORDER BY block",
         )?;
         let mut rows = stmt.query((first_block, last_block, self.since, self.until))?;
@@ -367,12 +431,20 @@ impl Prune {
             if !self.admits(severities, facilities, blob(5)?, blob(6)?) {
                 continue;
             }
+            let (min_time_us, max_time_us) = (r.get(1)?, r.get(2)?);
+            let ranges = TimeRanges::decode(r.get_ref(8)?)
+                .unwrap_or_else(|| TimeRanges::envelope(min_time_us, max_time_us));
+            if !ranges.is_empty() && !ranges.meets(self.since, self.until) {
+                continue;
+            }
             let block: i64 = r.get(0)?;
             blocks.push(Block {
                 first_id: (block << BLOCK_SHIFT).max(self.after_id.saturating_add(1)),
                 last_id: ((block << BLOCK_SHIFT) | ((1 << BLOCK_SHIFT) - 1)).min(self.upto_id),
-                min_time_us: r.get(1)?,
-                max_time_us: r.get(2)?,
+                min_time_us,
+                max_time_us,
+                ranges,
+                within: (i64::MIN, i64::MAX),
                 counts: decode_counts(r.get_ref(7)?),
             });
         }
@@ -476,7 +548,7 @@ fn scan<'s>(
     params: &[Param],
     b: &Block,
 ) -> rusqlite::Result<rusqlite::Rows<'s>> {
-    let range = [Param::Int(b.first_id), Param::Int(b.last_id)];
+    let range = block_params(b);
     stmt.query(rusqlite::params_from_iter(params.iter().chain(&range)))
 }
 
@@ -648,6 +720,8 @@ mod tests {
             last_id: last,
             min_time_us: b,
             max_time_us: b + 1,
+            ranges: TimeRanges::envelope(b, b + 1),
+            within: (i64::MIN, i64::MAX),
             counts: Some([1; 8]),
         };
         // Block 2 whole, block 3 cut by a cursor at id 3·4096 + 300, block 5 unknown.

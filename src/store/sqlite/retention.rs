@@ -106,9 +106,11 @@ impl SqliteRetention {
 
     fn usage_inner(&self) -> Result<Usage, StoreError> {
         let sizes = self.sizes_inner()?;
+        // Oldest and newest from the blocks' envelopes, which are their rows' own (rows
+        // are removed in whole blocks): no per-row time index to ask.
         let (rows, oldest, newest): (i64, Option<i64>, Option<i64>) = self.conn.query_row(
-            "SELECT (SELECT count(*) FROM LogRows), (SELECT min(time_us) FROM LogRows), \
-             (SELECT max(time_us) FROM LogRows)",
+            "SELECT (SELECT count(*) FROM LogRows), (SELECT min(min_time_us) FROM LogBlocks), \
+             (SELECT max(max_time_us) FROM LogBlocks)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
