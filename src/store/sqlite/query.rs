@@ -229,7 +229,43 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     );
     let mut stmt = conn.prepare_cached(&text)?;
     let left = q.limit.unwrap_or(u64::MAX);
-    if q.by_id {
+    if !q.by_id {
+        // A filter that keeps most rows, in time order: a block whose rows came in time
+        // order is read by id, without SQLite sorting all of its rows (what the time
+        // index spared such reads before).
+        let mut by_id = (!prune.is_selective())
+            .then(|| {
+                conn.prepare_cached(&format!(
+                    "SELECT {columns} FROM {} {} ORDER BY id {dir}",
+                    super::LOGS_NOT_INDEXED,
+                    block_clause(&sql)
+                ))
+            })
+            .transpose()?;
+        let mut order = by_id
+            .is_some()
+            .then(|| {
+                conn.prepare_cached(
+                    "SELECT time_us FROM LogRows NOT INDEXED \
+                     WHERE id BETWEEN ?1 AND ?2 AND time_us BETWEEN ?3 AND ?4 ORDER BY id",
+                )
+            })
+            .transpose()?;
+        let mut scans = Scans {
+            sorted: &mut stmt,
+            by_id: by_id.as_mut().zip(order.as_mut()),
+        };
+        return in_time_order(
+            &mut scans,
+            &mut reader,
+            &sql.params,
+            time_units(blocks, prune.since, prune.until),
+            q.newest_first,
+            left,
+            visit,
+        );
+    }
+    {
         in_id_order(
             &mut stmt,
             &mut reader,
@@ -239,17 +275,33 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
             left,
             visit,
         )
-    } else {
-        in_time_order(
-            &mut stmt,
-            &mut reader,
-            &sql.params,
-            time_units(blocks, prune.since, prune.until),
-            q.newest_first,
-            left,
-            visit,
-        )
     }
+}
+
+/// The statements a time-ordered read uses: the block's rows sorted by SQLite, and, when
+/// the filter keeps most rows, the rows by id with the query that says whether a unit's
+/// rows came in time order.
+struct Scans<'a, 'c> {
+    sorted: &'a mut Statement<'c>,
+    by_id: Option<(
+        &'a mut rusqlite::CachedStatement<'c>,
+        &'a mut rusqlite::CachedStatement<'c>,
+    )>,
+}
+
+/// Whether the unit's rows, in id order, have times that never decrease: then id order
+/// is time order (ties by id too), and SQLite need not sort them. Reads only `time_us`.
+fn ids_in_time_order(order: &mut Statement<'_>, b: &Block) -> rusqlite::Result<bool> {
+    let mut rows = order.query(rusqlite::params_from_iter(block_params(b)))?;
+    let mut last = i64::MIN;
+    while let Some(r) = rows.next()? {
+        let t: i64 = r.get(0)?;
+        if t < last {
+            return Ok(false);
+        }
+        last = t;
+    }
+    Ok(true)
 }
 
 /// The row clause of a filter whose names `prune` has resolved to dictionary ids: those
@@ -623,7 +675,7 @@ fn in_id_order(
 /// it may hold a row that sorts no later than the best row read so far; only those
 /// few blocks are held in memory, and a block that overlaps none is streamed.
 fn in_time_order(
-    stmt: &mut Statement<'_>,
+    scans: &mut Scans<'_, '_>,
     reader: &mut RowReader<'_>,
     params: &[Param],
     mut blocks: Vec<Block>,
@@ -664,12 +716,20 @@ fn in_time_order(
                     }
                 });
             if alone {
+                let in_order = match scans.by_id.as_mut() {
+                    Some((_, order)) => ids_in_time_order(order, b)?,
+                    None => false,
+                };
+                let stmt: &mut Statement<'_> = match scans.by_id.as_mut() {
+                    Some((by_id, _)) if in_order => by_id,
+                    _ => scans.sorted,
+                };
                 if !stream_block(stmt, reader, params, b, &mut left, visit)? {
                     break;
                 }
                 continue;
             }
-            let c = read_block(stmt, reader, params, b)?;
+            let c = read_block(scans.sorted, reader, params, b)?;
             if c.head().is_some() {
                 open.push(c);
             }
