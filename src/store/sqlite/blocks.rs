@@ -96,12 +96,21 @@ impl Summary {
         }
     }
 
+    /// Adds `other`, the stored summary of the same block's rows with lower ids.
     fn merge(&mut self, other: &Summary) {
+        // Still in order if both were and this side's rows start no earlier than the
+        // stored ones end (new rows get higher ids).
+        let rising = self.ranges.rising
+            && other.ranges.rising
+            && (self.ranges.is_empty()
+                || other.ranges.is_empty()
+                || self.min_time_us >= other.max_time_us);
         self.min_time_us = self.min_time_us.min(other.min_time_us);
         self.max_time_us = self.max_time_us.max(other.max_time_us);
         for &(from, to) in other.ranges.as_slice() {
             self.ranges.add_range(from, to);
         }
+        self.ranges.rising = rising;
         self.severities |= other.severities;
         self.facilities |= other.facilities;
         self.counts = match (self.counts, other.counts) {
@@ -138,8 +147,14 @@ const NEAR_US: i64 = 60_000_000;
 /// together cover the times of every row of a block. A new time extends the range it is
 /// near; otherwise it starts one, and when there are too many the two with the smallest
 /// gap between them merge.
+///
+/// Beside them, whether the rows' times never decrease with their ids ("rising": one
+/// compare per row as the block fills). Then id order is time order, so readers find a
+/// time by binary search on ids and read in time order by id, without a sort.
 #[derive(Debug, Clone, Copy)]
 pub struct TimeRanges {
+    /// Times rise with ids (unknown counts as not).
+    pub rising: bool,
     len: u8,
     /// The range the last time fell into: checked first (rows come nearly in order).
     hit: u8,
@@ -150,6 +165,8 @@ pub struct TimeRanges {
 impl Default for TimeRanges {
     fn default() -> Self {
         TimeRanges {
+            // No rows yet: in order until a row is earlier than the one before.
+            rising: true,
             len: 0,
             hit: 0,
             r: [(0, 0); MAX_RANGES + 1],
@@ -166,7 +183,10 @@ impl PartialEq for TimeRanges {
 impl TimeRanges {
     /// One range: what is known of a block whose ranges are unknown or damaged.
     pub fn envelope(from: i64, to: i64) -> TimeRanges {
-        let mut t = TimeRanges::default();
+        let mut t = TimeRanges {
+            rising: false,
+            ..TimeRanges::default()
+        };
         if from <= to {
             t.add_range(from, to);
         }
@@ -184,6 +204,10 @@ impl TimeRanges {
     /// Makes the ranges cover `t`.
     pub fn add(&mut self, t: i64) {
         let n = usize::from(self.len);
+        // The ranges' end is the latest time so far: the row before's, while rising.
+        if n > 0 && t < self.r[n - 1].1 {
+            self.rising = false;
+        }
         let h = usize::from(self.hit);
         if h < n && self.r[h].0 <= t && t <= self.r[h].1 {
             return;
@@ -251,22 +275,39 @@ impl TimeRanges {
         self.as_slice().iter().any(|r| r.0 <= to && from <= r.1)
     }
 
-    /// The ranges as stored: `(from, to)` pairs of little-endian i64.
+    /// The ranges as stored: `(from, to)` pairs of little-endian i64, then a byte
+    /// [`RISING`] when times rise with ids (no byte otherwise, as schema 7 first wrote).
     pub fn encode(&self) -> Vec<u8> {
-        self.as_slice()
+        let mut out: Vec<u8> = self
+            .as_slice()
             .iter()
             .flat_map(|(a, b)| a.to_le_bytes().into_iter().chain(b.to_le_bytes()))
-            .collect()
+            .collect();
+        if self.rising && !out.is_empty() {
+            out.push(RISING);
+        }
+        out
     }
 
     /// [`encode`](Self::encode) read back; `None` for NULL or a damaged value (wrong
-    /// length, unsorted or overlapping ranges).
+    /// length, unsorted or overlapping ranges, an unknown flag).
     pub fn decode(value: rusqlite::types::ValueRef<'_>) -> Option<TimeRanges> {
-        let blob = value.as_blob().ok()?;
+        let mut blob = value.as_blob().ok()?;
+        let mut rising = false;
+        if blob.len() % 16 == 1 {
+            let (&flags, rest) = blob.split_last()?;
+            if flags != RISING {
+                return None;
+            }
+            (blob, rising) = (rest, true);
+        }
         if blob.is_empty() || blob.len() % 16 != 0 || blob.len() > 16 * MAX_RANGES {
             return None;
         }
-        let mut t = TimeRanges::default();
+        let mut t = TimeRanges {
+            rising,
+            ..TimeRanges::default()
+        };
         let mut prev_to = None;
         for pair in blob.chunks_exact(16) {
             let from = i64::from_le_bytes(pair[..8].try_into().ok()?);
@@ -281,6 +322,9 @@ impl TimeRanges {
         Some(t)
     }
 }
+
+/// The flag byte after the ranges: the block's times rise with its ids.
+const RISING: u8 = 1;
 
 /// `(id, severity bits)` pairs sorted by id, ids as LEB128 deltas: ~2 bytes a name.
 pub fn encode_names(map: &HashMap<i64, u8>) -> Vec<u8> {
@@ -358,9 +402,19 @@ pub struct Pending {
     /// Writing for schema version 2 (the migration to it), which has no `counts` and
     /// no `time_ranges`.
     version_2: bool,
+    /// The rows keep ids given from elsewhere (archived rows loaded back), which may lie
+    /// below the block's stored rows: the block is then not known to be in order.
+    given_ids: bool,
 }
 
 impl Pending {
+    pub fn with_given_ids(given_ids: bool) -> Pending {
+        Pending {
+            given_ids,
+            ..Pending::default()
+        }
+    }
+
     pub fn add(&mut self, r: &RowFacts) {
         let block = r.id >> BLOCK_SHIFT;
         let i = match self.blocks.iter().rposition(|(b, _)| *b == block) {
@@ -377,6 +431,9 @@ impl Pending {
     /// summaries and rows always commit together.
     pub fn write(self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
         for (block, mut summary) in self.blocks {
+            if self.given_ids {
+                summary.ranges.rising = false;
+            }
             if let Some(stored) = read(tx, block, self.version_2)? {
                 summary.merge(&stored);
             }
@@ -709,7 +766,30 @@ mod tests {
             ..Summary::default()
         });
         assert_eq!(merged.ranges.as_slice()[0], (-5, 2_000_000_000));
-        assert_eq!(TimeRanges::decode(ValueRef::Blob(&[1; 17])), None);
+        assert_eq!(TimeRanges::decode(ValueRef::Blob(&[1; 18])), None);
+        assert_eq!(
+            TimeRanges::decode(ValueRef::Blob(&[2; 17])),
+            None,
+            "an unknown flag"
+        );
+        // The flag round-trips; without its byte (as schema 7 first wrote) a block is
+        // not known to be in order.
+        let mut rising = TimeRanges::default();
+        for x in [1, 5, 5, 9] {
+            rising.add(x);
+        }
+        assert!(rising.rising);
+        let blob = rising.encode();
+        assert_eq!(blob.len(), 17);
+        assert!(TimeRanges::decode(ValueRef::Blob(&blob)).unwrap().rising);
+        assert!(
+            !TimeRanges::decode(ValueRef::Blob(&blob[..16]))
+                .unwrap()
+                .rising
+        );
+        rising.add(4);
+        assert!(!rising.rising, "a time earlier than the one before");
+        assert_eq!(rising.encode().len(), 16);
         let unsorted: Vec<u8> = [5i64, 9, 1, 2]
             .iter()
             .flat_map(|v| v.to_le_bytes())

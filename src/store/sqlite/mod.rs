@@ -543,7 +543,7 @@ impl SqliteWriter {
     fn insert_rows(&mut self, batches: &[Batch], ids: Option<&[i64]>) -> Result<usize, StoreError> {
         let tx = self.conn.transaction()?;
         let mut n = 0;
-        let mut summaries = Pending::default();
+        let mut summaries = Pending::with_given_ids(ids.is_some());
         let mut seqs = ClientSeqs::default();
         {
             let with_id;

@@ -230,20 +230,16 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     let mut stmt = conn.prepare_cached(&text)?;
     let left = q.limit.unwrap_or(u64::MAX);
     if !q.by_id {
-        // A filter that keeps most rows, in time order: a block whose rows came in time
-        // order is read by id, without SQLite sorting all of its rows (what the time
-        // index spared such reads before).
-        let mut by_id = (!prune.is_selective())
-            .then(|| {
-                conn.prepare_cached(&format!(
-                    "SELECT {columns} FROM {} {} ORDER BY id {dir}",
-                    super::LOGS_NOT_INDEXED,
-                    block_clause(&sql)
-                ))
-            })
-            .transpose()?;
-        let mut order = by_id
-            .is_some()
+        // A block whose rows came in time order is read by id, without SQLite sorting
+        // its rows (what the time index spared such reads before): known from its
+        // summary's flag, or, for a filter that keeps most rows, checked by reading the
+        // unit's times first.
+        let mut by_id = conn.prepare_cached(&format!(
+            "SELECT {columns} FROM {} {} ORDER BY id {dir}",
+            super::LOGS_NOT_INDEXED,
+            block_clause(&sql)
+        ))?;
+        let mut order = (!prune.is_selective())
             .then(|| {
                 conn.prepare_cached(
                     "SELECT time_us FROM LogRows NOT INDEXED \
@@ -253,7 +249,8 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
             .transpose()?;
         let mut scans = Scans {
             sorted: &mut stmt,
-            by_id: by_id.as_mut().zip(order.as_mut()),
+            by_id: &mut by_id,
+            order: order.as_mut(),
         };
         return in_time_order(
             &mut scans,
@@ -278,15 +275,13 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     }
 }
 
-/// The statements a time-ordered read uses: the block's rows sorted by SQLite, and, when
-/// the filter keeps most rows, the rows by id with the query that says whether a unit's
-/// rows came in time order.
+/// The statements a time-ordered read uses: the block's rows sorted by SQLite, the rows
+/// by id (for units whose rows came in time order), and, when the filter keeps most
+/// rows, the query that says whether a unit not flagged in order came in order anyway.
 struct Scans<'a, 'c> {
     sorted: &'a mut Statement<'c>,
-    by_id: Option<(
-        &'a mut rusqlite::CachedStatement<'c>,
-        &'a mut rusqlite::CachedStatement<'c>,
-    )>,
+    by_id: &'a mut Statement<'c>,
+    order: Option<&'a mut rusqlite::CachedStatement<'c>>,
 }
 
 /// Whether the unit's rows, in id order, have times that never decrease: then id order
@@ -716,20 +711,23 @@ fn in_time_order(
                     }
                 });
             if alone {
-                let in_order = match scans.by_id.as_mut() {
-                    Some((_, order)) => ids_in_time_order(order, b)?,
-                    None => false,
-                };
-                let stmt: &mut Statement<'_> = match scans.by_id.as_mut() {
-                    Some((by_id, _)) if in_order => by_id,
-                    _ => scans.sorted,
-                };
+                let in_order = b.ranges.rising
+                    || match scans.order.as_mut() {
+                        Some(order) => ids_in_time_order(order, b)?,
+                        None => false,
+                    };
+                let stmt: &mut Statement<'_> = if in_order { scans.by_id } else { scans.sorted };
                 if !stream_block(stmt, reader, params, b, &mut left, visit)? {
                     break;
                 }
                 continue;
             }
-            let c = read_block(scans.sorted, reader, params, b)?;
+            let stmt: &mut Statement<'_> = if b.ranges.rising {
+                scans.by_id
+            } else {
+                scans.sorted
+            };
+            let c = read_block(stmt, reader, params, b)?;
             if c.head().is_some() {
                 open.push(c);
             }

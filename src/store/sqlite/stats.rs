@@ -185,19 +185,35 @@ fn counted_by_side(
     if last != first + 1 {
         return Ok(false);
     }
-    // Rows come at a steady rate within a block: the nearer end holds fewer.
     let boundary = q.bounds[last];
-    let early = boundary.saturating_sub(b.min_time_us) <= b.max_time_us.saturating_sub(boundary);
-    let (from, to) = if early {
-        (b.min_time_us, boundary)
+    let mut stmt;
+    let (early, mut rows);
+    if b.ranges.rising {
+        // Times rise with ids: the boundary is one id, found by binary search, and the
+        // side with fewer ids is read by id alone.
+        let split = first_id_at(conn, b, boundary)?;
+        early = split - b.first_id <= b.last_id + 1 - split;
+        let (from, to) = if early {
+            (b.first_id, split - 1)
+        } else {
+            (split, b.last_id)
+        };
+        stmt = conn.prepare_cached("SELECT severity FROM LogRows WHERE id BETWEEN ?1 AND ?2")?;
+        rows = stmt.query((from, to))?;
     } else {
-        (boundary, b.max_time_us.saturating_add(1))
-    };
-    let mut stmt = conn.prepare_cached(
-        "SELECT severity FROM LogRows NOT INDEXED \
-         WHERE id BETWEEN ?3 AND ?4 AND time_us >= ?1 AND time_us < ?2",
-    )?;
-    let mut rows = stmt.query((from, to, b.first_id, b.last_id))?;
+        // Rows come at a steady rate within a block: the nearer end holds fewer.
+        early = boundary.saturating_sub(b.min_time_us) <= b.max_time_us.saturating_sub(boundary);
+        let (from, to) = if early {
+            (b.min_time_us, boundary)
+        } else {
+            (boundary, b.max_time_us.saturating_add(1))
+        };
+        stmt = conn.prepare_cached(
+            "SELECT severity FROM LogRows NOT INDEXED \
+             WHERE id BETWEEN ?3 AND ?4 AND time_us >= ?1 AND time_us < ?2",
+        )?;
+        rows = stmt.query((from, to, b.first_id, b.last_id))?;
+    }
     let mut side = [0u64; 8];
     while let Some(r) = rows.next()? {
         let severity: i64 = r.get(0)?;
@@ -217,6 +233,28 @@ fn counted_by_side(
     add_levels(prune, q, first, before, tally);
     add_levels(prune, q, last, after, tally);
     Ok(true)
+}
+
+/// In a block whose times rise with ids: the first id whose row's time is `time_us` or
+/// later (one past the block if none), by binary search over its id range, a rowid seek
+/// per step (ids may have gaps).
+fn first_id_at(conn: &Connection, b: &Block, time_us: i64) -> rusqlite::Result<i64> {
+    let mut probe = conn.prepare_cached(
+        "SELECT id, time_us FROM LogRows WHERE id BETWEEN ?1 AND ?2 ORDER BY id LIMIT 1",
+    )?;
+    // Rows below `lo` are earlier than `time_us`; rows from `hi` on are not.
+    let (mut lo, mut hi) = (b.first_id, b.last_id.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let row: Option<(i64, i64)> = probe
+            .query_row((mid, b.last_id), |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match row {
+            Some((id, t)) if t < time_us => lo = id + 1,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
 }
 
 /// Adds rows per severity to a bucket, for the severities the filter takes.
