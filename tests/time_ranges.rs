@@ -314,14 +314,7 @@ fn far_away_rows_in_every_block_answer_as_plain_sql() {
     check_retention(&path);
 
     // Back to schema 6: the time index, no ranges. A writer migrates it.
-    let conn = Connection::open(&path).unwrap();
-    conn.execute_batch(
-        "ALTER TABLE LogBlocks DROP COLUMN time_ranges;
-         CREATE INDEX LogRows_time ON LogRows (time_us);
-         PRAGMA user_version = 6;",
-    )
-    .unwrap();
-    drop(conn);
+    back_to_schema_6(&path);
     assert!(
         SqliteReader::open(&path).is_err(),
         "logq reads only the current schema"
@@ -417,15 +410,20 @@ fn blocks_in_time_order_are_flagged_and_read_by_id_as_plain_sql() {
     assert_eq!(check_queries(&path), returned);
 
     // Schema 6 migrated: the flags from the rows again.
-    let conn = Connection::open(&path).unwrap();
+    back_to_schema_6(&path);
+    drop(SqliteWriter::open(&path).unwrap());
+    assert_eq!(rising_flags(&path), flags);
+    assert_eq!(check_queries(&path), returned);
+}
+
+/// Turns a schema-7 store back into schema 6 (the per-row time index, no ranges), for a
+/// writer to migrate.
+fn back_to_schema_6(path: &Path) {
+    let conn = Connection::open(path).unwrap();
     conn.execute_batch(
         "ALTER TABLE LogBlocks DROP COLUMN time_ranges;
          CREATE INDEX LogRows_time ON LogRows (time_us);
          PRAGMA user_version = 6;",
     )
     .unwrap();
-    drop(conn);
-    drop(SqliteWriter::open(&path).unwrap());
-    assert_eq!(rising_flags(&path), flags);
-    assert_eq!(check_queries(&path), returned);
 }
