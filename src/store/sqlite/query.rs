@@ -262,17 +262,15 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
             visit,
         );
     }
-    {
-        in_id_order(
-            &mut stmt,
-            &mut reader,
-            &sql.params,
-            &blocks,
-            q.newest_first,
-            left,
-            visit,
-        )
-    }
+    in_id_order(
+        &mut stmt,
+        &mut reader,
+        &sql.params,
+        &blocks,
+        q.newest_first,
+        left,
+        visit,
+    )
 }
 
 /// The statements a time-ordered read uses: the block's rows sorted by SQLite, the rows

@@ -36,8 +36,8 @@ impl SqliteRetention {
             .map_err(|e| StoreError::from(e).at(path))?;
         // As the writer's: a removal's commit need not reach the disk before the next
         // one (its rows are archived and synced first; one undone by a crash is removed
-        // again), and a block's index pages, read once to delete and again to rebalance,
-        // stay in memory.
+        // again), and a block's pages, read once to delete and again to rebalance, stay
+        // in memory.
         super::file::tune_for_writing(&conn).map_err(|e| StoreError::from(e).at(path))?;
         Ok(SqliteRetention {
             conn,
