@@ -330,7 +330,11 @@ fn far_away_rows_in_every_block_answer_as_plain_sql() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_eq!((version, index, ranged), (7, 0, 5));
+    assert_eq!((version, index, ranged), (8, 0, 5));
+    assert!(
+        has_end_index(&path),
+        "schema 8's index on the summaries' ends"
+    );
     drop(conn);
     assert_eq!(check_queries(&path), returned);
     check_retention(&path);
@@ -409,6 +413,20 @@ fn blocks_in_time_order_are_flagged_and_read_by_id_as_plain_sql() {
     assert!(rising_flags(&path).iter().all(|(flag, _)| !flag));
     assert_eq!(check_queries(&path), returned);
 
+    // Schema 7 (no index on the summaries' ends) migrated: the index back, the same
+    // answers.
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch("DROP INDEX LogBlocks_max_time; PRAGMA user_version = 7;")
+        .unwrap();
+    drop(conn);
+    assert!(
+        SqliteReader::open(&path).is_err(),
+        "logq reads only schema 8"
+    );
+    drop(SqliteWriter::open(&path).unwrap());
+    assert!(has_end_index(&path));
+    assert_eq!(check_queries(&path), returned);
+
     // Schema 6 migrated: the flags from the rows again.
     back_to_schema_6(&path);
     drop(SqliteWriter::open(&path).unwrap());
@@ -416,14 +434,119 @@ fn blocks_in_time_order_are_flagged_and_read_by_id_as_plain_sql() {
     assert_eq!(check_queries(&path), returned);
 }
 
-/// Turns a schema-7 store back into schema 6 (the per-row time index, no ranges), for a
+/// Turns a schema-8 store back into schema 6 (the per-row time index, no ranges), for a
 /// writer to migrate.
 fn back_to_schema_6(path: &Path) {
     let conn = Connection::open(path).unwrap();
     conn.execute_batch(
-        "ALTER TABLE LogBlocks DROP COLUMN time_ranges;
+        "DROP INDEX LogBlocks_max_time;
+         ALTER TABLE LogBlocks DROP COLUMN time_ranges;
          CREATE INDEX LogRows_time ON LogRows (time_us);
          PRAGMA user_version = 6;",
     )
     .unwrap();
+}
+
+fn has_end_index(path: &Path) -> bool {
+    let conn = Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'LogBlocks_max_time'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .unwrap()
+        == 1
+}
+
+/// Newest-first reads take the block summaries by their latest time, a page at a time
+/// (`newest_first.rs`): here the blocks' ends are in no order of their ids, every block
+/// also holds rows from a month before and rows stamped later than every block's own
+/// hour (so the merge holds several blocks' units at once), and there are more blocks
+/// than the first page holds. Every limit and filter answers as plain SQL.
+#[test]
+fn newest_first_follows_block_ends_not_ids() {
+    const N: i64 = 6 * 4096;
+    let hour_of_block = [3, 0, 5, 1, 4, 2, 6];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut w = SqliteWriter::open(&path).unwrap();
+    let mut batch = Batch::new();
+    for i in 0..N {
+        let block = ((i + 1) >> 12) as usize;
+        let s = if i % 50 == 7 {
+            -30 * 24 * HOUR + i
+        } else if i % 333 == 5 {
+            10 * HOUR + i / 100
+        } else {
+            hour_of_block[block] * HOUR + i % 4096 / 2
+        };
+        let level = Level::from_code(((i * 5 + i / 3) % 8) as u8).unwrap();
+        batch.push(&LogMessage::new(
+            format!("m{i}"),
+            level,
+            base() + Duration::seconds(s),
+        ));
+        if batch.len() == 2_000 {
+            w.insert(std::slice::from_ref(&batch)).unwrap();
+            batch.clear();
+        }
+    }
+    w.insert(std::slice::from_ref(&batch)).unwrap();
+    drop(w);
+    let conn = Connection::open(&path).unwrap();
+    let by_end = reference(
+        &conn,
+        "SELECT block FROM LogBlocks ORDER BY max_time_us DESC, block DESC",
+        &[],
+    );
+    assert_eq!(by_end.len(), 7);
+    assert_ne!(by_end, (0..7).rev().collect::<Vec<i64>>());
+    let mut s = SqliteReader::open(&path).unwrap();
+    let mut returned = 0;
+    for (since, until) in [
+        (None, None),
+        (Some(2 * HOUR), Some(4 * HOUR + 1_800)),
+        (Some(-31 * 24 * HOUR), Some(-29 * 24 * HOUR)),
+        (Some(9 * HOUR), None),
+    ] {
+        for levels in [None, Some((Level::Emerg, Level::Err))] {
+            for after_id in [None, Some(9_000)] {
+                let (lo, hi) = (since.map_or(i64::MIN, us), until.map_or(i64::MAX, us));
+                let max_sev = levels.map_or(7, |_| 3);
+                let all = reference(
+                    &conn,
+                    "SELECT id FROM Logs WHERE time_us BETWEEN ?1 AND ?2 AND severity <= ?3 \
+                     AND id > ?4 ORDER BY time_us DESC, id DESC",
+                    &[lo, hi, max_sev, after_id.unwrap_or(0)],
+                );
+                for limit in [Some(1), Some(100), Some(5_000), None] {
+                    let mut want = all.clone();
+                    want.truncate(limit.unwrap_or(usize::MAX));
+                    let q = Query {
+                        filter: Filter {
+                            since: since.and_then(at),
+                            until: until.and_then(at),
+                            levels,
+                            after_id,
+                            ..Filter::default()
+                        },
+                        newest_first: true,
+                        by_id: false,
+                        limit: limit.map(|n| n as u64),
+                    };
+                    let got = ids(&mut s, &q);
+                    assert!(
+                        got == want,
+                        "{since:?}..{until:?} {levels:?} after {after_id:?} limit {limit:?}: \
+                         {} rows, want {} (first difference at {:?})",
+                        got.len(),
+                        want.len(),
+                        got.iter().zip(&want).position(|(a, b)| a != b)
+                    );
+                    returned += got.len();
+                }
+            }
+        }
+    }
+    assert!(returned > 50_000, "the cases return rows: {returned}");
 }

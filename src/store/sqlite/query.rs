@@ -15,7 +15,7 @@ use crate::store::sql::{Param, Sql};
 use crate::store::{Batch, Filter, Query, RecordRef, StoreError, Visit};
 use rusqlite::ToSql;
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, OptionalExtension, Row, Statement};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, Statement};
 use std::collections::HashSet;
 
 impl ToSql for Param {
@@ -220,66 +220,141 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
         }
         return Ok(());
     }
-    let blocks = prune.candidates(conn)?;
     // Within a block: its rowid range and a unit's time range.
-    let text = format!(
+    let sorted = format!(
         "SELECT {columns} FROM {} {} ORDER BY {order}",
         super::LOGS_NOT_INDEXED,
         block_clause(&sql)
     );
-    let mut stmt = conn.prepare_cached(&text)?;
     let left = q.limit.unwrap_or(u64::MAX);
-    if !q.by_id {
-        // A block whose rows came in time order is read by id, without SQLite sorting
-        // its rows (what the time index spared such reads before): known from its
-        // summary's flag, or, for a filter that keeps most rows, checked by reading the
-        // unit's times first.
-        let mut by_id = conn.prepare_cached(&format!(
-            "SELECT {columns} FROM {} {} ORDER BY id {dir}",
-            super::LOGS_NOT_INDEXED,
-            block_clause(&sql)
-        ))?;
-        let mut order = (!prune.is_selective())
-            .then(|| {
-                conn.prepare_cached(
-                    "SELECT time_us FROM LogRows NOT INDEXED \
-                     WHERE id BETWEEN ?1 AND ?2 AND time_us BETWEEN ?3 AND ?4 ORDER BY id",
-                )
-            })
-            .transpose()?;
-        let mut scans = Scans {
-            sorted: &mut stmt,
-            by_id: &mut by_id,
-            order: order.as_mut(),
-        };
-        return in_time_order(
-            &mut scans,
+    if q.by_id {
+        let blocks = prune.candidates(conn)?;
+        let mut stmt = conn.prepare_cached(&sorted)?;
+        return in_id_order(
+            &mut stmt,
             &mut reader,
             &sql.params,
-            time_units(blocks, prune.since, prune.until),
+            &blocks,
             q.newest_first,
             left,
             visit,
         );
     }
-    in_id_order(
-        &mut stmt,
+    // A block whose rows came in time order is read by id, without SQLite sorting its
+    // rows (what the time index spared such reads before): known from its summary's
+    // flag, or, for a filter that keeps most rows, checked by reading the unit's times
+    // first. Each statement is prepared when first needed (the view's joins make a
+    // prepare cost more than reading a few hundred rows).
+    let mut scans = Scans {
+        conn,
+        sorted_sql: sorted,
+        by_id_sql: format!(
+            "SELECT {columns} FROM {} {} ORDER BY id {dir}",
+            super::LOGS_NOT_INDEXED,
+            block_clause(&sql)
+        ),
+        check_order: !prune.is_selective(),
+        sorted: None,
+        by_id: None,
+        order: None,
+    };
+    if q.newest_first && !prune.has_words() {
+        // Summaries read newest first, as the merge reaches them: `-n 100` reads a few.
+        let mut units = super::newest_first::NewestFirst::new(conn, &prune);
+        return in_time_order(
+            &mut scans,
+            &mut reader,
+            &sql.params,
+            &mut units,
+            true,
+            left,
+            visit,
+        );
+    }
+    let mut units = time_units(prune.candidates(conn)?, prune.since, prune.until);
+    if q.newest_first {
+        units.sort_by_key(|b| std::cmp::Reverse(b.max_time_us));
+    } else {
+        units.sort_by_key(|b| b.min_time_us);
+    }
+    let mut units = Sorted(units.into_iter().peekable());
+    in_time_order(
+        &mut scans,
         &mut reader,
         &sql.params,
-        &blocks,
+        &mut units,
         q.newest_first,
         left,
         visit,
     )
 }
 
-/// The statements a time-ordered read uses: the block's rows sorted by SQLite, the rows
-/// by id (for units whose rows came in time order), and, when the filter keeps most
-/// rows, the query that says whether a unit not flagged in order came in order anyway.
-struct Scans<'a, 'c> {
-    sorted: &'a mut Statement<'c>,
-    by_id: &'a mut Statement<'c>,
-    order: Option<&'a mut rusqlite::CachedStatement<'c>>,
+/// The statements a time-ordered read uses, each prepared when first needed: the
+/// block's rows sorted by SQLite, the rows by id (for units whose rows came in time
+/// order), and, when the filter keeps most rows (`check_order`), the query that says
+/// whether a unit not flagged in order came in order anyway.
+struct Scans<'c> {
+    conn: &'c Connection,
+    sorted_sql: String,
+    by_id_sql: String,
+    check_order: bool,
+    sorted: Option<CachedStatement<'c>>,
+    by_id: Option<CachedStatement<'c>>,
+    order: Option<CachedStatement<'c>>,
+}
+
+const ORDER_SQL: &str = "SELECT time_us FROM LogRows NOT INDEXED \
+    WHERE id BETWEEN ?1 AND ?2 AND time_us BETWEEN ?3 AND ?4 ORDER BY id";
+
+fn prepared<'s, 'c>(
+    slot: &'s mut Option<CachedStatement<'c>>,
+    conn: &'c Connection,
+    sql: &str,
+) -> rusqlite::Result<&'s mut Statement<'c>> {
+    let stmt = match slot.take() {
+        Some(s) => s,
+        None => conn.prepare_cached(sql)?,
+    };
+    Ok(slot.insert(stmt))
+}
+
+impl<'c> Scans<'c> {
+    /// The statement that reads unit `b`'s rows in the query's order.
+    fn for_unit(&mut self, b: &Block, alone: bool) -> rusqlite::Result<&mut Statement<'c>> {
+        // Alone, a unit not flagged in order may be checked (the check costs a read of
+        // its times; a unit merged with others is sorted by SQLite as it is).
+        let in_order = b.ranges.rising
+            || (alone && self.check_order && {
+                let order = prepared(&mut self.order, self.conn, ORDER_SQL)?;
+                ids_in_time_order(order, b)?
+            });
+        if in_order {
+            prepared(&mut self.by_id, self.conn, &self.by_id_sql)
+        } else {
+            prepared(&mut self.sorted, self.conn, &self.sorted_sql)
+        }
+    }
+}
+
+/// The units of a time-ordered merge not read yet, in the order the merge takes them:
+/// latest `max_time_us` first when newest first, else earliest `min_time_us` first.
+pub(super) trait Units {
+    fn peek(&mut self) -> Result<Option<&Block>, StoreError>;
+    /// The unit [`peek`](Self::peek) returned.
+    fn next(&mut self) -> Option<Block>;
+}
+
+/// Units known up front, sorted.
+struct Sorted(std::iter::Peekable<std::vec::IntoIter<Block>>);
+
+impl Units for Sorted {
+    fn peek(&mut self) -> Result<Option<&Block>, StoreError> {
+        Ok(self.0.peek())
+    }
+
+    fn next(&mut self) -> Option<Block> {
+        self.0.next()
+    }
 }
 
 /// Whether the unit's rows, in id order, have times that never decrease: then id order
@@ -364,23 +439,31 @@ pub(super) struct Block {
 fn time_units(blocks: Vec<Block>, since: i64, until: i64) -> Vec<Block> {
     let mut units = Vec::with_capacity(blocks.len());
     for b in blocks {
-        if b.ranges.as_slice().len() <= 1 {
-            units.push(b);
-            continue;
-        }
-        for &(from, to) in b.ranges.as_slice() {
-            if from <= until && since <= to {
-                units.push(Block {
-                    min_time_us: from.max(since),
-                    max_time_us: to.min(until),
-                    within: (from, to),
-                    counts: None,
-                    ..b
-                });
-            }
-        }
+        block_units(b, since, until, &mut units);
     }
     units
+}
+
+/// One block's units (see [`time_units`]); each unit's `max_time_us` is at most the
+/// block's.
+pub(super) fn block_units(b: Block, since: i64, until: i64, units: &mut impl Extend<Block>) {
+    if b.ranges.as_slice().len() <= 1 {
+        units.extend([b]);
+        return;
+    }
+    units.extend(
+        b.ranges
+            .as_slice()
+            .iter()
+            .filter(|&&(from, to)| from <= until && since <= to)
+            .map(|&(from, to)| Block {
+                min_time_us: from.max(since),
+                max_time_us: to.min(until),
+                within: (from, to),
+                counts: None,
+                ..b
+            }),
+    );
 }
 
 /// What the summaries can rule out for a filter.
@@ -458,40 +541,17 @@ impl Prune {
 
     /// The blocks that can hold a match, in id order.
     pub fn candidates(&self, conn: &Connection) -> Result<Vec<Block>, StoreError> {
-        let first_block = self.after_id.saturating_add(1).max(0) >> BLOCK_SHIFT;
-        let last_block = self.upto_id >> BLOCK_SHIFT;
-        let mut stmt = conn.prepare_cached(
-            "SELECT block, min_time_us, max_time_us, severities, facilities, sources, hosts, \
-             counts, time_ranges FROM LogBlocks WHERE block BETWEEN ?1 AND ?2 \
-             AND max_time_us >= ?3 AND min_time_us <= ?4 ORDER BY block",
-        )?;
+        // NOT INDEXED: in block order by the rowid, never through the summaries' time
+        // index (which serves only newest-first reads, [`super::newest_first`]).
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {SUMMARY} FROM LogBlocks NOT INDEXED WHERE block BETWEEN ?1 AND ?2 \
+             AND max_time_us >= ?3 AND min_time_us <= ?4 ORDER BY block"
+        ))?;
+        let (first_block, last_block) = self.block_span();
         let mut rows = stmt.query((first_block, last_block, self.since, self.until))?;
         let mut blocks = Vec::new();
         while let Some(r) = rows.next()? {
-            let blob = |i| -> rusqlite::Result<Option<&[u8]>> {
-                r.get_ref(i)?.as_blob_or_null().map_err(Into::into)
-            };
-            let severities = r.get::<_, i64>(3)? as u8;
-            let facilities = r.get::<_, i64>(4)? as u32;
-            if !self.admits(severities, facilities, blob(5)?, blob(6)?) {
-                continue;
-            }
-            let (min_time_us, max_time_us) = (r.get(1)?, r.get(2)?);
-            let ranges = TimeRanges::decode(r.get_ref(8)?)
-                .unwrap_or_else(|| TimeRanges::envelope(min_time_us, max_time_us));
-            if !ranges.is_empty() && !ranges.meets(self.since, self.until) {
-                continue;
-            }
-            let block: i64 = r.get(0)?;
-            blocks.push(Block {
-                first_id: (block << BLOCK_SHIFT).max(self.after_id.saturating_add(1)),
-                last_id: ((block << BLOCK_SHIFT) | ((1 << BLOCK_SHIFT) - 1)).min(self.upto_id),
-                min_time_us,
-                max_time_us,
-                ranges,
-                within: (i64::MIN, i64::MAX),
-                counts: decode_counts(r.get_ref(7)?),
-            });
+            blocks.extend(self.block(r)?);
         }
         if let Some(probe) = &self.words {
             let ids: Vec<i64> = blocks.iter().map(|b| b.first_id >> BLOCK_SHIFT).collect();
@@ -500,7 +560,53 @@ impl Prune {
         }
         Ok(blocks)
     }
+
+    /// The first and last block the id bounds allow.
+    pub(super) fn block_span(&self) -> (i64, i64) {
+        (
+            self.after_id.saturating_add(1).max(0) >> BLOCK_SHIFT,
+            self.upto_id >> BLOCK_SHIFT,
+        )
+    }
+
+    /// Whether token filters must be read for the candidates (`-w`).
+    pub(super) fn has_words(&self) -> bool {
+        self.words.is_some()
+    }
+
+    /// A summary row (the columns of [`SUMMARY`]) as a candidate block, unless it
+    /// cannot hold a match.
+    pub(super) fn block(&self, r: &Row<'_>) -> rusqlite::Result<Option<Block>> {
+        let blob = |i| -> rusqlite::Result<Option<&[u8]>> {
+            r.get_ref(i)?.as_blob_or_null().map_err(Into::into)
+        };
+        let severities = r.get::<_, i64>(3)? as u8;
+        let facilities = r.get::<_, i64>(4)? as u32;
+        if !self.admits(severities, facilities, blob(5)?, blob(6)?) {
+            return Ok(None);
+        }
+        let (min_time_us, max_time_us) = (r.get(1)?, r.get(2)?);
+        let ranges = TimeRanges::decode(r.get_ref(8)?)
+            .unwrap_or_else(|| TimeRanges::envelope(min_time_us, max_time_us));
+        if !ranges.is_empty() && !ranges.meets(self.since, self.until) {
+            return Ok(None);
+        }
+        let block: i64 = r.get(0)?;
+        Ok(Some(Block {
+            first_id: (block << BLOCK_SHIFT).max(self.after_id.saturating_add(1)),
+            last_id: ((block << BLOCK_SHIFT) | ((1 << BLOCK_SHIFT) - 1)).min(self.upto_id),
+            min_time_us,
+            max_time_us,
+            ranges,
+            within: (i64::MIN, i64::MAX),
+            counts: decode_counts(r.get_ref(7)?),
+        }))
+    }
 }
+
+/// The summary columns [`Prune::block`] reads.
+pub(super) const SUMMARY: &str = "block, min_time_us, max_time_us, severities, facilities, \
+    sources, hosts, counts, time_ranges";
 
 /// The id ranges of the segments the token filters admitted: a block whose every
 /// segment may match stays whole; otherwise each run of admitted segments becomes a
@@ -663,15 +769,15 @@ fn in_id_order(
     Ok(())
 }
 
-/// Merges the blocks' rows by `(time, id)`. Times within and across blocks overlap
-/// (senders' clocks differ, several connections interleave), so a block is read once
+/// Merges the units' rows by `(time, id)`. Times within and across blocks overlap
+/// (senders' clocks differ, several connections interleave), so a unit is read once
 /// it may hold a row that sorts no later than the best row read so far; only those
-/// few blocks are held in memory, and a block that overlaps none is streamed.
+/// few units are held in memory, and a unit that overlaps none is streamed.
 fn in_time_order(
-    scans: &mut Scans<'_, '_>,
+    scans: &mut Scans<'_>,
     reader: &mut RowReader<'_>,
     params: &[Param],
-    mut blocks: Vec<Block>,
+    unread: &mut dyn Units,
     newest_first: bool,
     mut left: u64,
     visit: &mut Visit<'_>,
@@ -684,12 +790,6 @@ fn in_time_order(
             b.min_time_us <= t
         }
     };
-    if newest_first {
-        blocks.sort_by_key(|b| std::cmp::Reverse(b.max_time_us));
-    } else {
-        blocks.sort_by_key(|b| b.min_time_us);
-    }
-    let mut unread = blocks.iter().peekable();
     let mut open: Vec<Cursor> = Vec::new();
     while left > 0 {
         let best = open
@@ -697,35 +797,28 @@ fn in_time_order(
             .enumerate()
             .filter_map(|(i, c)| Some((i, c.head()?)))
             .reduce(|x, y| if before(y.1, x.1) { y } else { x });
-        if let Some(b) = unread.next_if(|b| best.is_none_or(|(_, (t, _))| reaches(b, t))) {
+        let take = unread
+            .peek()?
+            .is_some_and(|b| best.is_none_or(|(_, (t, _))| reaches(b, t)));
+        if let Some(b) = take.then(|| unread.next()).flatten() {
             // The usual case, times rising with ids: no other block overlaps this one's
             // time range, so its rows go out as SQLite sorts them, without a copy.
             let alone = open.is_empty()
-                && unread.peek().is_none_or(|n| {
+                && unread.peek()?.is_none_or(|n| {
                     if newest_first {
                         n.max_time_us < b.min_time_us
                     } else {
                         n.min_time_us > b.max_time_us
                     }
                 });
+            let stmt = scans.for_unit(&b, alone)?;
             if alone {
-                let in_order = b.ranges.rising
-                    || match scans.order.as_mut() {
-                        Some(order) => ids_in_time_order(order, b)?,
-                        None => false,
-                    };
-                let stmt: &mut Statement<'_> = if in_order { scans.by_id } else { scans.sorted };
-                if !stream_block(stmt, reader, params, b, &mut left, visit)? {
+                if !stream_block(stmt, reader, params, &b, &mut left, visit)? {
                     break;
                 }
                 continue;
             }
-            let stmt: &mut Statement<'_> = if b.ranges.rising {
-                scans.by_id
-            } else {
-                scans.sorted
-            };
-            let c = read_block(stmt, reader, params, b)?;
+            let c = read_block(stmt, reader, params, &b)?;
             if c.head().is_some() {
                 open.push(c);
             }
