@@ -243,8 +243,8 @@ pub fn run(conn: &Connection, q: &Query, visit: &mut Visit<'_>) -> Result<(), St
     // A block whose rows came in time order is read by id, without SQLite sorting its
     // rows (what the time index spared such reads before): known from its summary's
     // flag, or, for a filter that keeps most rows, checked by reading the unit's times
-    // first. Each statement is prepared when first needed (the view's joins make a
-    // prepare cost more than reading a few hundred rows).
+    // first. Each statement is prepared when first needed (prepares were ~13 % of
+    // `-n 100`'s CPU in a profile of schema 7's reader, which prepared all three).
     let mut scans = Scans {
         conn,
         sorted_sql: sorted,
