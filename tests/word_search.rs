@@ -352,7 +352,8 @@ fn filters_survive_restarts_and_are_backfilled() {
     // Back to schema 3: no filters, no counts, and the rows in a `Logs` table with the
     // names and texts (schema 5 made it a view). A writer migrates and backfills.
     conn.execute_batch(
-        "DROP TABLE LogTokens; ALTER TABLE LogBlocks DROP COLUMN counts;
+        "DROP TABLE LogTokens; DROP INDEX LogBlocks_max_time;
+         ALTER TABLE LogBlocks DROP COLUMN counts;
          ALTER TABLE LogBlocks DROP COLUMN time_ranges;
          CREATE TABLE LogsV3 AS SELECT id, time_us, received_us, severity, facility, hostname,
              source, host_id, source_id, procid, msgid, structured_data, message, protocol,
