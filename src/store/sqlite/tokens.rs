@@ -88,6 +88,27 @@ fn segment_of(id: i64) -> usize {
     (id >> SEGMENT_SHIFT) as usize & (SEGMENTS - 1)
 }
 
+/// Sets each hash's bits in `blocks` (a power-of-two count).
+#[inline(always)]
+fn insert_all(blocks: &mut [[u32; 8]], hashes: &[u64]) {
+    let last = blocks.len() - 1;
+    for &h in hashes {
+        let m = mask(h);
+        let b = &mut blocks[(h as usize) & last];
+        for j in 0..8 {
+            b[j] |= m[j];
+        }
+    }
+}
+
+/// [`insert_all`] compiled for AVX2, whose 8-lane multiply and per-lane shifts make
+/// [`mask`] a few instructions.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn insert_all_avx2(blocks: &mut [[u32; 8]], hashes: &[u64]) {
+    insert_all(blocks, hashes)
+}
+
 /// A split-block Bloom filter whose block count is a power of two; a hash's block is
 /// its low bits, so halving the size is ORing the two halves.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,17 +130,17 @@ impl Sbbf {
     }
 
     /// Inserts each hash; one loop the compiler keeps tight, so that the filter's
-    /// memory is fetched for several hashes at once.
+    /// memory is fetched for several hashes at once. With AVX2 a hash's eight bits are
+    /// one multiply, two shifts and an OR of 32 bytes; without it, eight of each.
     #[inline]
     fn insert_all(&mut self, hashes: &[u64]) {
-        let last = self.blocks.len() - 1;
-        for &h in hashes {
-            let m = mask(h);
-            let b = &mut self.blocks[(h as usize) & last];
-            for j in 0..8 {
-                b[j] |= m[j];
-            }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { insert_all_avx2(&mut self.blocks, hashes) };
+            return;
         }
+        insert_all(&mut self.blocks, hashes);
     }
 
     #[cfg(test)]
@@ -561,6 +582,24 @@ pub fn register_function(conn: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The AVX2 build of the inserts sets the same bits as the portable one.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_inserts_set_the_portable_bits() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let hashes: Vec<u64> = (0..5_000).map(|i| token_hash(&format!("w{i}"))).collect();
+        let mut portable = vec![[0u32; 8]; 256];
+        insert_all(&mut portable, &hashes);
+        let mut avx2 = vec![[0u32; 8]; 256];
+        // SAFETY: the CPU has AVX2 (checked above).
+        unsafe { insert_all_avx2(&mut avx2, &hashes) };
+        assert_eq!(avx2, portable);
+        let f = Sbbf { blocks: avx2 };
+        assert!(hashes.iter().all(|&h| f.contains(h)));
+    }
 
     #[test]
     fn folding_keeps_every_token_and_sizes_to_the_count() {
