@@ -180,14 +180,14 @@ fn hash_word(
     buf: &mut String,
     f: &mut impl FnMut(u64),
 ) {
-    if !slow {
-        // All ASCII: `start` and `end` are character boundaries.
-        if let Some(word) = text.get(start..end) {
-            f(token_hash(word));
-        }
+    // `start` follows an ASCII byte (or is 0) and `end` is at one (or the end).
+    if let Some(word) = text.get(start..end)
+        && (!slow || word.chars().all(caseless_word_char))
+    {
+        f(token_hash(word));
         return;
     }
-    // `start` follows an ASCII byte (or is 0), and each step ends after a character.
+    // Each step ends after a character.
     let mut i = start;
     while i < end {
         buf.clear();
@@ -197,6 +197,18 @@ fn hash_word(
         }
         i = next;
     }
+}
+
+/// A word character that lower-casing keeps, known without Unicode's tables: lower-case
+/// ASCII, digits, `_`, and the caseless scripts most common in logs (kana, CJK
+/// ideographs, Hangul syllables), whose every character is a letter. A word of only
+/// these is hashed where it lies; the table lookups of other non-ASCII characters were
+/// ~10 % of the word filer's time on a workload where 1.4 % of words are not ASCII.
+#[inline]
+fn caseless_word_char(c: char) -> bool {
+    matches!(c, 'a'..='z' | '0'..='9' | '_'
+        | '\u{3041}'..='\u{3096}' | '\u{30A1}'..='\u{30FA}'
+        | '\u{4E00}'..='\u{9FFF}' | '\u{AC00}'..='\u{D7A3}')
 }
 
 /// Bits `from..to` of a 64-bit mask (`from` < 64, `to` ≤ 64).
@@ -613,7 +625,7 @@ mod tests {
         // characters (some lower-casing to two characters, or to an ASCII letter).
         let alphabet = [
             'a', 'Z', '0', '_', ' ', '.', 'é', 'É', 'İ', 'ſ', '\u{212a}', 'Σ', '日', '，', '—',
-            '\u{301}', '\u{feff}', '🚀', 'ǅ',
+            '\u{301}', '\u{feff}', '🚀', 'ǅ', 'カ', '한', 'ー',
         ];
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         for round in 0..24_000 {
@@ -642,6 +654,21 @@ mod tests {
             got.push(h)
         });
         assert_eq!(got, ["a", "b", "vee"].map(token_hash));
+    }
+
+    /// The characters hashed without a lookup are word characters that lower-casing
+    /// keeps, by the same tables [`for_each_word`] uses.
+    #[test]
+    fn caseless_word_chars_are_kept_word_chars() {
+        let mut n = 0;
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            if caseless_word_char(c) {
+                assert!(is_word_char(c), "{c:?}");
+                assert!(lower(c).eq([c]), "{c:?}");
+                n += 1;
+            }
+        }
+        assert!(n > 30_000, "{n}");
     }
 
     /// Every byte value at every position of a chunk is classified as the byte table
