@@ -14,7 +14,9 @@ archive dir: every removed row is archived first). For each it prints msg/s, the
 of the medians to `plain`'s, the passes that removed rows (how many, the longest and
 their total: a pass runs on the writer's thread, so ingest waits for it; archiving runs on
 a thread of its own and is not counted), the store's and archives' size at the end, and
-the relay's CPU seconds per thread name when the last message was stored. With several
+the relay's CPU seconds per thread name when the last message was stored (with `archive`,
+also the rows archived by then, the archive thread's CPU per archived row, and the data
+bytes per row of every archive file written by the relay's stop). With several
 `--relay` binaries (a build before and after a change) each configuration runs once with
 each binary in every round, in turn, so they share the machine's state (name:PATH labels
 a binary; each build's ratios are to its own `plain`).
@@ -61,6 +63,19 @@ def du(path):
     return total
 
 
+def archived(path):
+    """Rows and data bytes of the archive files whose manifests are written."""
+    rows = size = 0
+    for f in os.listdir(path):
+        if f.endswith(".manifest.json"):
+            try:
+                m = json.load(open(os.path.join(path, f)))
+                rows, size = rows + m["rows"], size + m["bytes"]
+            except (OSError, ValueError, KeyError):
+                pass
+    return rows, size
+
+
 def thread_cpu(pid):
     """CPU seconds per thread name (threads of one name summed)."""
     out = {}
@@ -104,6 +119,7 @@ def one(args, name, extra, work, relay):
             time.sleep(0.02)
         secs = time.time() - t0
         threads = thread_cpu(p.pid)
+        rows_archived = archived(f"{d}/arch")[0] if name == "archive" else 0
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=120)
@@ -121,11 +137,24 @@ def one(args, name, extra, work, relay):
         "pass_ms_sum": sum(p[0] for p in passes),
         "rows_removed": sum(p[1] for p in passes),
         "store_bytes": db, "archive_bytes": du(f"{d}/arch") if "archive" in name else 0,
-        "threads": threads,
+        "threads": threads, "rows_archived": rows_archived,
+        # The archive thread's CPU per row it had archived, both read when the last
+        # message was stored.
+        "archive_us_per_row": round(1e6 * threads.get("logrelay-archiv", 0) / rows_archived, 2)
+        if rows_archived else None,
     }
+    if name == "archive":
+        # Data bytes per archived row, over every file written by the relay's stop.
+        rows, size = archived(f"{d}/arch")
+        res["archive_b_per_row"] = round(size / rows, 1) if rows else None
     if not args.keep:
         shutil.rmtree(d, ignore_errors=True)
     return res
+
+
+def per_row(xs):
+    us = [x["archive_us_per_row"] for x in xs if x.get("archive_us_per_row")]
+    return f"{statistics.median(us):.1f} µs" if us else "—"
 
 
 def main():
@@ -169,8 +198,9 @@ def main():
     plains = {path: statistics.median(x["msg_s"] for x in xs)
               for key, name, _, path in runs if name == "plain" for xs in [results[key]]}
     print("\n| config | msg/s (median) | min / max | vs plain | passes removing rows "
-          "| longest pass | passes' total | store at end | archives |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| longest pass | passes' total | store at end | archives | rows archived "
+          "| archive CPU per row |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, xs in results.items():
         rates = [x["msg_s"] for x in xs]
         med = statistics.median(rates)
@@ -180,7 +210,9 @@ def main():
               f"| {max(x['pass_ms_max'] for x in xs)} ms "
               f"| {statistics.median(x['pass_ms_sum'] for x in xs):.0f} ms "
               f"| {statistics.median(x['store_bytes'] for x in xs) / 2**20:.0f} MiB "
-              f"| {statistics.median(x['archive_bytes'] for x in xs) / 2**20:.0f} MiB |")
+              f"| {statistics.median(x['archive_bytes'] for x in xs) / 2**20:.0f} MiB "
+              f"| {statistics.median(x['rows_archived'] for x in xs):,.0f} "
+              f"| {per_row(xs)} |")
 
 
 if __name__ == "__main__":

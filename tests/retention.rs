@@ -328,6 +328,33 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
     assert!(String::from_utf8_lossy(&verified.stdout).contains("SHA-256"));
 }
 
+/// The start of the rows in `tests/golden/archive-format-2`: `fill(db, BLOCK + 10,
+/// GOLDEN_T0, 1 s)`, whose first block an earlier `logq vacuum --archive` wrote there.
+const GOLDEN_T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
+
+/// Archives in the columnar layout's format 2 (names referred to by number at every
+/// use), as an earlier logq wrote them, read and verify as before.
+#[test]
+fn format_2_archives_still_read() {
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/archive-format-2");
+    let manifests = ArchiveDir::open(&golden).unwrap().manifests().unwrap();
+    assert_eq!(manifests.iter().map(|m| m.format).collect::<Vec<_>>(), [2]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("logs.db");
+    fill(&db, BLOCK + 10, GOLDEN_T0, 1_000_000);
+    let before = ok(logq(&db, &["-o", "json"]));
+    ok(logq(&db, &["vacuum", "--max-age", "1s"]));
+    assert_eq!(json_by_id(&ok(logq(&db, &["-o", "json"]))).len(), 11);
+    let a = golden.to_str().unwrap();
+    assert_eq!(ok(logq(&db, &["-o", "json", "--archive", a])), before);
+    let verified = logq_plain(&["archive", "verify", a]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+}
+
 /// Rewrites every archive file as the first format had it: `-o json` lines, zstd,
 /// a manifest without `format`.
 fn rewrite_as_json_lines(dir: &Path) {

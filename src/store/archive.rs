@@ -19,11 +19,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 /// zstd level, shortest match and window (BENCHMARKS.md: bytes per message against
-/// CPU). Level 6 with matches of at least 6 bytes (not 5: fewer, longer matches in
-/// these columns) writes no more than level 9 for about 60 % of its CPU, and level 9
-/// was about 2.5 times faster than 12 for 3 % more bytes: the archive thread has to
-/// keep up with ingest.
-const LEVEL: i32 = 6;
+/// CPU). Level 3 with matches of at least 6 bytes compresses about four times as fast as
+/// level 6 for about 7 % more bytes, which the columnar layout's format 3 wins back
+/// (names met for the first time cost no number): the archive thread has to keep up
+/// with ingest. Long-distance matching found under 1 % more for a seventh of the time.
+const LEVEL: i32 = 3;
 const MIN_MATCH: u32 = 6;
 const WINDOW_LOG: u32 = 24;
 const MANIFEST_SUFFIX: &str = ".manifest.json";
@@ -31,30 +31,62 @@ const MANIFEST_SUFFIX: &str = ".manifest.json";
 const JSONL_SUFFIX: &str = ".jsonl.zst";
 const COLS_SUFFIX: &str = ".cols.zst";
 const FORMAT_JSONL: u32 = 1;
-const FORMAT_COLUMNS: u32 = 2;
+/// Columns, names referred to by number (format 2, still read) and first uses of a
+/// name without one (format 3, written now); `archive_cols` tells them apart.
+const FORMAT_COLUMNS_2: u32 = 2;
+const FORMAT_COLUMNS: u32 = 3;
 
 fn format_jsonl() -> u32 {
     FORMAT_JSONL
 }
 
-/// One zstd frame with its checksum; long matches on, for names and message
-/// templates that repeat across the file.
-fn compress(raw: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut enc = zstd::Encoder::new(Vec::with_capacity(raw.len() / 4), LEVEL)?;
-    enc.include_checksum(true)?;
-    enc.window_log(WINDOW_LOG)?;
-    enc.set_parameter(zstd::stream::raw::CParameter::MinMatch(MIN_MATCH))?;
-    enc.long_distance_matching(true)?;
-    enc.write_all(raw)?;
-    enc.finish()
+/// What writing a file needs, kept per thread between files: a new compression
+/// context allocates (and faults in) its tables again, and new buffers of a file's size
+/// (about 10 MB each) cost page faults again. The relay's archive thread keeps them
+/// (about 25 MB in use) for as long as it runs; what it held at its peak is unchanged.
+#[derive(Default)]
+struct Scratch {
+    compressor: Option<zstd::bulk::Compressor<'static>>,
+    cols: archive_cols::Columns,
+    raw: Vec<u8>,
+    compressed: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+impl Scratch {
+    /// The layout gathered in `cols`, compressed into `compressed`: one zstd frame,
+    /// with its checksum.
+    fn compress(&mut self) -> std::io::Result<()> {
+        use zstd::stream::raw::CParameter;
+        self.raw.clear();
+        self.cols.finish(&mut self.raw);
+        let c = match &mut self.compressor {
+            Some(c) => c,
+            None => {
+                let mut c = zstd::bulk::Compressor::new(LEVEL)?;
+                c.include_checksum(true)?;
+                c.window_log(WINDOW_LOG)?;
+                c.set_parameter(CParameter::MinMatch(MIN_MATCH))?;
+                self.compressor.insert(c)
+            }
+        };
+        self.compressed.clear();
+        self.compressed
+            .reserve(zstd::zstd_safe::compress_bound(self.raw.len()));
+        c.compress_to_buffer(&self.raw, &mut self.compressed)?;
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// The data file's name, in the same directory.
     pub file: String,
-    /// 1: `logq -o json` records one per line (manifests without the field); 2: the
-    /// columnar layout (`archive_cols`).
+    /// 1: `logq -o json` records one per line (manifests without the field); 2 and 3:
+    /// the columnar layout (`archive_cols`).
     #[serde(default = "format_jsonl")]
     pub format: u32,
     pub first_id: i64,
@@ -102,6 +134,44 @@ fn write_synced(
     std::fs::rename(&tmp, path).map_err(|e| io_at(e, path))
 }
 
+/// What [`write_data`] wrote: rows, their time range, the file's size and SHA-256.
+struct Written {
+    rows: u64,
+    min_t: i64,
+    max_t: i64,
+    bytes: u64,
+    sha: String,
+}
+
+/// Gathers the rows `fill` streams, then compresses them to `data`, synced.
+fn write_data(
+    scratch: &mut Scratch,
+    data: &Path,
+    fill: impl FnOnce(&mut super::Visit<'_>) -> Result<(), StoreError>,
+) -> Result<Written, StoreError> {
+    let cols = &mut scratch.cols;
+    cols.clear();
+    let (mut rows, mut min_t, mut max_t) = (0u64, i64::MAX, i64::MIN);
+    fill(&mut |id, r: &RecordRef<'_>| {
+        cols.push(id, r);
+        rows += 1;
+        min_t = min_t.min(r.time_us);
+        max_t = max_t.max(r.time_us);
+        true
+    })?;
+    scratch.compress().map_err(|e| io_at(e, data))?;
+    let compressed = &scratch.compressed;
+    let (bytes, sha) = (compressed.len() as u64, hex(&Sha256::digest(compressed)));
+    write_synced(data, |f| f.write_all(compressed))?;
+    Ok(Written {
+        rows,
+        min_t,
+        max_t,
+        bytes,
+        sha,
+    })
+}
+
 impl ArchiveDir {
     pub fn open(path: &Path) -> Result<ArchiveDir, StoreError> {
         match std::fs::metadata(path) {
@@ -141,19 +211,16 @@ impl ArchiveDir {
         ArchiveDir::open(&self.path)?;
         let name = format!("logs-{first:015}-{last:015}{COLS_SUFFIX}");
         let data = self.path.join(&name);
-        let mut cols = archive_cols::Columns::default();
-        let (mut rows, mut min_t, mut max_t) = (0u64, i64::MAX, i64::MIN);
-        fill(&mut |id, r: &RecordRef<'_>| {
-            cols.push(id, r);
-            rows += 1;
-            min_t = min_t.min(r.time_us);
-            max_t = max_t.max(r.time_us);
-            true
-        })?;
-        let compressed = compress(&cols.finish()).map_err(|e| io_at(e, &data))?;
-        drop(cols);
-        let (bytes, sha) = (compressed.len() as u64, hex(&Sha256::digest(&compressed)));
-        write_synced(&data, |f| f.write_all(&compressed))?;
+        let mut scratch = SCRATCH.with(|s| s.take());
+        let written = write_data(&mut scratch, &data, fill);
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        let Written {
+            rows,
+            mut min_t,
+            mut max_t,
+            bytes,
+            sha,
+        } = written?;
         if rows == 0 {
             (min_t, max_t) = (0, 0);
         }
@@ -234,7 +301,7 @@ impl ArchiveDir {
         rows: &mut dyn FnMut(i64, &RecordRef<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let path = self.path.join(&m.file);
-        if m.format == FORMAT_COLUMNS {
+        if m.format == FORMAT_COLUMNS || m.format == FORMAT_COLUMNS_2 {
             let bytes = std::fs::read(&path).map_err(|e| io_at(e, &path))?;
             let raw = zstd::decode_all(bytes.as_slice()).map_err(|e| io_at(e, &path))?;
             return archive_cols::read(&raw, rows).map_err(|reason| StoreError::File {

@@ -1,23 +1,31 @@
-//! The columnar archive layout (manifest `format: 2`): one file's rows stored column
-//! by column, so the compressor sees like next to like (all messages together, all
-//! times together), with each repeated name (host, source, procid, msgid, peer) written
-//! once per file and referred to by number. About a third smaller than the same rows
-//! as JSON lines at a lower zstd level (BENCHMARKS.md); `logq` turns them back into the
-//! very same records.
+//! The columnar archive layout (manifest `format: 3`, and `format: 2` still read): one
+//! file's rows stored column by column, so the compressor sees like next to like (all
+//! messages together, all times together), with each repeated name (host, source,
+//! procid, msgid, peer) written once per file and referred to by number. About a third
+//! smaller than the same rows as JSON lines at a lower zstd level (BENCHMARKS.md);
+//! `logq` turns them back into the very same records.
 //!
 //! Layout (all integers LEB128 varints, signed ones zigzag), inside one zstd frame:
-//! `LRA2`, rows, then the columns in this order: id deltas, event-time deltas,
-//! received-time deltas, level codes (a byte each), facility codes (255: none),
-//! protocol numbers, the five name columns (distinct names: count, then length and
-//! bytes of each; then per row 0 for none or 1 + the name's number), structured data
-//! lengths (0: none, else 1 + length) and bytes, message lengths and bytes.
+//! `LRA3` (or `LRA2`), rows, then the columns in this order: id deltas, event-time
+//! deltas, received-time deltas, level codes (a byte each), facility codes (255: none),
+//! protocol numbers, the five name columns (distinct names in order of first use:
+//! count, then length and bytes of each; then per row: `LRA3` 0 for none, 1 for the next
+//! name not used before, 1 + its number for one used before; `LRA2` 0 for none or the
+//! name's number), structured data lengths (0: none, else 1 + length) and bytes, message
+//! lengths and bytes. `LRA3`'s first uses cost a byte the compressor all but removes
+//! instead of a rising number, which for names that seldom repeat (process ids) was a
+//! few bytes a row.
 
 use super::{RecordRef, StoreError};
 use crate::message::{Facility, Level, Protocol};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-const MAGIC: &[u8; 4] = b"LRA2";
+const MAGIC_2: &[u8; 4] = b"LRA2";
+const MAGIC: &[u8; 4] = b"LRA3";
 const NO_FACILITY: u8 = 255;
+/// `LRA3`: a row's name used here for the first time.
+const FIRST_USE: u64 = 1;
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -35,35 +43,70 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// A column of names: each distinct one kept once, rows refer to it by number.
+/// A hasher for keys that are hashes already: passes the `u64` on.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; anything else is folded in, still correct.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A column of names: each distinct one kept once, rows refer to it by number. Names
+/// are found by their XXH3 hash, checked against the bytes kept: no copy of a name is
+/// allocated per row (most process ids are new).
 #[derive(Default)]
 struct NameColumn {
-    numbers: HashMap<Box<str>, u64>,
+    /// Hash of a name's bytes: its number (the first name with that hash).
+    numbers: HashMap<u64, u64, BuildHasherDefault<Prehashed>>,
+    /// Each name's bytes in `names`, by number - 1.
+    spans: Vec<(usize, usize)>,
     names: Vec<u8>,
-    count: u64,
     rows: Vec<u8>,
 }
 
 impl NameColumn {
     fn push(&mut self, v: Option<&str>) {
-        let n = match v {
-            None => 0,
-            Some(s) => match self.numbers.get(s) {
-                Some(n) => *n,
-                None => {
-                    self.count += 1;
-                    put_varint(&mut self.names, s.len() as u64);
-                    self.names.extend_from_slice(s.as_bytes());
-                    self.numbers.insert(s.into(), self.count);
-                    self.count
-                }
-            },
+        let Some(s) = v else {
+            put_varint(&mut self.rows, 0);
+            return;
         };
-        put_varint(&mut self.rows, n);
+        let hash = xxhash_rust::xxh3::xxh3_64(s.as_bytes());
+        if let Some(&n) = self.numbers.get(&hash) {
+            let (at, len) = self.spans[(n - 1) as usize];
+            if &self.names[at..at + len] == s.as_bytes() {
+                put_varint(&mut self.rows, n + FIRST_USE);
+                return;
+            }
+        }
+        put_varint(&mut self.names, s.len() as u64);
+        self.spans.push((self.names.len(), s.len()));
+        self.names.extend_from_slice(s.as_bytes());
+        // A different name with the same hash keeps the number: this one is written
+        // out again at each use, still correct.
+        self.numbers.entry(hash).or_insert(self.spans.len() as u64);
+        put_varint(&mut self.rows, FIRST_USE);
+    }
+
+    fn clear(&mut self) {
+        self.numbers.clear();
+        self.spans.clear();
+        self.names.clear();
+        self.rows.clear();
     }
 
     fn write(&self, out: &mut Vec<u8>) {
-        put_varint(out, self.count);
+        put_varint(out, self.spans.len() as u64);
         out.extend_from_slice(&self.names);
         out.extend_from_slice(&self.rows);
     }
@@ -126,9 +169,29 @@ impl Columns {
         self.messages.extend_from_slice(r.message.as_bytes());
     }
 
-    /// The whole layout, ready to compress.
-    pub fn finish(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
+    /// Empties the columns, keeping their memory for the next file.
+    pub fn clear(&mut self) {
+        (self.rows, self.last_id, self.last_time, self.last_received) = (0, 0, 0, 0);
+        for col in [
+            &mut self.ids,
+            &mut self.times,
+            &mut self.received,
+            &mut self.levels,
+            &mut self.facilities,
+            &mut self.protocols,
+            &mut self.sd_lens,
+            &mut self.sd,
+            &mut self.message_lens,
+            &mut self.messages,
+        ] {
+            col.clear();
+        }
+        self.names.iter_mut().for_each(NameColumn::clear);
+    }
+
+    /// The whole layout, ready to compress, appended to `out`.
+    pub fn finish(&self, out: &mut Vec<u8>) {
+        out.reserve(
             64 + self.ids.len()
                 + self.times.len()
                 + self.received.len()
@@ -144,7 +207,7 @@ impl Columns {
                 + self.messages.len(),
         );
         out.extend_from_slice(MAGIC);
-        put_varint(&mut out, self.rows);
+        put_varint(out, self.rows);
         for col in [
             &self.ids,
             &self.times,
@@ -156,12 +219,11 @@ impl Columns {
             out.extend_from_slice(col);
         }
         for col in &self.names {
-            col.write(&mut out);
+            col.write(out);
         }
         for col in [&self.sd_lens, &self.sd, &self.message_lens, &self.messages] {
             out.extend_from_slice(col);
         }
-        out
     }
 }
 
@@ -215,7 +277,8 @@ impl<'a> Cursor<'a> {
             .collect()
     }
 
-    fn names(&mut self, rows: usize) -> Result<(Vec<&'a str>, Vec<u64>), String> {
+    /// A name column; `first_uses`: `LRA3`'s row numbers (see the module's layout).
+    fn names(&mut self, rows: usize, first_uses: bool) -> Result<(Vec<&'a str>, Vec<u64>), String> {
         let count = self.varint()?;
         let mut names = Vec::new();
         for _ in 0..count {
@@ -224,7 +287,21 @@ impl<'a> Cursor<'a> {
                 std::str::from_utf8(self.bytes(len)?).map_err(|_| bad("a name is not UTF-8"))?;
             names.push(s);
         }
-        let refs = self.varints(rows)?;
+        let mut refs = self.varints(rows)?;
+        if first_uses {
+            let mut used = 0u64;
+            for r in &mut refs {
+                *r = match *r {
+                    0 => 0,
+                    FIRST_USE => {
+                        used += 1;
+                        used
+                    }
+                    n if n - FIRST_USE <= used => n - FIRST_USE,
+                    _ => return Err(bad("a row names a name before its first use")),
+                };
+            }
+        }
         if refs.iter().any(|n| *n > count) {
             return Err(bad("a row names a name that is not there"));
         }
@@ -262,9 +339,11 @@ pub fn read(
     buf: &[u8],
     rows: &mut dyn FnMut(i64, &RecordRef<'_>) -> Result<(), StoreError>,
 ) -> Result<Result<(), StoreError>, String> {
-    if buf.get(..4) != Some(MAGIC.as_slice()) {
-        return Err(bad("not a columnar archive"));
-    }
+    let first_uses = match buf.get(..4) {
+        Some(m) if m == MAGIC => true,
+        Some(m) if m == MAGIC_2 => false,
+        _ => return Err(bad("not a columnar archive")),
+    };
     let mut c = Cursor { buf, at: 4 };
     let n = c.varint()?;
     // Every row takes at least a byte in several columns: a count beyond the file's
@@ -281,7 +360,7 @@ pub fn read(
     let protocols = c.bytes(n as u64)?;
     let mut names = Vec::with_capacity(5);
     for _ in 0..5 {
-        names.push(c.names(n)?);
+        names.push(c.names(n, first_uses)?);
     }
     let sd = c.texts(n, true)?;
     let messages = c.texts(n, false)?;
@@ -356,7 +435,8 @@ mod tests {
         let mut cols = Columns::default();
         cols.push(7, &r);
         cols.push(8, &r);
-        let whole = cols.finish();
+        let mut whole = Vec::new();
+        cols.finish(&mut whole);
         let mut seen = Vec::new();
         read(&whole, &mut |id, r| {
             seen.push((
