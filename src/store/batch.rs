@@ -95,6 +95,17 @@ impl AckPoint {
 static SPARE: std::sync::Mutex<Vec<Batch>> = std::sync::Mutex::new(Vec::new());
 const SPARE_MAX: usize = 64;
 const SPARE_MAX_BYTES: usize = 256 * 1024;
+/// New buffers come in steps of these, so that a spare fits the next batch of about its
+/// size (a read's batches differ by a few KiB).
+const TEXT_CLASS: usize = 16 * 1024;
+const ROWS_CLASS: usize = 128;
+
+/// The last spare in `pool` that holds `rows` and `text`, else the last one.
+fn take_spare(pool: &mut Vec<Batch>, rows: usize, text: usize) -> Option<Batch> {
+    let fits = |b: &Batch| b.rows.capacity() >= rows && b.text.capacity() >= text;
+    let i = pool.iter().rposition(fits).or(pool.len().checked_sub(1))?;
+    Some(pool.swap_remove(i))
+}
 
 pub fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
@@ -117,12 +128,28 @@ impl Batch {
     /// one. Reusing them keeps the relay's memory at what the budget counts: freeing
     /// ~100 KiB buffers thousands of times a second left ~40 MiB of allocator slack in
     /// the 1M replay (BENCHMARKS.md, issue 11).
+    ///
+    /// A spare that holds `rows` and `text` is taken; failing that, one whose buffers are
+    /// replaced by new ones. Growing a cleared buffer instead would copy its stale bytes
+    /// and double it (realloc), and fresh memory is faulted in page by page: on the 1M
+    /// replay that was one batch in six and ~5 % of the connection threads' CPU.
     pub fn reuse_or_new(rows: usize, text: usize) -> Self {
-        let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
+        let (rows, text) = (
+            rows.next_multiple_of(ROWS_CLASS),
+            text.next_multiple_of(TEXT_CLASS),
+        );
+        let spare = SPARE
+            .lock()
+            .ok()
+            .and_then(|mut s| take_spare(&mut s, rows, text));
         match spare {
             Some(mut b) => {
-                b.rows.reserve(rows);
-                b.text.reserve(text);
+                if b.rows.capacity() < rows {
+                    b.rows = Vec::with_capacity(rows);
+                }
+                if b.text.capacity() < text {
+                    b.text = String::with_capacity(text);
+                }
                 b
             }
             None => Batch::with_capacity(rows, text),
@@ -337,5 +364,37 @@ mod tests {
             ("second", None, Some("h"))
         );
         assert_eq!(rows[1].time_us, 1_700_000_000_123_456);
+    }
+
+    #[test]
+    fn a_spare_that_fits_is_taken_whole() {
+        let mut pool = vec![
+            Batch::with_capacity(128, 32 * 1024),
+            Batch::with_capacity(256, 96 * 1024),
+            Batch::with_capacity(128, 16 * 1024),
+        ];
+        let big = pool[1].text.as_ptr();
+        let b = take_spare(&mut pool, 256, 80 * 1024).unwrap();
+        assert_eq!(b.text.as_ptr(), big, "the one spare big enough");
+        assert_eq!(pool.len(), 2);
+        // None fits: the last one comes back (its buffers are then replaced).
+        let b = take_spare(&mut pool, 128, 64 * 1024).unwrap();
+        assert_eq!(b.text.capacity(), 16 * 1024);
+        assert_eq!(pool.len(), 1);
+        take_spare(&mut pool, 1, 1).unwrap();
+        assert!(take_spare(&mut pool, 1, 1).is_none());
+    }
+
+    #[test]
+    fn reused_batches_hold_what_was_asked_and_count_it() {
+        let mut small = Batch::with_capacity(16, 100);
+        small.push(&LogMessage::new("x", Level::Info, Utc::now()));
+        small.recycle();
+        let b = Batch::reuse_or_new(200, 70_000);
+        assert!(b.is_empty() && b.rows.capacity() >= 200 && b.text.capacity() >= 70_000);
+        assert_eq!(
+            b.heap_bytes(),
+            b.text.capacity() + b.rows.capacity() * std::mem::size_of::<Row>()
+        );
     }
 }
