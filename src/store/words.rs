@@ -131,71 +131,44 @@ const BYTE_CLASS: [u8; 256] = {
 /// most messages, also in text with some non-ASCII characters) is hashed where it
 /// lies, without a copy; only the others are lower-cased into `buf`, and only
 /// non-ASCII characters are looked up in Unicode's tables.
-///
-/// The text is classified 64 bytes at a time into bitmaps ([`classify`]) and the words
-/// are found from those with bit operations: a byte-by-byte loop, with a branch per byte
-/// that mispredicts at every word's end, was ~1/3 of this function's time.
 pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64)) {
     let bytes = text.as_bytes();
-    // The word open at the current chunk's start: where it began, and whether it has a
-    // byte that needs lower-casing or a lookup so far.
-    let mut open: Option<(usize, bool)> = None;
-    let mut base = 0;
-    while base < bytes.len() {
-        let c = classify_at(bytes, base);
-        let carry = u64::from(open.is_some());
-        let starts = c.word & !((c.word << 1) | carry);
-        let ends = !c.word & ((c.word << 1) | carry);
-        let mut events = starts | ends;
-        while events != 0 {
-            let bit = events.trailing_zeros();
-            events &= events - 1;
-            if starts >> bit & 1 == 1 {
-                open = Some((base + bit as usize, false));
-            } else if let Some((start, slow)) = open.take() {
-                let from = start.saturating_sub(base) as u32;
-                let slow = slow || c.slow & bit_range(from, bit) != 0;
-                hash_word(text, start, base + bit as usize, slow, buf, f);
+    let mut i = 0;
+    while i < bytes.len() {
+        let start = i;
+        let class = BYTE_CLASS[bytes[i] as usize];
+        if class == NOT_WORD {
+            i += 1;
+            continue;
+        }
+        if class == KEPT {
+            i += 1;
+            while i < bytes.len() && BYTE_CLASS[bytes[i] as usize] == KEPT {
+                i += 1;
+            }
+            if i == bytes.len() || BYTE_CLASS[bytes[i] as usize] == NOT_WORD {
+                f(token_hash(&text[start..i]));
+                continue;
             }
         }
-        if let Some((start, slow)) = &mut open {
-            let from = start.saturating_sub(base) as u32;
-            *slow |= c.slow & bit_range(from, 64) != 0;
+        // A word of caseless characters only (see [`caseless_word_char`]) is hashed in
+        // place too.
+        let mut end = i;
+        while end < bytes.len() && BYTE_CLASS[bytes[end] as usize] != NOT_WORD {
+            end += 1;
         }
-        base += 64;
-    }
-    if let Some((start, slow)) = open {
-        hash_word(text, start, bytes.len(), slow, buf, f);
-    }
-}
-
-/// Passes the hash of the word `text[start..end]` to `f`: hashed in place when no byte
-/// of it needs lower-casing or a lookup (`slow`), else built in `buf` (where a
-/// non-ASCII character that is no word character may split it in several).
-fn hash_word(
-    text: &str,
-    start: usize,
-    end: usize,
-    slow: bool,
-    buf: &mut String,
-    f: &mut impl FnMut(u64),
-) {
-    // `start` follows an ASCII byte (or is 0) and `end` is at one (or the end).
-    if let Some(word) = text.get(start..end)
-        && (!slow || word.chars().all(caseless_word_char))
-    {
-        f(token_hash(word));
-        return;
-    }
-    // Each step ends after a character.
-    let mut i = start;
-    while i < end {
+        if let Some(word) = text.get(start..end)
+            && word.chars().all(caseless_word_char)
+        {
+            f(token_hash(word));
+            i = end;
+            continue;
+        }
+        // The word goes on with a character that lower-casing changes or that needs a
+        // lookup: the rest of it is built in `buf`.
         buf.clear();
-        let next = lowered_word_rest(text, i, buf, f);
-        if next <= i {
-            break;
-        }
-        i = next;
+        buf.push_str(&text[start..i]);
+        i = lowered_word_rest(text, i, buf, f);
     }
 }
 
@@ -209,88 +182,6 @@ fn caseless_word_char(c: char) -> bool {
     matches!(c, 'a'..='z' | '0'..='9' | '_'
         | '\u{3041}'..='\u{3096}' | '\u{30A1}'..='\u{30FA}'
         | '\u{4E00}'..='\u{9FFF}' | '\u{AC00}'..='\u{D7A3}')
-}
-
-/// Bits `from..to` of a 64-bit mask (`from` < 64, `to` ≤ 64).
-#[inline]
-fn bit_range(from: u32, to: u32) -> u64 {
-    let below_to = if to >= 64 { u64::MAX } else { (1u64 << to) - 1 };
-    below_to & (u64::MAX << from)
-}
-
-/// Of 64 bytes of text, bit `n` set for byte `n`: `word`, a byte that may be in a word
-/// (`a`–`z`, `A`–`Z`, `0`–`9`, `_` and every non-ASCII byte); `slow`, one that
-/// lower-casing changes or that needs a lookup (`A`–`Z`, non-ASCII).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Classes {
-    word: u64,
-    slow: u64,
-}
-
-/// The classes of `bytes[base..base + 64]`; bytes past the end count as no word.
-#[inline]
-fn classify_at(bytes: &[u8], base: usize) -> Classes {
-    match bytes.get(base..base + 64) {
-        Some(chunk) => classify(chunk),
-        None => {
-            let mut padded = [0u8; 64];
-            let tail = bytes.get(base..).unwrap_or_default();
-            padded[..tail.len()].copy_from_slice(tail);
-            classify(&padded)
-        }
-    }
-}
-
-/// [`Classes`] of 64 bytes, 16 at a time with SSE2 (part of every x86-64 CPU).
-#[cfg(target_arch = "x86_64")]
-#[inline]
-fn classify(chunk: &[u8]) -> Classes {
-    use std::arch::x86_64::*;
-    debug_assert!(chunk.len() >= 64);
-    let mut c = Classes { word: 0, slow: 0 };
-    for k in 0..4 {
-        // SAFETY: SSE2 is always available on x86-64, and the unaligned load reads
-        // bytes 16k..16k + 16 of a slice of at least 64.
-        let (word, slow) = unsafe {
-            let x = _mm_loadu_si128(chunk.as_ptr().add(16 * k).cast());
-            // `lo <= x <= hi` for unsigned bytes: x - lo (wrapping) is at most hi - lo.
-            let in_range = |lo: u8, hi: u8| {
-                let t = _mm_sub_epi8(x, _mm_set1_epi8(lo as i8));
-                _mm_cmpeq_epi8(_mm_min_epu8(t, _mm_set1_epi8((hi - lo) as i8)), t)
-            };
-            let kept = _mm_or_si128(
-                _mm_or_si128(in_range(b'a', b'z'), in_range(b'0', b'9')),
-                _mm_cmpeq_epi8(x, _mm_set1_epi8(b'_' as i8)),
-            );
-            // A non-ASCII byte has its top bit set, which is what movemask takes.
-            let slow = _mm_or_si128(in_range(b'A', b'Z'), x);
-            (
-                _mm_movemask_epi8(_mm_or_si128(kept, slow)) as u32 as u64,
-                _mm_movemask_epi8(slow) as u32 as u64,
-            )
-        };
-        c.word |= word << (16 * k);
-        c.slow |= slow << (16 * k);
-    }
-    c
-}
-
-/// [`Classes`] of 64 bytes, a byte at a time.
-#[cfg(not(target_arch = "x86_64"))]
-#[inline]
-fn classify(chunk: &[u8]) -> Classes {
-    classify_bytes(chunk)
-}
-
-#[cfg(any(test, not(target_arch = "x86_64")))]
-fn classify_bytes(chunk: &[u8]) -> Classes {
-    let mut c = Classes { word: 0, slow: 0 };
-    for (n, &b) in chunk.iter().take(64).enumerate() {
-        let class = BYTE_CLASS[b as usize];
-        c.word |= u64::from(class != NOT_WORD) << n;
-        c.slow |= u64::from(class == UPPER || class == NON_ASCII) << n;
-    }
-    c
 }
 
 /// The rest of a word from `i` (its start, lower-cased, in `buf`), built in `buf` and
@@ -669,23 +560,6 @@ mod tests {
             }
         }
         assert!(n > 30_000, "{n}");
-    }
-
-    /// Every byte value at every position of a chunk is classified as the byte table
-    /// says.
-    #[test]
-    fn chunk_classes_are_the_byte_classes() {
-        for b in 0..=255u8 {
-            for at in [0, 1, 15, 16, 31, 47, 63] {
-                let mut chunk = [b'.'; 64];
-                chunk[at] = b;
-                chunk[(at + 7) % 64] = 255 - b;
-                assert_eq!(classify(&chunk), classify_bytes(&chunk), "byte {b} at {at}");
-            }
-        }
-        let tail = b"Word_1 x\xc3\xa9";
-        assert_eq!(classify_at(tail, 0), classify_bytes(tail));
-        assert_eq!(classify_at(tail, 64), Classes { word: 0, slow: 0 });
     }
 
     #[test]
