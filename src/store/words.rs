@@ -152,17 +152,19 @@ pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64))
             }
         }
         // A word of caseless characters only (see [`caseless_word_char`]) is hashed in
-        // place too.
-        let mut end = i;
-        while end < bytes.len() && BYTE_CLASS[bytes[end] as usize] != NOT_WORD {
-            end += 1;
-        }
-        if let Some(word) = text.get(start..end)
-            && word.chars().all(caseless_word_char)
-        {
-            f(token_hash(word));
-            i = end;
-            continue;
+        // place too; one going on with `A`–`Z` is not, so it is not looked at twice.
+        if BYTE_CLASS[bytes[i] as usize] == NON_ASCII {
+            let mut end = i;
+            while end < bytes.len() && BYTE_CLASS[bytes[end] as usize] != NOT_WORD {
+                end += 1;
+            }
+            if let Some(word) = text.get(start..end)
+                && word.chars().all(caseless_word_char)
+            {
+                f(token_hash(word));
+                i = end;
+                continue;
+            }
         }
         // The word goes on with a character that lower-casing changes or that needs a
         // lookup: the rest of it is built in `buf`.
@@ -520,7 +522,7 @@ mod tests {
         ];
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         for round in 0..24_000 {
-            // Mostly short texts; some long enough to have words across 64-byte chunks.
+            // Mostly short texts; some long, with long words.
             let len = if round % 8 == 0 {
                 (state % 160) as usize
             } else {
