@@ -758,11 +758,13 @@ impl SqliteWriter {
             columns,
             names: Dict::ALL.map(|d| NameIds::new(d.table())),
             checkpointer: None,
-            tokens: token_filer::TokenFiler::start()?,
+            tokens: token_filer::TokenFiler::stopped(),
             wal_limit: None,
             wal_used: true,
         };
         store.upgrade()?;
+        // Started on the current schema: it looks for blocks without filters first.
+        store.tokens = token_filer::TokenFiler::start(path)?;
         store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         // After a checkpoint lets the WAL start over, cut the file back to 32 MiB.
         file::limit_wal_file(&store.conn, 32 << 20)?;

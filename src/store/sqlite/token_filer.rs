@@ -6,16 +6,27 @@
 //! whose words are indexed) and stores the filters of the blocks the filer completed
 //! in a later transaction: until then a complete block has no filter and a search
 //! reads it whole, as it reads the block still filling.
+//!
+//! Ingest never waits for the filters. The filer runs at the lowest priority, on CPU
+//! time the relay does not need; when it is behind and its queue is full, the writer
+//! drops the rows' text and tells it which ids it missed, and the filer makes those
+//! blocks' filters from the stored rows once it has time (with its own read-only
+//! connection). On start it does the same for complete blocks without filters: those
+//! it missed before the relay stopped.
 
+use super::blocks::BLOCK_SHIFT;
 use super::tokens::{self, BlockTokens, Completed, RowWords};
 use crate::store::words::for_each_token_hash;
-use rusqlite::Transaction;
-use std::sync::mpsc;
+use rusqlite::{Connection, OpenFlags, Transaction};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, TryRecvError, TrySendError};
 
 /// Committed transactions' rows waiting for the filer at most; beyond, the writer
-/// waits. The filer's work per row is a third of the writer's, but on a busy machine it
-/// gets the CPU in bursts: room for a few transactions keeps the writer from waiting
-/// (each is at most ~5,000 rows' text, ~1 MiB).
+/// drops the text and the filer reads those rows back later. The filer's work per row
+/// is a third of the writer's, but it gets the CPU in bursts: room for a few
+/// transactions (each at most ~5,000 rows' text, ~1 MiB) keeps most rows from being
+/// read back.
 const QUEUE: usize = 8;
 /// Emptied row buffers kept for reuse: every buffer there can be (those in the queue,
 /// the one being filed, the one being filled). Each grows to a transaction's rows and
@@ -30,6 +41,9 @@ const SPARES: usize = QUEUE + 2;
 struct Rows {
     rows: Vec<RowIds>,
     text: String,
+    /// The first and last ids of rows committed before these that the filer did not
+    /// get (its queue was full).
+    skipped: Option<(i64, i64)>,
 }
 
 struct RowIds {
@@ -45,14 +59,31 @@ impl Rows {
     fn clear(&mut self) {
         self.rows.clear();
         self.text.clear();
+        self.skipped = None;
+    }
+
+    /// The first and last ids of these rows and of the rows skipped before them.
+    fn id_span(&self) -> Option<(i64, i64)> {
+        let ids = self.rows.iter().map(|r| r.id);
+        let span = ids.clone().min().zip(ids.max());
+        match (span, self.skipped) {
+            (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+            (s, t) => s.or(t),
+        }
     }
 }
 
-/// What the filer sends back: a completed block, or an emptied buffer.
+/// What the filer sends back: a completed block, an emptied buffer, or (as it stops)
+/// the complete blocks it did not get to read back.
 enum Back {
     Block(Completed),
     Spare(Rows),
+    Unread(Vec<i64>),
 }
+
+/// Blocks the writer reads back itself when the relay closes (newest first, ~0.5 s of
+/// work at most); the filer reads back any others at the next start.
+const READ_BACK_AT_CLOSE: usize = 64;
 
 /// The writer's side of the filer thread.
 pub struct TokenFiler {
@@ -66,15 +97,42 @@ pub struct TokenFiler {
     ready: Vec<Completed>,
     /// Scratch space for writing filters.
     buf: String,
+    /// Ids of rows the filer did not get, told with the next rows handed over.
+    skipped: Option<(i64, i64)>,
+    /// Complete blocks the filer did not read back before it stopped.
+    unread: Vec<i64>,
 }
 
 impl TokenFiler {
-    pub fn start() -> std::io::Result<TokenFiler> {
-        let (to_filer, rx) = mpsc::sync_channel::<Rows>(QUEUE);
+    /// A filer without its thread (before the store's schema is current): rows handed
+    /// to it are not filed.
+    pub fn stopped() -> TokenFiler {
+        let (_, from_filer) = mpsc::channel();
+        TokenFiler {
+            to_filer: None,
+            from_filer,
+            thread: None,
+            rows: Rows::default(),
+            spares: Vec::new(),
+            ready: Vec::new(),
+            buf: String::new(),
+            skipped: None,
+            unread: Vec::new(),
+        }
+    }
+
+    /// Starts the filer thread for the store at `store`.
+    pub fn start(store: &Path) -> std::io::Result<TokenFiler> {
+        Self::start_with_queue(store, QUEUE)
+    }
+
+    fn start_with_queue(store: &Path, queue: usize) -> std::io::Result<TokenFiler> {
+        let (to_filer, rx) = mpsc::sync_channel::<Rows>(queue);
         let (back, from_filer) = mpsc::channel();
+        let store = store.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("logrelay-tokens".into())
-            .spawn(move || file_rows(rx, back))?;
+            .spawn(move || file_rows(rx, back, store))?;
         Ok(TokenFiler {
             to_filer: Some(to_filer),
             from_filer,
@@ -83,6 +141,8 @@ impl TokenFiler {
             spares: Vec::new(),
             ready: Vec::new(),
             buf: String::with_capacity(64),
+            skipped: None,
+            unread: Vec::new(),
         })
     }
 
@@ -121,6 +181,7 @@ impl TokenFiler {
                 Back::Block(c) => self.ready.push(c),
                 Back::Spare(r) if self.spares.len() < SPARES => self.spares.push(r),
                 Back::Spare(_) => {}
+                Back::Unread(blocks) => self.unread.extend(blocks),
             }
         }
     }
@@ -141,19 +202,30 @@ impl TokenFiler {
     /// are done.
     pub fn committed(&mut self) {
         self.ready.clear();
-        let next = self.spares.pop().unwrap_or_default();
-        let rows = std::mem::replace(&mut self.rows, next);
-        if rows.rows.is_empty() {
-            self.rows = rows;
+        if self.rows.rows.is_empty() {
             return;
         }
-        if let Some(to) = &self.to_filer
-            && to.send(rows).is_err()
-        {
-            // The thread is gone (it panicked): blocks stay without filters and
-            // searches read them whole.
-            tracing::warn!("token filer stopped; new blocks get no word filters");
-            self.to_filer = None;
+        let Some(to) = &self.to_filer else {
+            self.rows.clear();
+            return;
+        };
+        let next = self.spares.pop().unwrap_or_default();
+        let mut rows = std::mem::replace(&mut self.rows, next);
+        rows.skipped = self.skipped.take();
+        match to.try_send(rows) {
+            Ok(()) => {}
+            Err(TrySendError::Full(mut rows)) => {
+                // The filer is behind: ingest goes on, and it reads these rows back.
+                self.skipped = rows.id_span();
+                rows.clear();
+                self.spares.push(rows);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                // The thread is gone (it panicked): blocks stay without filters and
+                // searches read them whole.
+                tracing::warn!("token filer stopped; new blocks get no word filters");
+                self.to_filer = None;
+            }
         }
     }
 
@@ -164,13 +236,25 @@ impl TokenFiler {
     }
 
     /// Waits for the filer to file everything handed over; the completed blocks are
-    /// then ready to [`write`](Self::write). The block still filling is not complete.
+    /// then ready to [`write`](Self::write), with the newest of those it did not read
+    /// back (their filters made from the stored rows as they are written). The block
+    /// still filling is not complete.
     pub fn finish(&mut self) {
         self.to_filer = None;
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
         self.receive();
+        if let Some((first, last)) = self.skipped.take() {
+            // Rows the filer never got; the last one's block may still be filling.
+            self.unread
+                .extend((first >> BLOCK_SHIFT)..(last >> BLOCK_SHIFT));
+        }
+        let mut unread = std::mem::take(&mut self.unread);
+        unread.sort_unstable_by(|a, b| b.cmp(a));
+        unread.dedup();
+        unread.truncate(READ_BACK_AT_CLOSE);
+        self.ready.extend(unread.into_iter().map(|b| (b, None)));
     }
 }
 
@@ -184,12 +268,87 @@ impl Drop for TokenFiler {
 }
 
 /// The filer thread: files each transaction's rows, sends back the blocks they
-/// completed and the emptied buffer; ends when the writer hangs up.
-fn file_rows(rx: mpsc::Receiver<Rows>, back: mpsc::Sender<Back>) {
-    let mut tokens = BlockTokens::default();
-    let mut hashes = Vec::with_capacity(256);
-    let mut buf = String::with_capacity(64);
-    for mut rows in rx {
+/// completed and the emptied buffer, and, when nothing waits, makes the filters of
+/// blocks it missed from the stored rows; ends when the writer hangs up.
+fn file_rows(rx: mpsc::Receiver<Rows>, back: mpsc::Sender<Back>, store: PathBuf) {
+    lower_priority();
+    let mut filer = Filer::new(&store);
+    loop {
+        let next = if filer.to_read.is_empty() {
+            rx.recv().ok()
+        } else {
+            match rx.try_recv() {
+                Ok(rows) => Some(rows),
+                Err(TryRecvError::Empty) => {
+                    if filer.read_back_one(&back).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => None,
+            }
+        };
+        let Some(mut rows) = next else {
+            // The writer closes: it reads back what is left (or the next start does).
+            let _ = back.send(Back::Unread(filer.to_read));
+            return;
+        };
+        if filer.file(&rows, &back).is_err() {
+            return;
+        }
+        rows.clear();
+        if back.send(Back::Spare(rows)).is_err() {
+            return;
+        }
+    }
+}
+
+/// The filer thread's state.
+struct Filer {
+    tokens: BlockTokens,
+    hashes: Vec<u64>,
+    buf: String,
+    /// Reads back the rows of blocks the filer missed; `None` if the store could not be
+    /// opened (the writer then makes those filters itself).
+    reader: Option<Connection>,
+    /// Blocks with rows the filer did not get, until they are complete.
+    missed: BTreeSet<i64>,
+    /// Complete blocks whose filters are made from the stored rows, newest last.
+    to_read: Vec<i64>,
+}
+
+impl Filer {
+    fn new(store: &Path) -> Filer {
+        let reader = open_reader(store)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, store = %store.display(),
+                    "token filer cannot read the store; the writer makes missed filters")
+            })
+            .ok();
+        let mut to_read = match &reader {
+            Some(conn) => tokens::blocks_without_filters(conn).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "cannot list blocks without word filters");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
+        to_read.reverse();
+        Filer {
+            tokens: BlockTokens::default(),
+            hashes: Vec::with_capacity(256),
+            buf: String::with_capacity(64),
+            reader,
+            missed: BTreeSet::new(),
+            to_read,
+        }
+    }
+
+    /// Files one transaction's rows; sends back the blocks they completed.
+    fn file(&mut self, rows: &Rows, back: &mpsc::Sender<Back>) -> Result<(), ()> {
+        if let Some((first, last)) = rows.skipped {
+            self.missed
+                .extend((first >> BLOCK_SHIFT)..=(last >> BLOCK_SHIFT));
+        }
         let mut at = 0usize;
         for r in &rows.rows {
             let text = |at: usize, len: u32| rows.text.get(at..at + len as usize);
@@ -197,23 +356,207 @@ fn file_rows(rx: mpsc::Receiver<Rows>, back: mpsc::Sender<Back>) {
             at += r.message_len as usize;
             let sd = (r.sd_len != u32::MAX).then(|| text(at, r.sd_len)).flatten();
             at += sd.map_or(0, str::len);
-            hashes.clear();
-            for_each_token_hash(message, sd, &mut buf, &mut |h| hashes.push(h));
-            tokens.add(&RowWords {
+            self.hashes.clear();
+            for_each_token_hash(message, sd, &mut self.buf, &mut |h| self.hashes.push(h));
+            self.tokens.add(&RowWords {
                 id: r.id,
-                hashes: &hashes,
+                hashes: &self.hashes,
                 host_id: r.host_id,
                 source_id: r.source_id,
             });
         }
-        for c in tokens.take_completed() {
-            if back.send(Back::Block(c)).is_err() {
-                return;
+        for (block, filter) in self.tokens.take_completed() {
+            let missed = self.missed.remove(&block);
+            match filter {
+                Some(f) if !missed => back.send(Back::Block((block, Some(f)))).map_err(drop)?,
+                // Rows of the block went by unfiled: read them back.
+                _ if self.reader.is_some() => self.to_read.push(block),
+                _ => back.send(Back::Block((block, None))).map_err(drop)?,
             }
         }
-        rows.clear();
-        if back.send(Back::Spare(rows)).is_err() {
-            return;
+        // Missed blocks that the newest rows have moved past are complete too.
+        if let Some(newest) = rows.rows.last().map(|r| r.id >> BLOCK_SHIFT) {
+            while let Some(&block) = self.missed.first()
+                && block < newest
+            {
+                self.missed.pop_first();
+                match self.reader {
+                    Some(_) => self.to_read.push(block),
+                    None => back.send(Back::Block((block, None))).map_err(drop)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the newest missed block's filters from its stored rows.
+    fn read_back_one(&mut self, back: &mpsc::Sender<Back>) -> Result<(), ()> {
+        let (Some(block), Some(reader)) = (self.to_read.pop(), &self.reader) else {
+            return Ok(());
+        };
+        match tokens::rebuild(reader, block) {
+            Ok(f) => back
+                .send(Back::Block((block, Some((f, Default::default())))))
+                .map_err(drop),
+            Err(e) => {
+                tracing::debug!(error = %e, block, "word filters not made from stored rows");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A read-only connection of the filer's own.
+fn open_reader(store: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(store, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Makes this thread the last to get the CPU (nice 19): the filters may wait, ingest
+/// may not. Linux keeps a nice value per thread.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on this thread's own id.
+    unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Level, LogMessage};
+    use crate::store::{Batch, StoreWriter};
+    use std::borrow::Cow;
+
+    /// Four complete blocks and a tail: ids 1 to 17,084.
+    const ROWS: i64 = 4 * 4096 + 700;
+
+    fn stored_filters(conn: &Connection) -> Vec<(i64, Vec<u8>)> {
+        conn.prepare("SELECT id, filter FROM LogTokens ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// A filer that did not get some transactions' rows (its queue was full) makes the
+    /// blocks they touched from the stored rows: the filters stored in the end are
+    /// those of a filer that saw every row. Blocks it saw whole are filed as usual.
+    #[test]
+    fn blocks_with_skipped_rows_are_read_back_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let mut w = super::super::SqliteWriter::open(&path).unwrap();
+        let mut batch = Batch::new();
+        for i in 0..ROWS {
+            let mut m = LogMessage::new(
+                format!("Request {i} from Client{} took {}ms", i % 97, i % 13),
+                Level::from_code((i % 8) as u8).unwrap(),
+                chrono::DateTime::from_timestamp(1_790_000_000 + i, 0).unwrap(),
+            );
+            m.hostname = Some(Cow::Owned(format!("Host-{}", i / 3000)));
+            m.source = Some(Cow::Owned(format!("svc{}", i % 7)));
+            batch.push(&m);
+            if batch.len() == 2000 {
+                w.insert(std::slice::from_ref(&batch)).unwrap();
+                batch.clear();
+            }
+        }
+        w.insert(std::slice::from_ref(&batch)).unwrap();
+        drop(w);
+        let conn = Connection::open(&path).unwrap();
+        let reference = stored_filters(&conn);
+        assert_eq!(
+            reference.len(),
+            4 * 64,
+            "four complete blocks, 64 slices each"
+        );
+        conn.execute("DELETE FROM LogTokens", []).unwrap();
+
+        // The rows as the writer hands them over, 1,000 ids to a transaction.
+        let mut chunks: Vec<Rows> = Vec::new();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, message, structured_data, host_id, source_id FROM LogRows \
+                 ORDER BY id",
+            )
+            .unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        let mut handed = TokenFiler::stopped();
+        while let Some(r) = rows.next().unwrap() {
+            let id: i64 = r.get(0).unwrap();
+            let message: String = r.get(1).unwrap();
+            let sd: Option<String> = r.get(2).unwrap();
+            handed.add(
+                id,
+                &message,
+                sd.as_deref(),
+                r.get(3).unwrap(),
+                r.get(4).unwrap(),
+            );
+            if id % 1000 == 0 || id == ROWS {
+                chunks.push(std::mem::take(&mut handed.rows));
+            }
+        }
+        drop(rows);
+        drop(stmt);
+
+        // Skipped: ids 5,001-6,000 (inside block 1) and 8,001-13,000 (the end of block 1,
+        // all of block 2, the start of block 3).
+        let mut filer = Filer::new(&path);
+        assert_eq!(filer.to_read, vec![0, 1, 2, 3], "no block has filters");
+        filer.to_read.clear();
+        let (back, from_filer) = mpsc::channel();
+        let mut skipped = None;
+        for (c, mut rows) in chunks.into_iter().enumerate() {
+            if c == 5 || (8..=12).contains(&c) {
+                skipped = widen(skipped, rows.id_span());
+                continue;
+            }
+            rows.skipped = skipped.take();
+            filer.file(&rows, &back).unwrap();
+        }
+        assert_eq!(filer.to_read, vec![1, 2, 3]);
+        assert!(filer.missed.is_empty(), "the tail block is not skipped");
+        while !filer.to_read.is_empty() {
+            filer.read_back_one(&back).unwrap();
+        }
+        drop(back);
+        let mut done = Vec::new();
+        for b in from_filer {
+            if let Back::Block(c) = b {
+                done.push(c);
+            }
+        }
+        let read_back: Vec<i64> = done
+            .iter()
+            .filter(|(_, f)| f.as_ref().is_some_and(|(_, names)| names[0].is_empty()))
+            .map(|(b, _)| *b)
+            .collect();
+        assert_eq!(
+            read_back,
+            vec![3, 2, 1],
+            "read back newest first; block 0 filed"
+        );
+        let mut conn = conn;
+        let tx = conn.transaction().unwrap();
+        tokens::write_completed(&tx, &done, &mut String::new()).unwrap();
+        tx.commit().unwrap();
+        assert!(
+            stored_filters(&conn) == reference,
+            "the filters differ from a filer's that saw every row"
+        );
+    }
+
+    fn widen(a: Option<(i64, i64)>, b: Option<(i64, i64)>) -> Option<(i64, i64)> {
+        match (a, b) {
+            (Some((a0, a1)), Some((b0, b1))) => Some((a0.min(b0), a1.max(b1))),
+            (x, y) => x.or(y),
         }
     }
 }

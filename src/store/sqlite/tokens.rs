@@ -430,7 +430,15 @@ pub fn write_completed(
     Ok(())
 }
 
+/// Stores a block's filters, unless the block is gone (retention removed it while its
+/// filters were being made).
 fn store(tx: &Transaction<'_>, block: i64, filter: &BlockFilter) -> rusqlite::Result<()> {
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM LogBlocks WHERE block = ?1")?
+        .exists([block])?;
+    if !exists {
+        return Ok(());
+    }
     let mut stmt =
         tx.prepare_cached("INSERT OR REPLACE INTO LogTokens (id, filter) VALUES (?1, ?2)")?;
     for s in 0..SLICES {
@@ -456,12 +464,12 @@ fn add_names(
     Ok(())
 }
 
-/// A block's filters made from its stored rows.
-fn rebuild(tx: &Transaction<'_>, block: i64) -> rusqlite::Result<BlockFilter> {
+/// A block's filters made from its stored rows (hostnames and sources included).
+pub fn rebuild(conn: &Connection, block: i64) -> rusqlite::Result<BlockFilter> {
     let mut working = vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS];
     let mut buf = String::new();
     let first = block << BLOCK_SHIFT;
-    let mut stmt = tx.prepare_cached(
+    let mut stmt = conn.prepare_cached(
         "SELECT id, message, hostname, source, structured_data FROM Logs \
          WHERE id BETWEEN ?1 AND ?2",
     )?;
@@ -478,6 +486,19 @@ fn rebuild(tx: &Transaction<'_>, block: i64) -> rusqlite::Result<BlockFilter> {
         }
     }
     Ok(BlockFilter::fold(&working).0)
+}
+
+/// Complete blocks (all but the newest) that have no filters, newest first: blocks the
+/// filer did not see whole before the relay stopped, or skipped while it was busy.
+pub fn blocks_without_filters(conn: &Connection) -> rusqlite::Result<Vec<i64>> {
+    conn.prepare(
+        "SELECT block FROM LogBlocks AS b
+        WHERE block < (SELECT max(block) FROM LogBlocks)
+            AND NOT EXISTS (SELECT 1 FROM LogTokens WHERE id = b.block * 64)
+        ORDER BY block DESC",
+    )?
+    .query_map([], |r| r.get(0))?
+    .collect()
 }
 
 /// Migration step: filters for every complete block (the last block is filtered once
