@@ -22,6 +22,11 @@ use std::collections::HashMap;
 
 pub const BLOCK_SHIFT: u32 = 12;
 
+/// Name id → severity bits, looked up for every row the writer stores. foldhash, not
+/// std's SipHash: the ids are the store's own small integers, and each map still gets a
+/// random seed, so no sender can aim at a fixed hash.
+pub type NameBits = HashMap<i64, u8, foldhash::fast::RandomState>;
+
 /// Bit 24 of the facility mask: rows without a facility (NDJSON, raw).
 const NO_FACILITY: u32 = 1 << 24;
 
@@ -39,8 +44,8 @@ pub struct Summary {
     /// Bit n: a row with facility n; bit 24: a row without one.
     pub facilities: u32,
     /// Source id → severities of that source's rows in the block.
-    pub sources: Option<HashMap<i64, u8>>,
-    pub hosts: Option<HashMap<i64, u8>>,
+    pub sources: Option<NameBits>,
+    pub hosts: Option<NameBits>,
     /// Rows per severity (what `--count` and `stats` add up); `None`: unknown.
     pub counts: Option<[u16; 8]>,
 }
@@ -68,8 +73,8 @@ impl Summary {
         Summary {
             min_time_us: i64::MAX,
             max_time_us: i64::MIN,
-            sources: Some(HashMap::new()),
-            hosts: Some(HashMap::new()),
+            sources: Some(NameBits::default()),
+            hosts: Some(NameBits::default()),
             counts: Some([0; 8]),
             ..Summary::default()
         }
@@ -327,7 +332,7 @@ impl TimeRanges {
 const RISING: u8 = 1;
 
 /// `(id, severity bits)` pairs sorted by id, ids as LEB128 deltas: ~2 bytes a name.
-pub fn encode_names(map: &HashMap<i64, u8>) -> Vec<u8> {
+pub fn encode_names(map: &NameBits) -> Vec<u8> {
     let mut pairs: Vec<(i64, u8)> = map.iter().map(|(k, v)| (*k, *v)).collect();
     pairs.sort_unstable();
     let mut out = Vec::with_capacity(pairs.len() * 3);
@@ -390,7 +395,7 @@ pub fn decode_counts(value: rusqlite::types::ValueRef<'_>) -> Option<[u16; 8]> {
 
 /// A stored name list as a map; unknown (`None`) for NULL, a damaged blob or another
 /// type, so a damaged summary widens queries instead of stopping the writer.
-fn to_map(value: rusqlite::types::ValueRef<'_>) -> Option<HashMap<i64, u8>> {
+fn to_map(value: rusqlite::types::ValueRef<'_>) -> Option<NameBits> {
     let blob = value.as_blob().ok()?;
     decode_names(blob).map(|pairs| pairs.into_iter().collect())
 }
@@ -590,9 +595,11 @@ mod tests {
 
     #[test]
     fn names_round_trip_and_damaged_blobs_are_unknown() {
-        let map: HashMap<i64, u8> = [(1, 0x08), (300, 0x40), (70_000, 0xff), (2, 1)].into();
+        let map: NameBits = [(1, 0x08), (300, 0x40), (70_000, 0xff), (2, 1)]
+            .into_iter()
+            .collect();
         let blob = encode_names(&map);
-        let back: HashMap<i64, u8> = decode_names(&blob).unwrap().into_iter().collect();
+        let back: NameBits = decode_names(&blob).unwrap().into_iter().collect();
         assert_eq!(back, map);
         assert_eq!(decode_names(&blob[..blob.len() - 1]), None);
         assert_eq!(decode_names(&[0xff; 12]), None);
