@@ -14,6 +14,7 @@ mod file;
 mod newest_first;
 mod peer;
 mod query;
+mod raw_insert;
 pub mod retention;
 pub mod sql;
 mod stats;
@@ -27,7 +28,6 @@ use super::{
 use blocks::{Pending, RowFacts};
 use checkpoint::Checkpointer;
 use file::Found;
-use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, Transaction};
 use std::path::{Path, PathBuf};
 
@@ -374,23 +374,29 @@ struct Staged<'a> {
     port: Option<u16>,
 }
 
-/// Binds a row's values from parameter `first + 1` on.
-fn bind_row(
-    stmt: &mut rusqlite::CachedStatement<'_>,
+/// Binds a row's values from parameter `first` (0-based) on.
+fn bind_row<'t>(
+    rows: &mut raw_insert::Rows<'_, 't>,
     columns: &[(&str, Bind)],
     first: usize,
-    s: &Staged<'_>,
+    s: &Staged<'t>,
 ) -> rusqlite::Result<()> {
+    let int_or_null = |rows: &mut raw_insert::Rows<'_, 't>, at, v: Option<i64>| match v {
+        Some(v) => rows.int(at, v),
+        None => rows.null(at),
+    };
     for (i, (_, bind)) in columns.iter().enumerate() {
-        let value = match *bind {
-            Bind::Value(get) => to_sqlite(get(&s.r)),
-            Bind::NameId(dict) => s.names[dict as usize].map_or(ValueRef::Null, ValueRef::Integer),
-            Bind::PeerPort => s
-                .port
-                .map_or(ValueRef::Null, |p| ValueRef::Integer(p.into())),
-            Bind::Code(code) => ValueRef::Integer(code(&s.r)),
-        };
-        stmt.raw_bind_parameter(first + i + 1, ToSqlOutput::Borrowed(value))?;
+        let at = first + i;
+        match *bind {
+            Bind::Value(get) => match get(&s.r) {
+                Value::Null => rows.null(at)?,
+                Value::Int(v) | Value::Time(v) => rows.int(at, v)?,
+                Value::Text(t) => rows.text(at, t)?,
+            },
+            Bind::NameId(dict) => int_or_null(rows, at, s.names[dict as usize])?,
+            Bind::PeerPort => int_or_null(rows, at, s.port.map(i64::from))?,
+            Bind::Code(code) => rows.int(at, code(&s.r))?,
+        }
     }
     Ok(())
 }
@@ -413,15 +419,6 @@ fn file_row(
         source_id,
         host_id,
     });
-}
-
-/// A record value as SQLite stores it.
-fn to_sqlite(v: Value<'_>) -> ValueRef<'_> {
-    match v {
-        Value::Null => ValueRef::Null,
-        Value::Int(i) | Value::Time(i) => ValueRef::Integer(i),
-        Value::Text(t) => ValueRef::Text(t.as_bytes()),
-    }
 }
 
 /// Dictionary ids of names (sources, hosts, peer addresses): rows and block summaries
@@ -526,14 +523,34 @@ impl ClientSeqs {
     }
 }
 
+/// The writer's INSERTs into `LogRows`, prepared once the schema is current.
+struct Inserts {
+    /// One row, a new id.
+    one: raw_insert::RawInsert,
+    /// [`ROWS_PER_INSERT`] rows, new ids.
+    many: raw_insert::RawInsert,
+    /// One row with its id given.
+    with_id: raw_insert::RawInsert,
+}
+
+impl Inserts {
+    fn prepare(conn: &Connection, columns: &[(&str, Bind)]) -> rusqlite::Result<Inserts> {
+        Ok(Inserts {
+            one: raw_insert::RawInsert::prepare(conn, &insert_sql(columns))?,
+            many: raw_insert::RawInsert::prepare(conn, &insert_many_sql(columns))?,
+            with_id: raw_insert::RawInsert::prepare(conn, &insert_with_id_sql(columns))?,
+        })
+    }
+}
+
 /// The relay's side of a SQLite store: creates, upgrades and writes it.
 pub struct SqliteWriter {
+    /// Before `conn`: statements are finalized before their connection closes.
+    inserts: Option<Inserts>,
     conn: Connection,
     path: PathBuf,
-    /// The `LogRows` columns and the INSERTs that fill them (one row, many rows).
+    /// The `LogRows` columns the INSERTs fill.
     columns: Vec<(&'static str, Bind)>,
-    insert: String,
-    insert_many: String,
     /// Ids of names already in `Hosts`, `Sources`, `Peers` (in [`Dict::ALL`] order).
     names: [NameIds; 3],
     /// The background checkpointer.
@@ -561,16 +578,13 @@ impl SqliteWriter {
         let mut summaries = Pending::with_given_ids(ids.is_some());
         let mut seqs = ClientSeqs::default();
         {
-            let with_id;
-            let single: &str = match ids {
-                Some(_) => {
-                    with_id = insert_with_id_sql(&self.columns);
-                    &with_id
-                }
-                None => &self.insert,
+            let inserts = self.inserts.as_mut().ok_or(rusqlite::Error::InvalidQuery)?;
+            let single = match ids {
+                Some(_) => &mut inserts.with_id,
+                None => &mut inserts.one,
             };
-            let mut one = tx.prepare_cached(single)?;
-            let mut many = tx.prepare_cached(&self.insert_many)?;
+            // Bound text borrows `batches`; the bindings are cleared when these go.
+            let (mut one, mut many) = (single.rows(), inserts.many.rows());
             let mut chunk: Vec<Staged<'_>> = Vec::with_capacity(ROWS_PER_INSERT);
             let rows = batches.iter().map(|b| {
                 let after = seqs.before(&tx, b)?;
@@ -609,9 +623,9 @@ impl SqliteWriter {
                     }
                     if let Some(ids) = ids {
                         let id = ids.get(n).copied().ok_or(rusqlite::Error::InvalidQuery)?;
-                        stmt.raw_bind_parameter(self.columns.len() + 1, id)?;
+                        stmt.int(self.columns.len(), id)?;
                     }
-                    stmt.raw_execute()?;
+                    stmt.execute()?;
                     // Rows of one statement get consecutive ids, the last one's known.
                     let last = tx.last_insert_rowid();
                     for (k, staged) in s.iter().enumerate() {
@@ -764,10 +778,9 @@ impl SqliteWriter {
         file::tune_for_writing(&conn)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mut store = SqliteWriter {
+            inserts: None,
             conn,
             path: path.to_path_buf(),
-            insert: insert_sql(&columns),
-            insert_many: insert_many_sql(&columns),
             columns,
             names: Dict::ALL.map(|d| NameIds::new(d.table())),
             checkpointer: None,
@@ -776,6 +789,7 @@ impl SqliteWriter {
             wal_used: true,
         };
         store.upgrade()?;
+        store.inserts = Some(Inserts::prepare(&store.conn, &store.columns)?);
         // Started on the current schema: it looks for blocks without filters first.
         store.tokens = token_filer::TokenFiler::start(path)?;
         store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
