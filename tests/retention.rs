@@ -686,3 +686,115 @@ fn stop_during_archiving_loses_nothing_and_archives_once() {
         assert!(logq_plain(&["archive", "verify", &a]).status.success());
     }
 }
+
+/// The archive files' id ranges, in id order.
+fn archive_ranges(dir: &Path) -> Vec<(i64, i64)> {
+    let archive = ArchiveDir::open(dir).unwrap();
+    archive
+        .manifests()
+        .unwrap()
+        .iter()
+        .map(|m| (m.first_id, m.last_id))
+        .collect()
+}
+
+/// With `max-size` and an archive dir, the oldest blocks beyond half of the cap are
+/// archived while they are still stored (nothing is due yet): queries with the archives
+/// print every row once, as without them. Under a lower cap those rows then go without
+/// being archived again, and store and archives together still print what was there.
+#[test]
+fn archives_ahead_of_the_cap_and_removes_without_archiving_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 30 * BLOCK;
+    let db = dir.path().join("logs.db");
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    fill(&db, n, Utc::now().timestamp_micros() - HOUR_US, 1000);
+    let before = ok(logq(&db, &["-o", "json"]));
+    let a = archive.to_str().unwrap().to_string();
+    // Retention counts the pages in use, its WAL's share (an eighth of the cap) and two
+    // blocks of room: 4 blocks to spare under this cap, and ~18 blocks beyond its half.
+    let used = pages_in_use(&db);
+    let block = used / 31;
+    let cap = (used + 4 * block) * 8 / 7;
+    let cap_arg = cap.to_string();
+    let args = [
+        "--retention-max-size",
+        &cap_arg,
+        "--retention-archive-dir",
+        &a,
+    ];
+    let d = Daemon::start_with_db(dir, db.clone(), "127.0.0.1:0", &args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while archive_ranges(&archive).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing archived: {}",
+            d.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // One whole run (16 blocks) ahead; the blocks after it wait to make a whole one.
+    std::thread::sleep(Duration::from_millis(1000));
+    let ahead = archive_ranges(&archive);
+    assert_eq!(ahead, [(0, 16 * BLOCK - 1)], "{}", d.stderr());
+    assert_eq!(
+        common::read_rows(&db).len() as i64,
+        n,
+        "nothing removed yet"
+    );
+    // Rows both archived and stored come once, whichever way the query reads them:
+    // picked as decoded (newest first, a limit), through a scratch store (a word), counted.
+    for q in [
+        &["-p", "err", "-n", "5000", "-o", "json"][..],
+        &["-w", "u42", "-o", "json"],
+        &["--count"],
+    ] {
+        let with: Vec<&str> = q.iter().copied().chain(["--archive", &a]).collect();
+        assert_eq!(ok(logq(&db, &with)), ok(logq(&db, q)), "{q:?}");
+    }
+    // A lower cap: ~10 blocks due, all of them archived already.
+    let cap = (used - 8 * block) * 8 / 7;
+    let cap_arg = cap.to_string();
+    let args = [
+        "--retention-max-size",
+        &cap_arg,
+        "--retention-archive-dir",
+        &a,
+    ];
+    let d = d.start_again(&args);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::read_rows(&db).len() as i64 > n - 8 * BLOCK {
+        assert!(Instant::now() < deadline, "nothing removed: {}", d.stderr());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let left = common::read_rows(&db);
+    let first = left[0].id;
+    assert_eq!(
+        first % BLOCK,
+        0,
+        "whole blocks removed (first id left {first})"
+    );
+    assert!(
+        first <= 16 * BLOCK,
+        "only archived blocks were due ({first})"
+    );
+    let ranges = archive_ranges(&archive);
+    assert_eq!(
+        ranges[0], ahead[0],
+        "the run archived ahead is not written again"
+    );
+    for w in ranges.windows(2) {
+        assert!(w[0].1 < w[1].0, "no id in two files: {ranges:?}");
+    }
+    let all = archived(&archive);
+    let ids: std::collections::BTreeSet<i64> = all.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), all.len(), "no row archived twice");
+    assert!(
+        ids.range(..first).count() as i64 == first - 1,
+        "every removed row archived"
+    );
+    assert_eq!(ok(logq(&db, &["-o", "json", "--archive", &a])), before);
+    assert!(logq_plain(&["archive", "verify", &a]).status.success());
+}

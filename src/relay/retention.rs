@@ -7,8 +7,12 @@
 //! With `archive-dir`, the slow part (reading the rows, compressing them, writing and
 //! syncing the file and its manifest) runs on a helper thread ([`Archiver`]) with a
 //! connection of its own that only reads (a WAL reader never blocks the writer). A
-//! pass hands it runs of blocks and deletes a run's blocks only once the helper has
-//! reported that run's archive synced.
+//! pass hands it runs of blocks and deletes a block only once the helper has reported
+//! its archive synced. With `max-size` it also hands over, ahead of time, the oldest
+//! blocks beyond half of the cap (`retention::select_ahead`): when the cap is reached
+//! they are archived already and go at once, where the helper alone would fall
+//! behind full-speed ingest. Queries with the archives tell a row both archived and
+//! still stored by its id.
 
 use super::config::Retention;
 use crate::log_limit::{Limiter, thousands};
@@ -65,6 +69,8 @@ pub struct RetentionJob {
     archive_dir: Option<PathBuf>,
     store: Option<SqliteRetention>,
     archiver: Option<Archiver>,
+    /// Id ranges the archiver reported synced since the relay started.
+    archived: Ranges,
 }
 
 impl RetentionJob {
@@ -83,6 +89,7 @@ impl RetentionJob {
             archive_dir: r.archive_dir.0.as_ref().map(|d| d.0.clone()),
             store: None,
             archiver: None,
+            archived: Ranges::default(),
         }))
     }
 
@@ -108,13 +115,13 @@ impl RetentionJob {
         let Some(store) = self.store.as_mut() else {
             return Ok(0);
         };
-        // The runs archived since the last pass: their rows can go now.
+        // The runs archived since the last pass: their rows can go once they are due.
         let mut removed = Vec::new();
         let mut failed = None;
         if let Some(archiver) = self.archiver.as_mut() {
             for done in archiver.finished() {
                 match done {
-                    Ok(run) => delete(&self.policy, store, &run, &mut removed)?,
+                    Ok(run) => self.archived.add(&run),
                     Err(e) => failed = Some(e),
                 }
             }
@@ -135,22 +142,42 @@ impl RetentionJob {
             .unwrap_or(Path::new("."));
         let fs_free = retention::fs_available(dir).ok();
         let now_us = chrono::Utc::now().timestamp_micros();
-        let mut blocks = retention::select(&self.policy, &store.blocks()?, &usage, fs_free, now_us);
+        let all = store.blocks()?;
+        let mut blocks = retention::select(&self.policy, &all, &usage, fs_free, now_us);
         match &self.archive_dir {
-            Some(d) if !blocks.is_empty() => {
-                // Checked here too, so a missing dir stops retention at once, with the
-                // dir named, before anything is handed over.
-                let archive = ArchiveDir::open(d).map_err(|e| RetentionError::Archive {
-                    dir: d.display().to_string(),
-                    reason: e.to_string(),
-                })?;
-                let archiver = match &mut self.archiver {
-                    Some(a) => a,
-                    None => self.archiver.insert(Archiver::start(&self.path, archive)?),
-                };
-                archiver.hand_over(&blocks);
+            Some(d) => {
+                // Due and archived, oldest first, up to the first not archived yet.
+                let ready = blocks
+                    .iter()
+                    .take_while(|b| self.archived.contains(b))
+                    .take(DELETE_BLOCKS)
+                    .count();
+                delete(&self.policy, store, &blocks[..ready], &mut removed)?;
+                let due: Vec<Block> = blocks.split_off(ready);
+                let mut wanted: Vec<Block> = retention::select_ahead(&self.policy, &all, &usage)
+                    .into_iter()
+                    .chain(due.iter().copied())
+                    .filter(|b| !self.archived.contains(b))
+                    .collect();
+                wanted.sort_by_key(|b| b.first_id);
+                wanted.dedup();
+                if let Some(oldest) = all.first() {
+                    self.archived.forget_below(oldest.first_id);
+                }
+                if !wanted.is_empty() {
+                    // Checked here too, so a missing dir stops retention at once, with
+                    // the dir named, before anything is handed over.
+                    let archive = ArchiveDir::open(d).map_err(|e| RetentionError::Archive {
+                        dir: d.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                    let archiver = match &mut self.archiver {
+                        Some(a) => a,
+                        None => self.archiver.insert(Archiver::start(&self.path, archive)?),
+                    };
+                    archiver.hand_over(&wanted, due.last().map(|b| b.last_id));
+                }
             }
-            Some(_) => {}
             None => {
                 // Bounded work per pass: the writer waits for it.
                 blocks.truncate(DELETE_BLOCKS);
@@ -220,16 +247,49 @@ impl super::writer::Job for RetentionJob {
 /// What the archiver reports per run: archived and synced, or why not.
 type Archived = Result<Vec<Block>, RetentionError>;
 
+/// Id ranges archived and synced, merged where they meet, oldest first.
+#[derive(Debug, Default)]
+struct Ranges(Vec<(i64, i64)>);
+
+impl Ranges {
+    /// Adds a run's range (runs arrive oldest first, but need not).
+    fn add(&mut self, run: &[Block]) {
+        let (Some(head), Some(tail)) = (run.first(), run.last()) else {
+            return;
+        };
+        let (first, last) = (head.first_id, tail.last_id);
+        let at = self.0.partition_point(|r| r.0 < first);
+        self.0.insert(at, (first, last));
+        // Merge with the neighbours it meets or overlaps.
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(self.0.len());
+        for &(f, l) in &self.0 {
+            match merged.last_mut() {
+                Some(m) if f <= m.1.saturating_add(1) => m.1 = m.1.max(l),
+                _ => merged.push((f, l)),
+            }
+        }
+        self.0 = merged;
+    }
+
+    fn contains(&self, b: &Block) -> bool {
+        self.0
+            .iter()
+            .any(|&(f, l)| f <= b.first_id && l >= b.last_id)
+    }
+
+    /// Forgets what lies wholly below `id` (removed from the store since).
+    fn forget_below(&mut self, id: i64) {
+        self.0.retain(|&(_, l)| l >= id);
+    }
+}
+
 /// The archiver's thread and the runs handed to it, oldest first. It answers in the
 /// order it was asked.
 struct Archiver {
     runs: Option<mpsc::Sender<Vec<Block>>>,
     answers: mpsc::Receiver<Archived>,
-    /// Last ids of the runs handed over and not yet answered.
-    in_flight: VecDeque<i64>,
-    /// A run failed since the archiver was last idle: runs after it are not deleted
-    /// yet (they are found archived and deleted in order once it has gone through).
-    failed: bool,
+    /// Id ranges of the runs handed over and not yet answered.
+    in_flight: VecDeque<(i64, i64)>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -289,54 +349,51 @@ impl Archiver {
             runs: Some(runs),
             answers,
             in_flight: VecDeque::new(),
-            failed: false,
             stop,
             thread: Some(thread),
         })
     }
 
-    /// The runs answered since the last call, oldest first: the archived ones whose
-    /// blocks can be deleted now, and failures.
+    /// The runs answered since the last call, oldest first: the archived ones, whose
+    /// blocks can be deleted once due, and failures.
     fn finished(&mut self) -> Vec<Archived> {
         let mut out = Vec::new();
         while let Ok(done) = self.answers.try_recv() {
             self.in_flight.pop_front();
-            match done {
-                Ok(_) if self.failed => {}
-                Err(e) => {
-                    self.failed = true;
-                    out.push(Err(e));
-                }
-                ok => out.push(ok),
-            }
-        }
-        if self.in_flight.is_empty() {
-            self.failed = false;
+            out.push(done);
         }
         out
     }
 
-    /// Hands over the selected blocks not handed over yet, in runs (one archive file
-    /// each), while fewer than [`IN_FLIGHT`] are waiting. While the thread is busy only
-    /// whole runs go (the rest waits to grow into one): small files compress worse.
-    fn hand_over(&mut self, selected: &[Block]) {
-        let after = self.in_flight.back().copied().unwrap_or(i64::MIN);
-        let fresh: Vec<Block> = selected
+    /// Hands over the wanted blocks not handed over yet, in runs (one archive file
+    /// each), while fewer than [`IN_FLIGHT`] are waiting. Only whole runs go, but for a
+    /// run holding a block due for removal (ids up to `due_last`) when the thread is
+    /// idle: small files compress worse, and blocks archived ahead can wait to grow into
+    /// a whole run.
+    fn hand_over(&mut self, wanted: &[Block], due_last: Option<i64>) {
+        let fresh: Vec<Block> = wanted
             .iter()
-            .filter(|b| b.first_id > after)
+            .filter(|b| {
+                !self
+                    .in_flight
+                    .iter()
+                    .any(|&(f, l)| b.last_id >= f && b.first_id <= l)
+            })
             .copied()
             .collect();
         for run in retention::runs(&fresh) {
-            let busy = !self.in_flight.is_empty();
-            if self.in_flight.len() >= IN_FLIGHT || (busy && run.len() < retention::BLOCKS_PER_FILE)
-            {
+            let whole = run.len() == retention::BLOCKS_PER_FILE;
+            let due = due_last.is_some_and(|last| run[0].first_id <= last);
+            // Oldest first: a run that cannot go yet holds back the newer ones.
+            if self.in_flight.len() >= IN_FLIGHT || !(whole || due && self.in_flight.is_empty()) {
                 break;
             }
             let Some(runs) = &self.runs else { return };
             if runs.send(run.to_vec()).is_err() {
                 return;
             }
-            self.in_flight.push_back(run[run.len() - 1].last_id);
+            self.in_flight
+                .push_back((run[0].first_id, run[run.len() - 1].last_id));
         }
     }
 }

@@ -81,6 +81,25 @@ impl Scratch {
     }
 }
 
+/// Whether the id ranges of `manifests` (in id order, as [`ArchiveDir::manifests`]
+/// gives them) together hold every id `first..=last`: blocks archived ahead of their
+/// removal, in runs of their own, may be removed in runs cut differently.
+pub fn covered(manifests: &[Manifest], first: i64, last: i64) -> bool {
+    let mut need = first;
+    for m in manifests {
+        if m.first_id > need {
+            break;
+        }
+        if m.last_id >= need {
+            if m.last_id >= last {
+                return true;
+            }
+            need = m.last_id + 1;
+        }
+    }
+    false
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// The data file's name, in the same directory.
@@ -277,12 +296,9 @@ impl ArchiveDir {
         Ok(out)
     }
 
-    /// Whether the ids `first..=last` are archived already.
+    /// Whether the ids `first..=last` are archived already (in one file or several).
     pub fn covers(&self, first: i64, last: i64) -> Result<bool, StoreError> {
-        Ok(self
-            .manifests()?
-            .iter()
-            .any(|m| m.first_id <= first && m.last_id >= last))
+        Ok(covered(&self.manifests()?, first, last))
     }
 
     /// Total bytes of the data files the manifests name.
@@ -412,5 +428,37 @@ impl ArchiveDir {
             }
         }
         Ok(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(first_id: i64, last_id: i64) -> Manifest {
+        Manifest {
+            file: format!("logs-{first_id}-{last_id}{COLS_SUFFIX}"),
+            format: FORMAT_COLUMNS,
+            first_id,
+            last_id,
+            min_time_us: 0,
+            max_time_us: 0,
+            min_time: String::new(),
+            max_time: String::new(),
+            rows: 1,
+            bytes: 1,
+            sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_range_is_covered_by_one_file_or_by_several_without_a_gap() {
+        let ms = [manifest(0, 99), manifest(100, 199), manifest(300, 399)];
+        assert!(covered(&ms, 10, 90));
+        assert!(covered(&ms, 50, 150), "across two files");
+        assert!(covered(&ms, 0, 199));
+        assert!(!covered(&ms, 150, 310), "200..=299 is not archived");
+        assert!(!covered(&ms, 390, 400));
+        assert!(!covered(&[], 0, 0));
     }
 }

@@ -3,7 +3,7 @@
 //! background; `logq vacuum` runs one by hand.
 
 use super::StoreError;
-use super::archive::ArchiveDir;
+use super::archive::{self, ArchiveDir};
 use super::sqlite::retention::SqliteRetention;
 use std::path::Path;
 use std::time::Duration;
@@ -184,44 +184,69 @@ pub fn remove(
     Ok(())
 }
 
-/// Archives one run of consecutive blocks to one file and its manifest, both synced,
-/// unless a manifest covers them already (a pass cut short by a crash or a stop).
+/// Archives one run of consecutive blocks to one file and its manifest, both synced;
+/// blocks the manifests cover already (archived ahead of their removal, or by a pass
+/// cut short by a crash or a stop) are left out, so no row is archived twice.
 /// The rows are read one block per statement, so no read snapshot is held long (a WAL
 /// checkpoint waits for the readers it would overtake). `stop` is asked between blocks:
-/// `Ok(false)` when it said stop and nothing was written.
+/// `Ok(false)` when it said stop and nothing more was written.
 pub fn archive_run(
     store: &SqliteRetention,
     dir: &ArchiveDir,
     run: &[Block],
     stop: &dyn Fn() -> bool,
 ) -> Result<bool, RetentionError> {
-    let (Some(head), Some(tail)) = (run.first(), run.last()) else {
-        return Ok(true);
-    };
-    let (first, last) = (head.first_id, tail.last_id);
-    if dir.covers(first, last).map_err(|e| archive_error(dir, e))? {
-        return Ok(true);
-    }
-    let mut stopped = false;
-    dir.write(first, last, |visit| {
-        for b in run {
-            if stop() {
-                stopped = true;
-                return Err(StoreError::Server("stopping".into()));
+    let manifests = dir.manifests().map_err(|e| archive_error(dir, e))?;
+    let missing: Vec<Block> = run
+        .iter()
+        .filter(|b| !archive::covered(&manifests, b.first_id, b.last_id))
+        .copied()
+        .collect();
+    for part in runs(&missing) {
+        let (Some(head), Some(tail)) = (part.first(), part.last()) else {
+            continue;
+        };
+        let mut stopped = false;
+        let written = dir.write(head.first_id, tail.last_id, |visit| {
+            for b in part {
+                if stop() {
+                    stopped = true;
+                    return Err(StoreError::Server("stopping".into()));
+                }
+                store.rows(b.first_id, b.last_id, visit)?;
             }
-            store.rows(b.first_id, b.last_id, visit)?;
+            Ok(())
+        });
+        match written {
+            Ok(_) => {}
+            Err(_) if stopped => return Ok(false),
+            Err(e) => return Err(archive_error(dir, e)),
         }
-        Ok(())
-    })
-    .map(|_| true)
-    .or_else(|e| {
-        if stopped {
-            Ok(false)
-        } else {
-            Err(archive_error(dir, e))
-        }
-    })
+    }
+    Ok(true)
 }
+
+/// The blocks to archive ahead of their removal: with `max-size`, the oldest beyond
+/// [`AHEAD_SHARE`] of it, chosen as [`select`] chooses for the cap. Archiving them
+/// while the store still fills lets the rows go at once when the cap is reached,
+/// instead of waiting for the archiver then (which full-speed ingest on two cores
+/// outruns). Off without `max-size`: a store under `max-age` or `keep-free` alone
+/// would hold a second, compressed copy of rows far from their removal.
+pub fn select_ahead(policy: &Policy, blocks: &[Block], usage: &Usage) -> Vec<Block> {
+    let Some(max) = policy.max_size else {
+        return Vec::new();
+    };
+    let early = Policy {
+        max_size: Some(max / AHEAD_SHARE),
+        max_age: None,
+        keep_free: None,
+        headroom_blocks: policy.headroom_blocks,
+    };
+    select(&early, blocks, usage, None, 0)
+}
+
+/// Archiving ahead starts once the store passes 1/`AHEAD_SHARE` of `max-size`.
+pub const AHEAD_SHARE: u64 = 2;
 
 fn archive_error(dir: &ArchiveDir, e: StoreError) -> RetentionError {
     RetentionError::Archive {
@@ -295,5 +320,28 @@ mod tests {
         assert!(select(&Policy::default(), &blocks, &usage, Some(0), 500).is_empty());
         let picked = [blocks[0], blocks[1], blocks[3]];
         assert_eq!(runs(&picked).len(), 2);
+    }
+
+    #[test]
+    fn archives_ahead_beyond_half_of_max_size_only() {
+        let blocks: Vec<Block> = (0..4).map(|i| block(i, 100)).collect();
+        // 1,000 bytes a block, 5,000 in use.
+        let usage = Usage {
+            file_bytes: 5_000,
+            ..Usage::default()
+        };
+        let cap = |max| Policy {
+            max_size: Some(max),
+            ..Policy::default()
+        };
+        // Nothing due under a 6,000-byte cap; beyond 3,000 are two blocks.
+        assert!(select(&cap(6_000), &blocks, &usage, None, 0).is_empty());
+        assert_eq!(select_ahead(&cap(6_000), &blocks, &usage), blocks[..2]);
+        assert!(select_ahead(&cap(12_000), &blocks, &usage).is_empty());
+        let age_only = Policy {
+            max_age: Some(Duration::from_secs(1)),
+            ..Policy::default()
+        };
+        assert!(select_ahead(&age_only, &blocks, &usage).is_empty());
     }
 }
