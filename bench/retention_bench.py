@@ -13,7 +13,9 @@ store so retention removes blocks for most of the run), `archive` (the same with
 archive dir: every removed row is archived first). For each it prints msg/s, the ratio
 of the medians to `plain`'s, the passes that removed rows (how many, the longest and
 their total: a pass runs on the writer's thread, so ingest waits for it; archiving runs on
-a thread of its own and is not counted), the store's and archives' size at the end, and
+a thread of its own and is not counted), the rows removed, the store's size on disk (file
++ WAL) at its largest while ingest went on (looked at every 100 ms; the largest of the
+runs), when the last message was stored and after the relay's stop, the archives' size, and
 the relay's CPU seconds per thread name when the last message was stored (with `archive`,
 also the rows archived by then, the archive thread's CPU per archived row, and the data
 bytes per row of every archive file written by the relay's stop). With several
@@ -58,6 +60,18 @@ def du(path):
         for f in files:
             try:
                 total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def store_size(d):
+    """The store's file and WAL, in bytes."""
+    total = 0
+    for f in os.listdir(d):
+        if f.startswith("logs.db"):
+            try:
+                total += os.path.getsize(os.path.join(d, f))
             except OSError:
                 pass
     return total
@@ -109,16 +123,24 @@ def one(args, name, extra, work, relay):
                 raise SystemExit(f"{name}: relay did not start; see {d}/relay.log")
             time.sleep(0.05)
         t0 = time.time()
-        subprocess.run([sys.executable, REPLAY, "--file", args.workload, "--port",
-                        str(port), "--connections", "4"], check=True,
-                       stdout=subprocess.DEVNULL)
+        replay = subprocess.Popen([sys.executable, REPLAY, "--file", args.workload,
+                                   "--port", str(port), "--connections", "4"],
+                                  stdout=subprocess.DEVNULL)
+        # The store's size on disk (file + WAL) while ingest goes on, every 100 ms.
+        peak, next_look = 0, 0.0
         deadline = time.time() + 600
         while (stored(mport) or 0) < args.n:
             if time.time() > deadline:
                 raise SystemExit(f"{name}: not every message stored in 600 s")
+            if time.time() >= next_look:
+                peak, next_look = max(peak, store_size(d)), time.time() + 0.1
             time.sleep(0.02)
         secs = time.time() - t0
+        if replay.wait() != 0:
+            raise SystemExit(f"{name}: the replay failed")
         threads = thread_cpu(p.pid)
+        at_last = store_size(d)
+        peak = max(peak, at_last)
         rows_archived = archived(f"{d}/arch")[0] if name == "archive" else 0
     finally:
         p.send_signal(signal.SIGTERM)
@@ -130,13 +152,14 @@ def one(args, name, extra, work, relay):
         ms = re.search(r"\bms=(\d+)", line)
         if m and ms:
             passes.append((int(ms.group(1)), int(m.group(1).replace(",", ""))))
-    db = sum(os.path.getsize(f"{d}/{f}") for f in os.listdir(d) if f.startswith("logs.db"))
+    db = store_size(d)
     res = {
         "config": name, "seconds": secs, "msg_s": args.n / secs,
         "passes": len(passes), "pass_ms_max": max((p[0] for p in passes), default=0),
         "pass_ms_sum": sum(p[0] for p in passes),
         "rows_removed": sum(p[1] for p in passes),
-        "store_bytes": db, "archive_bytes": du(f"{d}/arch") if "archive" in name else 0,
+        "store_bytes": db, "store_bytes_at_last": at_last, "store_bytes_peak": peak,
+        "archive_bytes": du(f"{d}/arch") if "archive" in name else 0,
         "threads": threads, "rows_archived": rows_archived,
         # The archive thread's CPU per row it had archived, both read when the last
         # message was stored.
@@ -198,9 +221,9 @@ def main():
     plains = {path: statistics.median(x["msg_s"] for x in xs)
               for key, name, _, path in runs if name == "plain" for xs in [results[key]]}
     print("\n| config | msg/s (median) | min / max | vs plain | passes removing rows "
-          "| longest pass | passes' total | store at end | archives | rows archived "
-          "| archive CPU per row |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| longest pass | passes' total | rows removed | store peak | store at last "
+          "| store at end | archives | rows archived | archive CPU per row |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, xs in results.items():
         rates = [x["msg_s"] for x in xs]
         med = statistics.median(rates)
@@ -209,6 +232,9 @@ def main():
               f"| {100 * med / plain:.0f} % | {statistics.median(x['passes'] for x in xs):.0f} "
               f"| {max(x['pass_ms_max'] for x in xs)} ms "
               f"| {statistics.median(x['pass_ms_sum'] for x in xs):.0f} ms "
+              f"| {statistics.median(x['rows_removed'] for x in xs):,.0f} "
+              f"| {max(x['store_bytes_peak'] for x in xs) / 2**20:.0f} MiB "
+              f"| {statistics.median(x['store_bytes_at_last'] for x in xs) / 2**20:.0f} MiB "
               f"| {statistics.median(x['store_bytes'] for x in xs) / 2**20:.0f} MiB "
               f"| {statistics.median(x['archive_bytes'] for x in xs) / 2**20:.0f} MiB "
               f"| {statistics.median(x['rows_archived'] for x in xs):,.0f} "
