@@ -449,13 +449,13 @@ fn store(tx: &Transaction<'_>, block: i64, filter: &BlockFilter) -> rusqlite::Re
 
 /// Adds the words of the names (dictionary ids of `table`) to their segments.
 fn add_names(
-    tx: &Transaction<'_>,
+    conn: &Connection,
     f: &mut BlockFilter,
     table: &str,
     ids: &[(i64, u16)],
     buf: &mut String,
 ) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(&format!("SELECT name FROM {table} WHERE id = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT name FROM {table} WHERE id = ?1"))?;
     for &(id, segments) in ids {
         if let Some(name) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
             for_each_word_hash(&name, buf, &mut |h| f.insert(segments, h));
@@ -464,28 +464,37 @@ fn add_names(
     Ok(())
 }
 
-/// A block's filters made from its stored rows (hostnames and sources included).
+/// A block's filters made from its stored rows (hostnames and sources included): as the
+/// filer makes them, from `LogRows` with each name's words added once per block.
 pub fn rebuild(conn: &Connection, block: i64) -> rusqlite::Result<BlockFilter> {
     let mut working = vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS];
+    let mut names: [NameSegments; 2] = Default::default();
     let mut buf = String::new();
     let first = block << BLOCK_SHIFT;
     let mut stmt = conn.prepare_cached(
-        "SELECT id, message, hostname, source, structured_data FROM Logs \
+        "SELECT id, message, structured_data, host_id, source_id FROM LogRows \
          WHERE id BETWEEN ?1 AND ?2",
     )?;
     let mut rows = stmt.query((first, first + (1 << BLOCK_SHIFT) - 1))?;
     while let Some(r) = rows.next()? {
+        let segment = segment_of(r.get(0)?);
         let text = |i| -> rusqlite::Result<Option<&str>> {
             Ok(r.get_ref(i)?.as_str_or_null().unwrap_or(None))
         };
-        let f = &mut working[segment_of(r.get(0)?)];
-        let mut insert = |h| f.insert(h);
-        for_each_token_hash(text(1)?.unwrap_or(""), text(4)?, &mut buf, &mut insert);
-        for name in [text(2)?, text(3)?].into_iter().flatten() {
-            for_each_word_hash(name, &mut buf, &mut insert);
+        let f = &mut working[segment];
+        for_each_token_hash(text(1)?.unwrap_or(""), text(2)?, &mut buf, &mut |h| {
+            f.insert(h)
+        });
+        for (n, i) in names.iter_mut().zip([3, 4]) {
+            if let Some(id) = r.get::<_, Option<i64>>(i)? {
+                n.add(id, 1 << segment);
+            }
         }
     }
-    Ok(BlockFilter::fold(&working).0)
+    let mut filter = BlockFilter::fold(&working).0;
+    add_names(conn, &mut filter, "Hosts", &names[0].take(), &mut buf)?;
+    add_names(conn, &mut filter, "Sources", &names[1].take(), &mut buf)?;
+    Ok(filter)
 }
 
 /// Complete blocks (all but the newest) that have no filters, newest first: blocks the
