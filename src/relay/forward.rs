@@ -222,8 +222,11 @@ impl Sink for ForwardSink {
             let mut spool = lock(&self.shared.spool);
             match spool.append(batches.iter(), stopping) {
                 Ok(n) => {
-                    drop(spool);
+                    // Counted before the sender can see these rows: were its
+                    // acknowledgement subtracted first, the gauge (which stops at 0)
+                    // would keep them for good.
                     Stats::add(&self.stats.forward_backlog, n);
+                    drop(spool);
                     self.shared.appended.notify_one();
                     return Ok(n as usize);
                 }
