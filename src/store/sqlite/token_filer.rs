@@ -115,7 +115,7 @@ impl TokenFiler {
             rows: Rows::default(),
             spares: Vec::new(),
             ready: Vec::new(),
-            buf: String::new(),
+            buf: String::with_capacity(64),
             skipped: None,
             unread: Vec::new(),
         }
@@ -123,27 +123,17 @@ impl TokenFiler {
 
     /// Starts the filer thread for the store at `store`.
     pub fn start(store: &Path) -> std::io::Result<TokenFiler> {
-        Self::start_with_queue(store, QUEUE)
-    }
-
-    fn start_with_queue(store: &Path, queue: usize) -> std::io::Result<TokenFiler> {
-        let (to_filer, rx) = mpsc::sync_channel::<Rows>(queue);
+        let (to_filer, rx) = mpsc::sync_channel::<Rows>(QUEUE);
         let (back, from_filer) = mpsc::channel();
         let store = store.to_path_buf();
         let thread = std::thread::Builder::new()
             .name("logrelay-tokens".into())
             .spawn(move || file_rows(rx, back, store))?;
-        Ok(TokenFiler {
-            to_filer: Some(to_filer),
-            from_filer,
-            thread: Some(thread),
-            rows: Rows::default(),
-            spares: Vec::new(),
-            ready: Vec::new(),
-            buf: String::with_capacity(64),
-            skipped: None,
-            unread: Vec::new(),
-        })
+        let mut filer = Self::stopped();
+        filer.to_filer = Some(to_filer);
+        filer.from_filer = from_filer;
+        filer.thread = Some(thread);
+        Ok(filer)
     }
 
     /// Adds a row of the current transaction: the text whose words it indexes is
