@@ -16,8 +16,9 @@
 
 use super::blocks::BLOCK_SHIFT;
 use super::tokens::{self, BlockTokens, Completed, RowWords};
+use crate::store::StoreError;
 use crate::store::words::for_each_token_hash;
-use rusqlite::{Connection, OpenFlags, Transaction};
+use rusqlite::{Connection, Transaction};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, TryRecvError, TrySendError};
@@ -359,9 +360,8 @@ impl Filer {
             let missed = self.missed.remove(&block);
             match filter {
                 Some(f) if !missed => back.send(Back::Block((block, Some(f)))).map_err(drop)?,
-                // Rows of the block went by unfiled: read them back.
-                _ if self.reader.is_some() => self.to_read.push(block),
-                _ => back.send(Back::Block((block, None))).map_err(drop)?,
+                // Rows of the block went by unfiled.
+                _ => self.not_filed(block, back)?,
             }
         }
         // Missed blocks that the newest rows have moved past are complete too.
@@ -370,13 +370,21 @@ impl Filer {
                 && block < newest
             {
                 self.missed.pop_first();
-                match self.reader {
-                    Some(_) => self.to_read.push(block),
-                    None => back.send(Back::Block((block, None))).map_err(drop)?,
-                }
+                self.not_filed(block, back)?;
             }
         }
         Ok(())
+    }
+
+    /// A complete block whose rows the filer did not all get: read back later, or, with
+    /// no reader, left to the writer to make from the stored rows.
+    fn not_filed(&mut self, block: i64, back: &mpsc::Sender<Back>) -> Result<(), ()> {
+        if self.reader.is_some() {
+            self.to_read.push(block);
+            Ok(())
+        } else {
+            back.send(Back::Block((block, None))).map_err(drop)
+        }
     }
 
     /// Makes the newest missed block's filters from its stored rows.
@@ -397,10 +405,10 @@ impl Filer {
 }
 
 /// A read-only connection of the filer's own.
-fn open_reader(store: &Path) -> rusqlite::Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(store, flags)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+fn open_reader(store: &Path) -> Result<Connection, StoreError> {
+    let conn = super::file::open_read_only(store)?.conn;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| StoreError::from(e).at(store))?;
     Ok(conn)
 }
 
