@@ -798,3 +798,48 @@ fn archives_ahead_of_the_cap_and_removes_without_archiving_again() {
     assert_eq!(ok(logq(&db, &["-o", "json", "--archive", &a])), before);
     assert!(logq_plain(&["archive", "verify", &a]).status.success());
 }
+
+/// The relay's removals leave copying the WAL into the file to its own checkpoints:
+/// by default SQLite checkpoints inside any commit that finds the WAL past 1,000
+/// pages, with its syncs, and a removal runs on the relay's writer thread. The same
+/// removal on a default connection (the control) does rewrite the file.
+#[test]
+fn removals_leave_checkpoints_to_the_relay() {
+    use logrelay::store::sqlite::retention::SqliteRetention;
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("control.db");
+    let db = dir.path().join("logs.db");
+    // 40 blocks; the writer's close empties the WAL into the file.
+    fill(&control, 40 * BLOCK, 1_700_000_000_000_000, 1_000);
+    std::fs::copy(&control, &db).unwrap();
+    let wal_pages = |db: &Path| {
+        let wal = db.with_file_name(format!("{}-wal", db.file_name().unwrap().to_string_lossy()));
+        std::fs::metadata(wal).map_or(0, |m| m.len()) / 8192
+    };
+    let mut changed = Vec::new();
+    for (path, leave) in [(&control, false), (&db, true)] {
+        let before = std::fs::read(path).unwrap();
+        let mut store = SqliteRetention::open(path).unwrap();
+        if leave {
+            store.no_auto_checkpoint().unwrap();
+        }
+        // 32 blocks in one transaction: well over 1,000 pages of WAL.
+        let rows = store.remove(0, 32 * BLOCK - 1).unwrap();
+        assert_eq!(rows, 32 * BLOCK as u64 - 1, "ids start at 1");
+        assert!(
+            wal_pages(path) > 1_000,
+            "the removal wrote {} WAL pages",
+            wal_pages(path)
+        );
+        changed.push(std::fs::read(path).unwrap() != before);
+        drop(store);
+    }
+    assert_eq!(
+        changed,
+        [true, false],
+        "file rewritten by the removal's commit: control, relay"
+    );
+    let left: Vec<i64> = common::read_rows(&db).iter().map(|r| r.id).collect();
+    assert_eq!(left.first(), Some(&(32 * BLOCK)));
+    assert_eq!(left.len() as i64, 8 * BLOCK + 1);
+}

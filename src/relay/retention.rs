@@ -1,6 +1,6 @@
 //! The relay's retention: a pass four times a second, on the writer's thread between
 //! batches (a periodic job), that removes the oldest blocks the `[retention]` limits call
-//! for. It uses a connection of its own and one short transaction per block; running
+//! for. It uses a connection of its own and short transactions of a few blocks; running
 //! on the writer's thread, its deletes and WAL cuts never fight the writer for SQLite's
 //! one write lock, and the size cap stays exact.
 //!
@@ -107,6 +107,7 @@ impl RetentionJob {
     fn pass(&mut self) -> Result<u64, RetentionError> {
         if self.store.is_none() {
             let store = SqliteRetention::open(&self.path)?;
+            store.no_auto_checkpoint()?;
             if let Some(limit) = wal_limit_of(&self.policy) {
                 store.limit_wal(limit)?;
             }
@@ -143,6 +144,7 @@ impl RetentionJob {
         let fs_free = retention::fs_available(dir).ok();
         let now_us = chrono::Utc::now().timestamp_micros();
         let all = store.blocks()?;
+        let block_bytes = retention::block_bytes(&all, &usage);
         let mut blocks = retention::select(&self.policy, &all, &usage, fs_free, now_us);
         match &self.archive_dir {
             Some(d) => {
@@ -152,7 +154,13 @@ impl RetentionJob {
                     .take_while(|b| self.archived.contains(b))
                     .take(DELETE_BLOCKS)
                     .count();
-                delete(&self.policy, store, &blocks[..ready], &mut removed)?;
+                delete(
+                    &self.policy,
+                    store,
+                    &blocks[..ready],
+                    block_bytes,
+                    &mut removed,
+                )?;
                 let due: Vec<Block> = blocks.split_off(ready);
                 let mut wanted: Vec<Block> = retention::select_ahead(&self.policy, &all, &usage)
                     .into_iter()
@@ -181,7 +189,7 @@ impl RetentionJob {
             None => {
                 // Bounded work per pass: the writer waits for it.
                 blocks.truncate(DELETE_BLOCKS);
-                delete(&self.policy, store, &blocks, &mut removed)?;
+                delete(&self.policy, store, &blocks, block_bytes, &mut removed)?;
             }
         }
         if let Some(e) = failed {
@@ -191,25 +199,58 @@ impl RetentionJob {
     }
 }
 
-/// Removes `blocks` (archived already, or no archive set), oldest first. A removal
-/// writes WAL (the pages it changes): with max-size the WAL starts over after a block
-/// that takes it past the writer's limit, so file + WAL stays within the cap and a
-/// block even in a long pass.
+/// Removes `blocks` (archived already, or no archive set), oldest first, a few
+/// consecutive blocks to a transaction: a block's delete rewrites every page it empties
+/// and their parents, and a commit per block wrote the shared pages once a block
+/// (12-20 % more CPU a row than 16 blocks at once). A removal writes WAL (about a
+/// block's pages per block): with max-size the WAL starts over after a commit that
+/// takes it past the writer's limit, and a transaction holds at most a quarter of that
+/// limit, so file + WAL stays within the cap even in a long pass.
 fn delete(
     policy: &Policy,
     store: &mut SqliteRetention,
     blocks: &[Block],
+    block_bytes: u64,
     removed: &mut Vec<retention::Removed>,
 ) -> Result<(), RetentionError> {
     let limit = wal_limit_of(policy);
-    retention::remove(store, None, blocks, removed, &mut |s| {
-        if let Some(limit) = limit
-            && s.sizes().map_or(0, |u| u.wal_bytes) > limit
-            && !s.restart_wal(WAL_WAIT)
-        {
-            tracing::debug!("WAL restart postponed (a reader holds an old snapshot)");
+    let per_commit = blocks_per_commit(limit.unwrap_or(WAL_MAX), block_bytes);
+    for run in retention::runs(blocks) {
+        for group in run.chunks(per_commit) {
+            let (Some(head), Some(tail)) = (group.first(), group.last()) else {
+                continue;
+            };
+            let rows = store.remove(head.first_id, tail.last_id)?;
+            removed.push(retention::Removed {
+                last_id: tail.last_id,
+                min_time_us: group
+                    .iter()
+                    .map(|b| b.min_time_us)
+                    .min()
+                    .unwrap_or(head.min_time_us),
+                max_time_us: group
+                    .iter()
+                    .map(|b| b.max_time_us)
+                    .max()
+                    .unwrap_or(tail.max_time_us),
+                ..head.removed(rows)
+            });
+            if let Some(limit) = limit
+                && store.sizes().map_or(0, |u| u.wal_bytes) > limit
+                && !store.restart_wal(WAL_WAIT)
+            {
+                tracing::debug!("WAL restart postponed (a reader holds an old snapshot)");
+            }
         }
-    })
+    }
+    Ok(())
+}
+
+/// Blocks deleted in one transaction: as many as write about a quarter of the WAL's
+/// limit (a block's delete writes about its own size), at least one, at most a run.
+fn blocks_per_commit(wal_limit: u64, block_bytes: u64) -> usize {
+    let n = wal_limit / 4 / block_bytes.max(1);
+    (n as usize).clamp(1, retention::BLOCKS_PER_FILE)
 }
 
 /// The WAL size the writer keeps under with `max-size`: an eighth of it, at most
@@ -409,5 +450,24 @@ impl Drop for Archiver {
         {
             tracing::error!("archive thread failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transaction_deletes_what_writes_a_quarter_of_the_wal_limit() {
+        let mib = 1 << 20;
+        // A 128 MiB cap: 16 MiB of WAL, blocks of ~0.8 MiB.
+        assert_eq!(blocks_per_commit(16 * mib, 820_000), 5);
+        // A cap so small that a block is about the WAL's limit: one at a time.
+        assert_eq!(blocks_per_commit(768 * 1024, 780_000), 1);
+        // A large cap: at most a run (one archive file's blocks).
+        assert_eq!(
+            blocks_per_commit(WAL_MAX, 100_000),
+            retention::BLOCKS_PER_FILE
+        );
     }
 }

@@ -88,9 +88,7 @@ pub fn select(
             *t |= b.max_time_us < cutoff;
         }
     }
-    // +1: the newest block, never removed, holds rows too.
-    let per_block =
-        (usage.file_bytes.saturating_sub(usage.free_bytes) / (blocks.len() as u64 + 1)).max(1);
+    let per_block = block_bytes(blocks, usage);
     let headroom = per_block.saturating_mul(policy.headroom_blocks);
     let mut excess = 0u64;
     if let Some(max) = policy.max_size {
@@ -108,6 +106,12 @@ pub fn select(
         .zip(take)
         .filter_map(|(b, t)| t.then_some(*b))
         .collect()
+}
+
+/// A block's bytes on disk, estimated as the average over the pages in use.
+pub fn block_bytes(blocks: &[Block], usage: &Usage) -> u64 {
+    // +1: the newest block, never removed, holds rows too.
+    (usage.file_bytes.saturating_sub(usage.free_bytes) / (blocks.len() as u64 + 1)).max(1)
 }
 
 /// Rows removed (or, in a dry run, that would be) in one id range.

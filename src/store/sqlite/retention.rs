@@ -1,6 +1,6 @@
 //! Removing old rows from the SQLite store, in whole blocks (the 4,096-id ranges of
-//! `LogBlocks`), oldest first, each block in its own short transaction so the relay's
-//! writer waits at most one block's delete.
+//! `LogBlocks`), oldest first, in short transactions of a block or a few, so the relay's
+//! writer waits at most a few blocks' delete.
 //!
 //! SQLite keeps the pages that deleted rows free inside the file and reuses them for
 //! new rows: the file stops growing but does not shrink. Its size on disk is counted
@@ -201,6 +201,16 @@ impl SqliteRetention {
     /// rewriting a file in place costs less than cutting and growing it again).
     pub fn restart_wal(&self, wait: Duration) -> bool {
         self.checkpoint("RESTART", wait)
+    }
+
+    /// Leaves checkpoints to others (the relay's background checkpointer and its WAL
+    /// cuts): by default SQLite runs one inside every commit that finds the WAL past
+    /// 1,000 pages, which under ingest is every block's removal, each with its syncs,
+    /// while the relay's writer waits.
+    pub fn no_auto_checkpoint(&self) -> Result<(), StoreError> {
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(|e| StoreError::from(e).at(&self.path))
     }
 
     /// The WAL size this connection cuts the file back to when it starts it over.
