@@ -324,68 +324,120 @@ pub fn write_sd_json(elements: &[SdElement<'_>], out: &mut String) {
         }
         first_id = false;
         write_json_str(&el.id, out);
-        out.push_str(":{");
-        let params: Vec<&(Cow<str>, Cow<str>)> = elements[i..]
-            .iter()
-            .filter(|e| e.id == el.id)
-            .flat_map(|e| e.params.iter())
-            .collect();
-        let mut first_param = true;
-        for (j, (name, _)) in params.iter().enumerate() {
-            if params[..j].iter().any(|(n, _)| n == name) {
-                continue;
-            }
-            if !first_param {
-                out.push(',');
-            }
-            first_param = false;
-            write_json_str(name, out);
-            out.push(':');
-            let mut values = params[j..].iter().filter(|(n, _)| n == name);
-            let repeated = params[j + 1..].iter().any(|(n, _)| n == name);
-            if repeated {
-                out.push('[');
-                for (k, (_, v)) in values.by_ref().enumerate() {
-                    if k > 0 {
-                        out.push(',');
-                    }
-                    write_json_str(v, out);
+        out.push(':');
+        if elements[i + 1..].iter().any(|e| e.id == el.id) {
+            let merged: Vec<&(Cow<str>, Cow<str>)> = elements[i..]
+                .iter()
+                .filter(|e| e.id == el.id)
+                .flat_map(|e| e.params.iter())
+                .collect();
+            write_params(&merged, out);
+        } else {
+            // The usual case: nothing to merge, so no list of the parameters is built.
+            write_params(&el.params, out);
+        }
+    }
+    out.push('}');
+}
+
+/// One SD-ELEMENT's parameters as a JSON object; a repeated name becomes an array.
+fn write_params<'a, P: std::borrow::Borrow<(Cow<'a, str>, Cow<'a, str>)>>(
+    params: &[P],
+    out: &mut String,
+) {
+    out.push('{');
+    let mut first_param = true;
+    for (j, p) in params.iter().enumerate() {
+        let (name_j, value) = p.borrow();
+        if params[..j].iter().any(|q| q.borrow().0 == *name_j) {
+            continue;
+        }
+        if !first_param {
+            out.push(',');
+        }
+        first_param = false;
+        write_json_str(name_j, out);
+        out.push(':');
+        if params[j + 1..].iter().any(|q| q.borrow().0 == *name_j) {
+            out.push('[');
+            let same = params[j..]
+                .iter()
+                .map(|q| q.borrow())
+                .filter(|q| q.0 == *name_j);
+            for (k, (_, v)) in same.enumerate() {
+                if k > 0 {
+                    out.push(',');
                 }
-                out.push(']');
-            } else if let Some((_, v)) = values.next() {
                 write_json_str(v, out);
             }
+            out.push(']');
+        } else {
+            write_json_str(value, out);
         }
-        out.push('}');
     }
     out.push('}');
 }
 
 /// Appends `s` as a JSON string literal, escaping as RFC 8259 requires.
 pub fn write_json_str(s: &str, out: &mut String) {
+    out.reserve(s.len() + 2);
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
+    while let Some(k) = first_to_escape(&bytes[start..]) {
+        let i = start + k;
         out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            out.push_str(&format!("\\u{b:04x}"));
-        } else {
-            out.push_str(esc);
+        match bytes[i] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
         }
         start = i + 1;
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Where the first byte JSON must escape (`"`, `\`, a control character) is. Looks at
+/// eight bytes at a time: most text has none, and this runs for every string of every
+/// record written as JSON (structured data in the hot path, `logq --json`).
+#[inline]
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let escape = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    // A zero byte in `x` sets its high bit in `zero(x)` (the classic test: no false
+    // positives for "some byte is zero", which is all this needs).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for c in chunks.by_ref() {
+        let x = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        // Below 0x20: subtracting 0x20 borrows into the high bit of a byte whose own
+        // high bit is clear.
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let quote = zero(x ^ (ONES * u64::from(b'"')));
+        let backslash = zero(x ^ (ONES * u64::from(b'\\')));
+        if control | quote | backslash != 0
+            && let Some(k) = c.iter().position(|&b| escape(b))
+        {
+            return Some(at + k);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| escape(b))
+        .map(|k| at + k)
 }
 
 #[cfg(test)]
@@ -422,6 +474,26 @@ mod tests {
         assert_eq!("4".parse::<Facility>().unwrap().name(), "auth");
         assert!("24".parse::<Facility>().is_err());
         assert!("kernel".parse::<Facility>().is_err());
+    }
+
+    #[test]
+    fn json_strings_escape_every_byte_that_needs_it_wherever_it_is() {
+        let mut out = String::new();
+        write_json_str("a\u{1}\"\\\n\r\t\u{1f}é\u{7f}", &mut out);
+        assert_eq!(out, "\"a\\u0001\\\"\\\\\\n\\r\\t\\u001fé\u{7f}\"");
+        // Each special byte at each place of a text longer than the eight-byte steps.
+        for b in (0u8..0x20).chain([b'"', b'\\', b'a', 0x7f]) {
+            for at in 0..19 {
+                let mut text: Vec<u8> = b"0123456789abcdefghi".to_vec();
+                text[at] = b;
+                let text = String::from_utf8(text).unwrap();
+                out.clear();
+                write_json_str(&text, &mut out);
+                assert!(!out.bytes().any(|c| c < 0x20), "{out:?}");
+                let back: String = serde_json::from_str(&out).unwrap();
+                assert_eq!(back, text, "{out}");
+            }
+        }
     }
 
     #[test]
