@@ -56,6 +56,36 @@ fn logq(db: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The first `n` lines `logq -f` prints (read for at most 60 s), then the follow is
+/// stopped.
+fn follow_first_lines(db: &Path, args: &[&str], n: usize) -> Vec<String> {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logq"))
+        .arg("-f")
+        .args(args)
+        .arg("--db")
+        .arg(format!("sqlite:{}", db.display()))
+        .env_remove("LOGRELAY_DB")
+        .env_remove("LOGRELAY_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let lines: Vec<String> = std::io::BufReader::new(stdout)
+            .lines()
+            .take(n)
+            .map_while(Result::ok)
+            .collect();
+        let _ = tx.send(lines);
+    });
+    let lines = rx.recv_timeout(Duration::from_secs(60));
+    let _ = child.kill();
+    let _ = child.wait();
+    lines.expect("logq -f printed its first page within 60 s")
+}
+
 /// `logq` without a store (`archive verify`).
 fn logq_plain(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_logq"))
@@ -271,6 +301,10 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
         "reaches into the archives"
     );
     assert_eq!(errs.lines().collect::<Vec<_>>(), want_errs);
+    // A follow's first page reaches into the archives as the query's does.
+    let page = ["-o", "json", "--archive", a, "-p", "err", "-n", "15000"];
+    let followed = follow_first_lines(&db, &page, 15000);
+    assert_eq!(followed, ok(logq(&db, &page)).lines().collect::<Vec<_>>());
     // Old rows only in the archives: a time window before the cut.
     let since = DateTime::<Utc>::from_timestamp_micros(t0 + 100 * step)
         .unwrap()

@@ -389,7 +389,21 @@ fn follow(mut plan: Plan) -> Result<(), CliError> {
         limit: plan.sql_limit(),
     };
     let lines = plan.lines;
-    if let Printed::Closed = print_rows(store.as_mut(), &mut plan, &initial, lines, &mut out)? {
+    // The first page as a query prints it, from the archives too (`-n` may reach back
+    // past what retention left); new rows only ever come from the store.
+    let (first_page, mut store) = match &plan.archive {
+        Some(dir) => {
+            let dir = crate::store::archive::ArchiveDir::open(dir)?;
+            let mut both = crate::store::archive_query::WithArchives::new(store, dir);
+            let printed = print_rows(&mut both, &mut plan, &initial, lines, &mut out)?;
+            (printed, both.into_live())
+        }
+        None => {
+            let printed = print_rows(store.as_mut(), &mut plan, &initial, lines, &mut out)?;
+            (printed, store)
+        }
+    };
+    if let Printed::Closed = first_page {
         return Ok(());
     }
     // Only forward from here on, by row id: nothing is repeated or skipped, whatever

@@ -20,6 +20,11 @@ impl WithArchives {
         WithArchives { live, dir }
     }
 
+    /// The live store alone again.
+    pub fn into_live(self) -> Box<dyn StoreReader> {
+        self.live
+    }
+
     /// The archived rows `q` can match: the rows, their ids, and the order to pass
     /// them on in (`q`'s).
     fn archived(&self, q: &Query) -> Result<(Batch, Vec<i64>, Vec<usize>), StoreError> {
