@@ -362,6 +362,57 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
     assert!(String::from_utf8_lossy(&verified.stdout).contains("SHA-256"));
 }
 
+/// `-n` over the archives reads the archive files best first and stops once no
+/// further file can hold a row to print: the rows equal the store's before the
+/// removal, whichever files hold them, and a file the limit does not reach is never
+/// opened (its data file deleted, `-n 10` still answers; `-n 20000` needs it).
+#[test]
+fn newest_rows_from_the_archives_read_only_the_files_they_need() {
+    const DAY_US: i64 = 24 * HOUR_US;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("logs.db");
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    let now = Utc::now().timestamp_micros();
+    // Ids and times out of step: 10 days old, then 20 days old, then the last hours.
+    fill(&db, 3 * BLOCK, now - 10 * DAY_US, 1_000_000);
+    fill(&db, 3 * BLOCK, now - 20 * DAY_US, 1_000_000);
+    fill(&db, 3 * BLOCK, now - 3 * BLOCK * 1_000_000, 1_000_000);
+    let queries: [&[&str]; 5] = [
+        &["-n", "10"],
+        &["-n", "12000"],
+        &["-n", "20000"],
+        &["-n", "7", "-p", "err"],
+        &["-n", "25000", "-r"],
+    ];
+    let run = |q: &[&str], a: Option<&str>| {
+        let mut args = vec!["-o", "json"];
+        args.extend_from_slice(q);
+        if let Some(a) = a {
+            args.extend(["--archive", a]);
+        }
+        logq(&db, &args)
+    };
+    let before: Vec<String> = queries.iter().map(|q| ok(run(q, None))).collect();
+    let a = archive.to_str().unwrap();
+    // Two files: the 20-day-old blocks, then the 10-day-old ones.
+    ok(logq(&db, &["vacuum", "--max-age", "15d", "--archive", a]));
+    ok(logq(&db, &["vacuum", "--max-age", "5d", "--archive", a]));
+    let manifests = ArchiveDir::open(&archive).unwrap().manifests().unwrap();
+    assert_eq!(manifests.len(), 2, "{manifests:?}");
+    for (q, want) in queries.iter().zip(&before) {
+        assert_eq!(&ok(run(q, Some(a))), want, "logq {q:?} --archive");
+    }
+    let oldest = manifests.iter().min_by_key(|m| m.max_time_us).unwrap();
+    std::fs::remove_file(archive.join(&oldest.file)).unwrap();
+    assert_eq!(ok(run(&["-n", "10"], Some(a))), before[0]);
+    assert_eq!(ok(run(&["-n", "12000"], Some(a))), before[1]);
+    assert!(
+        !run(&["-n", "20000"], Some(a)).status.success(),
+        "the rows past the newer file's come from the deleted one"
+    );
+}
+
 /// The start of the rows in `tests/golden/archive-format-2`: `fill(db, BLOCK + 10,
 /// GOLDEN_T0, 1 s)`, whose first block an earlier `logq vacuum --archive` wrote there.
 const GOLDEN_T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z

@@ -1,12 +1,14 @@
 //! Queries over the archives and the live store together (`logq --archive DIR`). Only
 //! the archive files a query's time and id range can touch are read (their manifests
 //! say). A filter on times, ids, severities and facilities alone is applied to the
-//! rows as they are read, which are then sorted; any other (text, names, words) loads
-//! the files into a scratch SQLite store with their row ids and runs the same query
-//! there. The archived and the live results are merged in order; a row in both
-//! (archived, then a crash before its removal) is passed on once, by id.
+//! rows as they are read, which are then sorted; with a limit (`-n`), the files are
+//! read best first and only until no further one can hold a row to print. Any other
+//! filter (text, names, words) loads the files into a scratch SQLite store with their
+//! row ids and runs the same query there. The archived and the live results are
+//! merged in order; a row in both (archived, then a crash before its removal) is
+//! passed on once, by id.
 
-use super::archive::ArchiveDir;
+use super::archive::{ArchiveDir, Manifest};
 use super::sqlite::ScratchStore;
 use super::{Batch, Filter, Query, RecordRef, StoreError, StoreReader, Visit};
 
@@ -49,32 +51,45 @@ impl WithArchives {
         if needs_no_index(f) {
             // Times, ids, severities, facilities: picked here as the files are read,
             // then sorted; no scratch store.
+            let mut wanted = wanted;
+            let limit = q.limit.and_then(|l| usize::try_from(l).ok());
+            if limit.is_some() {
+                // Best files first, so that a limit is met from the first few.
+                wanted.sort_by_key(|m| best_key(q, m));
+                if q.newest_first {
+                    wanted.reverse();
+                }
+            }
+            let mut keys: Vec<(i64, i64)> = Vec::new();
             for m in &wanted {
+                if let Some(limit) = limit
+                    && limit_met(q, &keys, limit, best_key(q, m))
+                {
+                    // No row of this file (nor of the later ones, sorted after it)
+                    // comes before the `limit` rows already read.
+                    break;
+                }
                 self.dir.read(m, &mut |id, r| {
                     if plain_match(f, since, until, id, r) {
                         batch.push_record(r);
                         ids.push(id);
+                        keys.push(key(q, id, r));
                     }
                     Ok(())
                 })?;
             }
-            let mut order: Vec<usize> = (0..ids.len()).collect();
-            let key_of = |i: usize| match batch.record_at(i) {
-                Some(r) => key(q, ids[i], &r),
-                None => (ids[i], 0),
-            };
             let mut keyed: Vec<((i64, i64), usize)> =
-                order.iter().map(|&i| (key_of(i), i)).collect();
+                keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
             keyed.sort_unstable();
             if q.newest_first {
                 keyed.reverse();
             }
             // An id in two files (not written so, but cheap to rule out): once.
             keyed.dedup_by_key(|(_, i)| ids[*i]);
-            if let Some(limit) = q.limit {
-                keyed.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            if let Some(limit) = limit {
+                keyed.truncate(limit);
             }
-            order = keyed.into_iter().map(|(_, i)| i).collect();
+            let order = keyed.into_iter().map(|(_, i)| i).collect();
             return Ok((batch, ids, order));
         }
         let mut scratch = ScratchStore::create()?;
@@ -126,6 +141,36 @@ fn plain_match(
         && f.severity_codes()
             .is_none_or(|(lo, hi)| (lo..=hi).contains(&r.level.code()))
         && (f.facilities.is_empty() || r.facility.is_some_and(|x| f.facilities.contains(&x)))
+}
+
+/// The key of the row of archive file `m` that comes first under `q` at best: its
+/// manifest's time or id bound on the side `q` starts from.
+fn best_key(q: &Query, m: &Manifest) -> (i64, i64) {
+    match (q.by_id, q.newest_first) {
+        (true, true) => (m.last_id, 0),
+        (true, false) => (m.first_id, 0),
+        (false, true) => (m.max_time_us, m.last_id),
+        (false, false) => (m.min_time_us, m.first_id),
+    }
+}
+
+/// Whether `limit` of the rows read (their `keys`) all come before a row keyed `best`:
+/// then no row keyed `best` or after it is passed on.
+fn limit_met(q: &Query, keys: &[(i64, i64)], limit: usize, best: (i64, i64)) -> bool {
+    if limit == 0 || keys.len() < limit {
+        return limit == 0;
+    }
+    let mut sorted = keys.to_vec();
+    let worst_kept = if q.newest_first {
+        *sorted.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a)).1
+    } else {
+        *sorted.select_nth_unstable(limit - 1).1
+    };
+    if q.newest_first {
+        best < worst_kept
+    } else {
+        best > worst_kept
+    }
 }
 
 /// The sort key of a row under `q`: (time, id), or id alone in arrival order.
