@@ -464,12 +464,24 @@ fn add_names(
     Ok(())
 }
 
-/// A block's filters made from its stored rows (hostnames and sources included): as the
-/// filer makes them, from `LogRows` with each name's words added once per block.
-pub fn rebuild(conn: &Connection, block: i64) -> rusqlite::Result<BlockFilter> {
-    let mut working = vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS];
+/// A block's stored rows as its filters need them: each row's segment and text, each
+/// host and source name with the segments it occurs in. Read apart from the hashing so
+/// that a reader holds its snapshot (which keeps the WAL from starting over) only for
+/// the read.
+#[derive(Default)]
+pub struct StoredBlock {
+    /// Per row: its segment and the lengths of its message and structured data
+    /// (`u32::MAX`: none), whose texts follow each other in `text`.
+    rows: Vec<(usize, u32, u32)>,
+    /// Host and source names: their segments and text.
+    names: Vec<(u16, String)>,
+    text: String,
+}
+
+/// Reads a block's stored rows and names for [`StoredBlock::filter`].
+pub fn read_block(conn: &Connection, block: i64) -> rusqlite::Result<StoredBlock> {
+    let mut out = StoredBlock::default();
     let mut names: [NameSegments; 2] = Default::default();
-    let mut buf = String::new();
     let first = block << BLOCK_SHIFT;
     let mut stmt = conn.prepare_cached(
         "SELECT id, message, structured_data, host_id, source_id FROM LogRows \
@@ -478,23 +490,70 @@ pub fn rebuild(conn: &Connection, block: i64) -> rusqlite::Result<BlockFilter> {
     let mut rows = stmt.query((first, first + (1 << BLOCK_SHIFT) - 1))?;
     while let Some(r) = rows.next()? {
         let segment = segment_of(r.get(0)?);
-        let text = |i| -> rusqlite::Result<Option<&str>> {
-            Ok(r.get_ref(i)?.as_str_or_null().unwrap_or(None))
+        let mut push = |i| -> rusqlite::Result<u32> {
+            Ok(match r.get_ref(i)?.as_str_or_null().unwrap_or(None) {
+                Some(t) => {
+                    out.text.push_str(t);
+                    t.len() as u32
+                }
+                None => u32::MAX,
+            })
         };
-        let f = &mut working[segment];
-        for_each_token_hash(text(1)?.unwrap_or(""), text(2)?, &mut buf, &mut |h| {
-            f.insert(h)
-        });
+        let message = push(1)?;
+        let sd = push(2)?;
+        out.rows.push((segment, message, sd));
         for (n, i) in names.iter_mut().zip([3, 4]) {
             if let Some(id) = r.get::<_, Option<i64>>(i)? {
                 n.add(id, 1 << segment);
             }
         }
     }
-    let mut filter = BlockFilter::fold(&working).0;
-    add_names(conn, &mut filter, "Hosts", &names[0].take(), &mut buf)?;
-    add_names(conn, &mut filter, "Sources", &names[1].take(), &mut buf)?;
-    Ok(filter)
+    // Done with the rows: SQLite ends the read (and lets go of its snapshot) only once
+    // no statement is left running.
+    drop(rows);
+    drop(stmt);
+    for (table, n) in ["Hosts", "Sources"].into_iter().zip(&mut names) {
+        let mut stmt = conn.prepare_cached(&format!("SELECT name FROM {table} WHERE id = ?1"))?;
+        for (id, segments) in n.take() {
+            if let Some(name) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
+                out.names.push((segments, name));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl StoredBlock {
+    /// The block's filters: each row's words in its segment, each name's words once in
+    /// the segments it occurs in, as filing makes them.
+    pub fn filter(&self) -> BlockFilter {
+        let mut working = vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS];
+        let mut buf = String::new();
+        let mut at = 0;
+        let mut next = |len: u32| {
+            (len != u32::MAX).then(|| {
+                let t = self.text.get(at..at + len as usize).unwrap_or("");
+                at += len as usize;
+                t
+            })
+        };
+        for &(segment, message, sd) in &self.rows {
+            let (message, sd) = (next(message), next(sd));
+            let f = &mut working[segment];
+            for_each_token_hash(message.unwrap_or(""), sd, &mut buf, &mut |h| f.insert(h));
+        }
+        let mut filter = BlockFilter::fold(&working).0;
+        for (segments, name) in &self.names {
+            for_each_word_hash(name, &mut buf, &mut |h| filter.insert(*segments, h));
+        }
+        filter
+    }
+}
+
+/// A block's filters made from its stored rows (hostnames and sources included): as the
+/// filer makes them, from `LogRows` with each name's words added once per block.
+pub fn rebuild(conn: &Connection, block: i64) -> rusqlite::Result<BlockFilter> {
+    Ok(read_block(conn, block)?.filter())
 }
 
 /// Complete blocks (all but the newest) that have no filters, newest first: blocks the
