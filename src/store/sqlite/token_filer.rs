@@ -7,8 +7,8 @@
 //! in a later transaction: until then a complete block has no filter and a search
 //! reads it whole, as it reads the block still filling.
 //!
-//! Ingest never waits for the filters. The filer runs at the lowest priority, on CPU
-//! time the relay does not need; when it is behind and its queue is full, the writer
+//! Ingest never waits for the filters. The filer runs at the lowest priority
+//! (`SCHED_IDLE`), on CPU time the relay does not need; when it is behind and its queue is full, the writer
 //! drops the rows' text and tells it which ids it missed, and the filer makes those
 //! blocks' filters from the stored rows once it has time (with its own read-only
 //! connection). On start it does the same for complete blocks without filters: those
@@ -262,7 +262,8 @@ impl Drop for TokenFiler {
 /// completed and the emptied buffer, and, when nothing waits, makes the filters of
 /// blocks it missed from the stored rows; ends when the writer hangs up.
 fn file_rows(rx: mpsc::Receiver<Rows>, back: mpsc::Sender<Back>, store: PathBuf) {
-    lower_priority();
+    let priority = lower_priority();
+    tracing::debug!(?priority, "token filer started");
     let mut filer = Filer::new(&store);
     loop {
         let next = if filer.to_read.is_empty() {
@@ -412,15 +413,45 @@ fn open_reader(store: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Makes this thread the last to get the CPU (nice 19): the filters may wait, ingest
-/// may not. Linux keeps a nice value per thread.
-fn lower_priority() {
+/// How the filer thread was made the last to get the CPU.
+#[derive(Debug, PartialEq, Eq)]
+enum Priority {
+    /// `SCHED_IDLE`.
+    Idle,
+    /// Nice 19: the kernel (or a service's system call filter) refused `SCHED_IDLE`.
+    Nice,
+    /// Neither (not Linux, or both refused).
+    Unchanged,
+}
+
+/// Makes this thread the last to get the CPU: the filters may wait, ingest may not.
+/// `SCHED_IDLE`: a core running only such threads counts as idle, so a waking
+/// connection task or the writer is placed there and preempts the filer at once; at
+/// nice 19 the filer still ran out its time slice first, and it cost the relay ~10 %
+/// of its throughput on two cores (BENCHMARKS.md). Else nice 19. Linux keeps both per
+/// thread.
+fn lower_priority() -> Priority {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on this thread's own id.
     unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        let tid = libc::gettid();
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(tid, libc::SCHED_IDLE, &param) == 0 {
+            return Priority::Idle;
+        }
+        let error = std::io::Error::last_os_error();
+        let nice = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) == 0;
+        // Once a process: the filer starts again with each store it opens.
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(%error, nice,
+                "the token filer cannot run as SCHED_IDLE (a system call filter?); it runs at nice 19, which costs ingest more");
+        }
+        if nice {
+            return Priority::Nice;
+        }
     }
+    Priority::Unchanged
 }
 
 #[cfg(test)]
@@ -549,6 +580,116 @@ mod tests {
             stored_filters(&conn) == reference,
             "the filters differ from a filer's that saw every row"
         );
+    }
+
+    /// The store's filer thread runs as `SCHED_IDLE` (threads of other tests' stores
+    /// too: each lowers itself first thing).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_filer_thread_runs_as_sched_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let _w = super::super::SqliteWriter::open(&dir.path().join("t.db")).unwrap();
+        let policies = || -> Vec<i32> {
+            let tasks = std::fs::read_dir("/proc/self/task").unwrap();
+            tasks
+                .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|tid| {
+                    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                        .is_ok_and(|c| c.trim() == "logrelay-tokens")
+                })
+                // SAFETY: a plain system call; a thread gone meanwhile gives -1.
+                .map(|tid| unsafe { libc::sched_getscheduler(tid) })
+                .filter(|&p| p != -1)
+                .collect()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut seen = policies();
+        while seen.is_empty() || seen.iter().any(|&p| p != libc::SCHED_IDLE) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "filer threads' policies: {seen:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            seen = policies();
+        }
+    }
+
+    /// Where a system call filter refuses `SCHED_IDLE` (as systemd's `SystemCallFilter=`
+    /// does with `EPERM`), the filer runs at nice 19.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[test]
+    fn refused_sched_idle_falls_back_to_nice_19() {
+        let got = std::thread::spawn(|| {
+            // Tests niced as a whole start at 19 already: back to 0 where that is
+            // allowed (root), so that the fallback's own setting shows.
+            // SAFETY: a plain system call on this thread's own id.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 0) };
+            deny_sched_setscheduler_to_this_thread();
+            let lowered = lower_priority();
+            // SAFETY: plain system calls on this thread's own id.
+            unsafe {
+                let tid = libc::gettid();
+                let nice = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+                (lowered, libc::sched_getscheduler(tid), nice)
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(got, (Priority::Nice, libc::SCHED_OTHER, 19));
+    }
+
+    /// A seccomp filter on the calling thread only: `sched_setscheduler` fails with
+    /// `EPERM`, every other call goes through.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn deny_sched_setscheduler_to_this_thread() {
+        use libc::{
+            BPF_ABS, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W, EPERM, SECCOMP_RET_ALLOW,
+            SECCOMP_RET_ERRNO, sock_filter, sock_fprog,
+        };
+        const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+        let load = |offset| sock_filter {
+            code: (BPF_LD | BPF_W | BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: offset,
+        };
+        let unless_eq = |k, skip| sock_filter {
+            code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
+            jt: 0,
+            jf: skip,
+            k,
+        };
+        let ret = |k| sock_filter {
+            code: (BPF_RET | BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        };
+        // seccomp_data: the call's number at offset 0, the architecture at 4.
+        let mut program = [
+            load(4),
+            unless_eq(AUDIT_ARCH_X86_64, 3),
+            load(0),
+            unless_eq(libc::SYS_sched_setscheduler as u32, 1),
+            ret(SECCOMP_RET_ERRNO | EPERM as u32),
+            ret(SECCOMP_RET_ALLOW),
+        ];
+        let fprog = sock_fprog {
+            len: program.len() as u16,
+            filter: program.as_mut_ptr(),
+        };
+        // SAFETY: the program outlives the call, which copies it; no-new-privs and the
+        // filter apply to this thread alone (no TSYNC flag).
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            let r = libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &fprog as *const sock_fprog,
+            );
+            assert_eq!(r, 0, "seccomp: {}", std::io::Error::last_os_error());
+        }
     }
 
     fn widen(a: Option<(i64, i64)>, b: Option<(i64, i64)>) -> Option<(i64, i64)> {
