@@ -8,11 +8,13 @@
 //! reads it whole, as it reads the block still filling.
 //!
 //! Ingest never waits for the filters. The filer runs at the lowest priority
-//! (`SCHED_IDLE`), on CPU time the relay does not need; when it is behind and its queue is full, the writer
-//! drops the rows' text and tells it which ids it missed, and the filer makes those
-//! blocks' filters from the stored rows once it has time (with its own read-only
-//! connection). On start it does the same for complete blocks without filters: those
-//! it missed before the relay stopped.
+//! (`SCHED_IDLE`), on CPU time the relay does not need; when it is behind and its queue
+//! is full, the writer drops the rows' text and tells it which ids it missed, and the
+//! filer makes those blocks' filters from the stored rows once it has time (with its
+//! own read-only connection, holding a read snapshot only while it copies a block's
+//! texts out: a snapshot kept while it waits for CPU would keep the WAL from starting
+//! over). On start it does the same for complete blocks without filters: those it
+//! missed before the relay stopped.
 
 use super::blocks::BLOCK_SHIFT;
 use super::tokens::{self, BlockTokens, Completed, RowWords};
@@ -427,9 +429,9 @@ enum Priority {
 /// Makes this thread the last to get the CPU: the filters may wait, ingest may not.
 /// `SCHED_IDLE`: a core running only such threads counts as idle, so a waking
 /// connection task or the writer is placed there and preempts the filer at once; at
-/// nice 19 the filer still ran out its time slice first, and it cost the relay ~10 %
-/// of its throughput on two cores (BENCHMARKS.md). Else nice 19. Linux keeps both per
-/// thread.
+/// nice 19 the filer still ran out its time slice first (on a loaded machine the
+/// filters cost ~7 % of the throughput at nice 19, ~2 % as `SCHED_IDLE`; BENCHMARKS.md).
+/// Else nice 19. Linux keeps both per thread.
 fn lower_priority() -> Priority {
     #[cfg(target_os = "linux")]
     // SAFETY: plain system calls on this thread's own id.
