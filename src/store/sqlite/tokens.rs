@@ -464,22 +464,22 @@ fn add_names(
     Ok(())
 }
 
-/// A block's stored rows as its filters need them: each row's segment and text, each
-/// host and source name with the segments it occurs in. Read apart from the hashing so
+/// A block's stored rows as its filters need them: each row's segment and text, the
+/// host and source ids with the segments they occur in. Read apart from the hashing so
 /// that a reader holds its snapshot (which keeps the WAL from starting over) only for
 /// the read.
 #[derive(Default)]
-pub struct StoredBlock {
+struct StoredBlock {
     /// Per row: its segment and the lengths of its message and structured data
     /// (`u32::MAX`: none), whose texts follow each other in `text`.
     rows: Vec<(usize, u32, u32)>,
-    /// Host and source names: their segments and text.
-    names: Vec<(u16, String)>,
     text: String,
+    /// Host and source ids and their segments.
+    names: [Vec<(i64, u16)>; 2],
 }
 
-/// Reads a block's stored rows and names for [`StoredBlock::filter`].
-pub fn read_block(conn: &Connection, block: i64) -> rusqlite::Result<StoredBlock> {
+/// Reads a block's stored rows for [`StoredBlock::filter`].
+fn read_block(conn: &Connection, block: i64) -> rusqlite::Result<StoredBlock> {
     let mut out = StoredBlock::default();
     let mut names: [NameSegments; 2] = Default::default();
     let first = block << BLOCK_SHIFT;
@@ -508,25 +508,15 @@ pub fn read_block(conn: &Connection, block: i64) -> rusqlite::Result<StoredBlock
             }
         }
     }
-    // Done with the rows: SQLite ends the read (and lets go of its snapshot) only once
-    // no statement is left running.
-    drop(rows);
-    drop(stmt);
-    for (table, n) in ["Hosts", "Sources"].into_iter().zip(&mut names) {
-        let mut stmt = conn.prepare_cached(&format!("SELECT name FROM {table} WHERE id = ?1"))?;
-        for (id, segments) in n.take() {
-            if let Some(name) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
-                out.names.push((segments, name));
-            }
-        }
-    }
+    out.names = [names[0].take(), names[1].take()];
     Ok(out)
 }
 
 impl StoredBlock {
     /// The block's filters: each row's words in its segment, each name's words once in
-    /// the segments it occurs in, as filing makes them.
-    pub fn filter(&self) -> BlockFilter {
+    /// the segments it occurs in, as filing makes them (names looked up one short read
+    /// at a time).
+    fn filter(&self, conn: &Connection) -> rusqlite::Result<BlockFilter> {
         let mut working = vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS];
         let mut buf = String::new();
         let mut at = 0;
@@ -543,17 +533,18 @@ impl StoredBlock {
             for_each_token_hash(message.unwrap_or(""), sd, &mut buf, &mut |h| f.insert(h));
         }
         let mut filter = BlockFilter::fold(&working).0;
-        for (segments, name) in &self.names {
-            for_each_word_hash(name, &mut buf, &mut |h| filter.insert(*segments, h));
-        }
-        filter
+        let [hosts, sources] = &self.names;
+        add_names(conn, &mut filter, "Hosts", hosts, &mut buf)?;
+        add_names(conn, &mut filter, "Sources", sources, &mut buf)?;
+        Ok(filter)
     }
 }
 
 /// A block's filters made from its stored rows (hostnames and sources included): as the
-/// filer makes them, from `LogRows` with each name's words added once per block.
+/// filer makes them, from `LogRows` with each name's words added once per block. The
+/// rows' read ends before their words are hashed.
 pub fn rebuild(conn: &Connection, block: i64) -> rusqlite::Result<BlockFilter> {
-    Ok(read_block(conn, block)?.filter())
+    read_block(conn, block)?.filter(conn)
 }
 
 /// Complete blocks (all but the newest) that have no filters, newest first: blocks the
