@@ -10,6 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logrelay::protocol::framing::{Decoder, Event, Mode};
 use logrelay::protocol::{Context, decode_frame, json, rfc3164, rfc5424, serialize};
 use logrelay::store::Batch;
+use logrelay::store::batch::Rfc5424Rows;
 use logrelay::store::words::for_each_token_hash;
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -91,6 +92,21 @@ fn bench(c: &mut Criterion) {
             batch.clear();
             for m in &msgs {
                 if let Some(rec) = decode_frame(black_box(m), &c0) {
+                    batch.push(&rec);
+                }
+            }
+            black_box(batch.len());
+        })
+    });
+    g.bench_function("logrelay Rfc5424Rows::push (frame to row)", |b| {
+        let mut batch = Batch::with_capacity(msgs.len(), total * 2);
+        b.iter(|| {
+            batch.clear();
+            let mut direct = Rfc5424Rows::new(&c0);
+            for m in &msgs {
+                if !direct.push(black_box(m), &mut batch)
+                    && let Some(rec) = decode_frame(m, &c0)
+                {
                     batch.push(&rec);
                 }
             }

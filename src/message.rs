@@ -341,7 +341,7 @@ pub fn write_sd_json(elements: &[SdElement<'_>], out: &mut String) {
 }
 
 /// One SD-ELEMENT's parameters as a JSON object; a repeated name becomes an array.
-fn write_params<'a, P: std::borrow::Borrow<(Cow<'a, str>, Cow<'a, str>)>>(
+pub(crate) fn write_params<'a, P: std::borrow::Borrow<(Cow<'a, str>, Cow<'a, str>)>>(
     params: &[P],
     out: &mut String,
 ) {

@@ -4,8 +4,11 @@
 //! lenient cases (where public parsers disagree) are scored and the score printed.
 
 use base64::Engine;
+use logrelay::message::Protocol;
 use logrelay::protocol::framing::{Decoder, Event, Mode};
-use logrelay::protocol::{rfc3164, rfc5424};
+use logrelay::protocol::{Context, decode_frame, rfc3164, rfc5424};
+use logrelay::store::Batch;
+use logrelay::store::batch::Rfc5424Rows;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -179,6 +182,39 @@ fn rfc5424_corpus() {
         score.record(&case, result);
     }
     score.finish();
+}
+
+/// Every case read straight into a batch gives the row that decoding it to a record
+/// and pushing that gives, or is left to that path (and then is no RFC 5424 record).
+#[test]
+fn direct_rows_match_decoded_records() {
+    let mut ctx = Context::new(chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap());
+    ctx.peer = Some("127.0.0.1:9");
+    let (mut taken, mut total) = (0, 0);
+    for case in corpus("rfc5424.json").iter().chain(&corpus("rfc3164.json")) {
+        let input = bytes(case, "input");
+        let mut general = Batch::new();
+        if let Some(m) = decode_frame(&input, &ctx) {
+            general.push(&m);
+        }
+        let mut direct = Batch::new();
+        let took = Rfc5424Rows::new(&ctx).push(&input, &mut direct);
+        let id = case["id"].as_str().unwrap_or("?");
+        let is_5424 = general.iter().next().map(|r| r.protocol) == Some(Protocol::Rfc5424);
+        assert_eq!(took, is_5424, "{id}");
+        if took {
+            let (d, g): (Vec<_>, Vec<_>) = (direct.iter().collect(), general.iter().collect());
+            assert_eq!(d, g, "{id}");
+        } else {
+            assert!(direct.is_empty(), "{id}");
+        }
+        taken += usize::from(took);
+        total += 1;
+    }
+    assert!(
+        taken > 50 && taken < total,
+        "{taken} of {total} read directly"
+    );
 }
 
 const RFC3164_DIVERGENCES: &[(&str, &str)] = &[];

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use logrelay::message::{Facility, Level, LogMessage, Protocol, SdElement};
 use logrelay::protocol::framing::{Decoder, Event, Mode};
 use logrelay::protocol::{Context, decode_frame, json, rfc3164, rfc5424, serialize};
+use logrelay::store::Batch;
+use logrelay::store::batch::Rfc5424Rows;
 use proptest::prelude::*;
 use std::borrow::Cow;
 
@@ -121,5 +123,34 @@ proptest! {
         let line = format!("<{pri}>{version} {rest}");
         let ctx = Context::new(received());
         prop_assert!(decode_frame(line.as_bytes(), &ctx).is_some());
+    }
+
+    /// Frames read straight into a batch make the rows that decoding them to a record
+    /// and pushing it makes, and what that path does not take is not RFC 5424.
+    #[test]
+    fn direct_rows_match_decoded_records(
+        lead in "[ \t]{0,1}",
+        pri in 0u16..200,
+        ts in r"-|20[0-9]{2}-(0[0-9]|1[0-3])-[0-3][0-9]T[0-2][0-9]:[0-6][0-9]:[0-6][0-9](\.[0-9]{1,7})?(Z|[+-][0-2][0-9]:[0-6][0-9])",
+        sd in r#"-|(\[[ab]( [xy]="([a-c"\]é\x01]|\\.){0,4}")*\]){1,3}"#,
+        msg in "( (\u{feff})?[a-z\n\r\u{e9}]{0,8}\n?)?",
+    ) {
+        let line = format!("{lead}<{pri}>1 {ts} host app - - {sd}{msg}");
+        let mut ctx = Context::new(received());
+        ctx.peer = Some("127.0.0.1:9");
+        let mut general = Batch::new();
+        if let Some(m) = decode_frame(line.as_bytes(), &ctx) {
+            general.push(&m);
+        }
+        let general: Vec<_> = general.iter().collect();
+        let mut direct = Batch::new();
+        let took = Rfc5424Rows::new(&ctx).push(line.as_bytes(), &mut direct);
+        let direct: Vec<_> = direct.iter().collect();
+        prop_assert_eq!(took, general[0].protocol == Protocol::Rfc5424, "{:?}", line);
+        if took {
+            prop_assert_eq!(direct, general, "{:?}", line);
+        } else {
+            prop_assert!(direct.is_empty());
+        }
     }
 }

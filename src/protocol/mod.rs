@@ -56,7 +56,7 @@ pub fn decode_frame<'a>(frame: &'a [u8], ctx: &Context<'a>) -> Option<LogMessage
 }
 
 /// `<PRI>` followed by a digit: a VERSION, so RFC 5424 (3164 times never start so).
-fn looks_like_5424(frame: &[u8]) -> bool {
+pub(crate) fn looks_like_5424(frame: &[u8]) -> bool {
     match common::pri(frame) {
         Ok((rest, _)) => rest.first().is_some_and(u8::is_ascii_digit) && !is_iso_date(rest),
         Err(_) => false,
@@ -70,13 +70,13 @@ fn is_iso_date(rest: &[u8]) -> bool {
 
 /// One LF (or CRLF) ending a message is framing residue (rsyslog's RFC 5424 templates
 /// end in `\n` even inside octet-counted frames); newlines inside the text stay.
-fn trailing_newline(b: &[u8]) -> &[u8] {
+pub(crate) fn trailing_newline(b: &[u8]) -> &[u8] {
     b.strip_suffix(b"\r\n")
         .or_else(|| b.strip_suffix(b"\n"))
         .unwrap_or(b)
 }
 
-fn pri_parts(pri: u8) -> (Level, Option<Facility>) {
+pub(crate) fn pri_parts(pri: u8) -> (Level, Option<Facility>) {
     (
         Level::from_code(pri & 7).unwrap_or(Level::Notice),
         Facility::from_code(pri >> 3),

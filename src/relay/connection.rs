@@ -11,7 +11,7 @@ use crate::log_limit::Limiter;
 use crate::protocol::framing::{Decoder, Event, Mode};
 use crate::protocol::{Context, decode_frame};
 use crate::store::Batch;
-use crate::store::batch::AckPoint;
+use crate::store::batch::{AckPoint, Rfc5424Rows};
 use chrono::Utc;
 use futures_util::FutureExt;
 use std::fmt::Write as _;
@@ -81,6 +81,9 @@ impl Framer {
     ) -> usize {
         let mut pos = 0;
         let (mut frames, mut raw, mut truncated) = (0u64, 0u64, 0u64);
+        // Acknowledged batches take each row's `seq` out of its record: those go the
+        // general way.
+        let mut direct = batch.delivery().is_none().then(|| Rfc5424Rows::new(ctx));
         loop {
             let rest = &buf[pos..];
             let (used, event) = if eof {
@@ -111,6 +114,12 @@ impl Framer {
                     break;
                 }
             };
+            if let Some(d) = direct.as_mut()
+                && d.push(frame, batch)
+            {
+                frames += 1;
+                continue;
+            }
             if let Some(mut m) = decode_frame(frame, ctx) {
                 frames += 1;
                 raw += u64::from(m.protocol == crate::message::Protocol::Raw);
