@@ -3,12 +3,12 @@
 //! A pure function over bytes: the result borrows from the input; only structured-data
 //! values with escapes are copied.
 
-use super::common::{digits_value, fail, fixed_digits, frac_micros, pri, sp};
+use super::common::{digits_value, fail, frac_micros, pri, sp};
 use crate::message::SdElement;
 use chrono::{DateTime, FixedOffset};
 use nom::IResult;
 use nom::bytes::complete::{tag, take_while_m_n};
-use nom::character::complete::{char as ch, one_of};
+use nom::character::complete::char as ch;
 use std::borrow::Cow;
 
 /// The header and body of one RFC 5424 message, borrowed from the input.
@@ -236,25 +236,58 @@ fn timestamp(input: &[u8]) -> IResult<&[u8], (Option<Stamp>, usize)> {
     Ok((input, (Some(t), input.len() - rest.len())))
 }
 
-/// `YYYY-MM-DDThh:mm:ss[.1-6 digits](Z|+hh:mm|-hh:mm)`, checked for real dates.
+/// `YYYY-MM-DDThh:mm:ss[.1-6 digits](Z|+hh:mm|-hh:mm)`, checked for real dates. Read
+/// by position rather than with combinators: every message has one.
 pub(crate) fn full_timestamp(input: &[u8]) -> IResult<&[u8], Stamp> {
-    let (rest, year) = fixed_digits(4)(input)?;
-    let (rest, _) = ch('-')(rest)?;
-    let (rest, month) = fixed_digits(2)(rest)?;
-    let (rest, _) = ch('-')(rest)?;
-    let (rest, day) = fixed_digits(2)(rest)?;
-    let (rest, _) = ch('T')(rest)?;
-    let (rest, hour) = fixed_digits(2)(rest)?;
-    let (rest, _) = ch(':')(rest)?;
-    let (rest, minute) = fixed_digits(2)(rest)?;
-    let (rest, _) = ch(':')(rest)?;
-    let (rest, second) = fixed_digits(2)(rest)?;
-    let (rest, micros) = match rest.first() {
-        Some(b'.') => {
-            let (r, d) = take_while_m_n(1, 6, |b: u8| b.is_ascii_digit())(&rest[1..])?;
-            (r, frac_micros(d))
+    let Some(
+        &[
+            y0,
+            y1,
+            y2,
+            y3,
+            b'-',
+            mo0,
+            mo1,
+            b'-',
+            d0,
+            d1,
+            b'T',
+            h0,
+            h1,
+            b':',
+            mi0,
+            mi1,
+            b':',
+            s0,
+            s1,
+        ],
+    ) = input.first_chunk::<19>()
+    else {
+        return fail(input);
+    };
+    let (Some(year), Some(month), Some(day), Some(hour), Some(minute), Some(second)) = (
+        number(&[y0, y1, y2, y3]),
+        number(&[mo0, mo1]),
+        number(&[d0, d1]),
+        number(&[h0, h1]),
+        number(&[mi0, mi1]),
+        number(&[s0, s1]),
+    ) else {
+        return fail(input);
+    };
+    let (rest, micros) = match &input[19..] {
+        [b'.', fraction @ ..] => {
+            let n = fraction
+                .iter()
+                .take(6)
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            if n == 0 {
+                return fail(input);
+            }
+            (&fraction[n..], frac_micros(&fraction[..n]))
         }
-        _ => (rest, 0),
+        rest => (rest, 0),
     };
     let (rest, offset) = offset(rest)?;
     let Some(utc_us) = civil_micros(year, month, day, hour, minute, second, micros, offset) else {
@@ -269,20 +302,32 @@ pub(crate) fn full_timestamp(input: &[u8]) -> IResult<&[u8], Stamp> {
     ))
 }
 
+/// The value of `digits` if they all are ASCII digits.
+#[inline]
+fn number(digits: &[u8]) -> Option<u32> {
+    digits
+        .iter()
+        .all(u8::is_ascii_digit)
+        .then(|| digits_value(digits))
+}
+
 /// TIME-OFFSET: `Z` or `(+|-)hh:mm`, as seconds east of UTC.
 pub(crate) fn offset(input: &[u8]) -> IResult<&[u8], i32> {
-    if let Ok((rest, _)) = tag::<_, _, nom::error::Error<&[u8]>>(b"Z")(input) {
-        return Ok((rest, 0));
-    }
-    let (rest, sign) = one_of("+-")(input)?;
-    let (rest, hours) = fixed_digits(2)(rest)?;
-    let (rest, _) = ch(':')(rest)?;
-    let (rest, minutes) = fixed_digits(2)(rest)?;
+    let (sign, hours, minutes, rest) = match input {
+        [b'Z', rest @ ..] => return Ok((rest, 0)),
+        [sign @ (b'+' | b'-'), h0, h1, b':', m0, m1, rest @ ..] => {
+            match (number(&[*h0, *h1]), number(&[*m0, *m1])) {
+                (Some(h), Some(m)) => (*sign, h, m, rest),
+                _ => return fail(input),
+            }
+        }
+        _ => return fail(input),
+    };
     if hours > 23 || minutes > 59 {
         return fail(input);
     }
     let secs = (hours * 3600 + minutes * 60) as i32;
-    Ok((rest, if sign == '-' { -secs } else { secs }))
+    Ok((rest, if sign == b'-' { -secs } else { secs }))
 }
 
 /// A real calendar instant, or `None` (Feb 30, hour 24, second 60, …).
@@ -552,6 +597,44 @@ mod tests {
         }
         assert!(make_datetime(2100, 2, 29, 0, 0, 0, 0, 0).is_none());
         assert!(make_datetime(2003, 9, 31, 0, 0, 0, 0, 0).is_none());
+    }
+
+    #[test]
+    fn timestamps_read_by_position_as_rfc_3339_says() {
+        for ok in [
+            "2003-10-11T22:14:15.003Z",
+            "2003-10-11T22:14:15Z",
+            "1985-04-12T23:20:50.52+23:59",
+            "2003-08-24T05:14:15.000003-07:00",
+            "2000-02-29T00:00:00.123456-00:00",
+            "0000-01-01T00:00:00+01:00",
+        ] {
+            let input = format!("{ok} x");
+            let (rest, stamp) = full_timestamp(input.as_bytes()).unwrap();
+            assert_eq!(rest, b" x", "{ok}");
+            let chrono = DateTime::parse_from_rfc3339(ok).unwrap();
+            assert_eq!(stamp.to_datetime(), Some(chrono), "{ok}");
+        }
+        for bad in [
+            "2003-10-11t22:14:15Z",
+            "2003-10-11T22:14:15.1234567Z",
+            "2003-10-11T22:14:15.Z",
+            "2003-10-11T22:14:15",
+            "2003-10-11T22:14:15+24:00",
+            "2003-10-11T22:14:15-00:60",
+            "2003-10-11T22:14:15+0100",
+            "2003-10-11T22:14:60Z",
+            "2003-10-11T24:00:00Z",
+            "2003-1-11T22:14:15Z",
+            "2003-10-11T22:14:1Z",
+            "2003-02-29T22:14:15Z",
+            "2003-10-11T22:14:15z",
+            "2003-10-11T22:14:15",
+            "-003-10-11T22:14:15Z",
+            "2003-10-11",
+        ] {
+            assert!(full_timestamp(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -244,6 +244,7 @@ impl Batch {
             .map(|(_, r)| self.record(r))
     }
 
+    #[inline]
     fn put(&mut self, s: Option<&str>) -> Span {
         match s {
             None => NONE,
