@@ -284,6 +284,12 @@ fn file_rows(rx: mpsc::Receiver<Rows>, back: mpsc::Sender<Back>, store: PathBuf)
         };
         let Some(mut rows) = next else {
             // The writer closes: it reads back what is left (or the next start does).
+            tracing::debug!(
+                rows = filer.filed,
+                blocks_read_back = filer.read_back,
+                left = filer.to_read.len(),
+                "token filer stops"
+            );
             let _ = back.send(Back::Unread(filer.to_read));
             return;
         };
@@ -309,6 +315,9 @@ struct Filer {
     missed: BTreeSet<i64>,
     /// Complete blocks whose filters are made from the stored rows, newest last.
     to_read: Vec<i64>,
+    /// Rows filed from the writer's text and blocks made from the stored rows.
+    filed: u64,
+    read_back: u64,
 }
 
 impl Filer {
@@ -334,6 +343,8 @@ impl Filer {
             reader,
             missed: BTreeSet::new(),
             to_read,
+            filed: 0,
+            read_back: 0,
         }
     }
 
@@ -343,6 +354,7 @@ impl Filer {
             self.missed
                 .extend((first >> BLOCK_SHIFT)..=(last >> BLOCK_SHIFT));
         }
+        self.filed += rows.rows.len() as u64;
         let mut at = 0usize;
         for r in &rows.rows {
             let text = |at: usize, len: u32| rows.text.get(at..at + len as usize);
@@ -351,7 +363,11 @@ impl Filer {
             let sd = (r.sd_len != u32::MAX).then(|| text(at, r.sd_len)).flatten();
             at += sd.map_or(0, str::len);
             self.hashes.clear();
-            for_each_token_hash(message, sd, &mut self.buf, &mut |h| self.hashes.push(h));
+            // A block with rows the filer did not get is made from the stored rows once
+            // complete: hashing its words now would be thrown away.
+            if !self.missed.contains(&(r.id >> BLOCK_SHIFT)) {
+                for_each_token_hash(message, sd, &mut self.buf, &mut |h| self.hashes.push(h));
+            }
             self.tokens.add(&RowWords {
                 id: r.id,
                 hashes: &self.hashes,
@@ -395,6 +411,7 @@ impl Filer {
         let (Some(block), Some(reader)) = (self.to_read.pop(), &self.reader) else {
             return Ok(());
         };
+        self.read_back += 1;
         match tokens::rebuild(reader, block) {
             Ok(f) => back
                 .send(Back::Block((block, Some((f, Default::default())))))
