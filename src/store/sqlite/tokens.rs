@@ -517,8 +517,29 @@ impl StoredBlock {
     /// the segments it occurs in, as filing makes them (names looked up one short read
     /// at a time).
     fn filter(&self, conn: &Connection) -> rusqlite::Result<BlockFilter> {
-        let mut working = vec![Sbbf::new(WORKING_BLOCKS); SEGMENTS];
         let mut buf = String::new();
+        let mut hashes = Vec::with_capacity(64);
+        // Working filters of the size the filer's usually are (they stay in the cache,
+        // where full-size ones took a miss an insert), full-size only for a block
+        // whose words do not fit: folding makes the same filters from either.
+        let mut size = MIN_WORKING_BLOCKS;
+        let mut filter = loop {
+            let mut working = vec![Sbbf::new(size); SEGMENTS];
+            self.hash_rows(&mut working, &mut buf, &mut hashes);
+            let (filter, wanted) = BlockFilter::fold(&working);
+            if wanted <= size || size == WORKING_BLOCKS {
+                break filter;
+            }
+            size = WORKING_BLOCKS;
+        };
+        let [hosts, sources] = &self.names;
+        add_names(conn, &mut filter, "Hosts", hosts, &mut buf)?;
+        add_names(conn, &mut filter, "Sources", sources, &mut buf)?;
+        Ok(filter)
+    }
+
+    /// Inserts each row's words into its segment's working filter, a row's at once.
+    fn hash_rows(&self, working: &mut [Sbbf], buf: &mut String, hashes: &mut Vec<u64>) {
         let mut at = 0;
         let mut next = |len: u32| {
             (len != u32::MAX).then(|| {
@@ -529,14 +550,10 @@ impl StoredBlock {
         };
         for &(segment, message, sd) in &self.rows {
             let (message, sd) = (next(message), next(sd));
-            let f = &mut working[segment];
-            for_each_token_hash(message.unwrap_or(""), sd, &mut buf, &mut |h| f.insert(h));
+            hashes.clear();
+            for_each_token_hash(message.unwrap_or(""), sd, buf, &mut |h| hashes.push(h));
+            working[segment].insert_all(hashes);
         }
-        let mut filter = BlockFilter::fold(&working).0;
-        let [hosts, sources] = &self.names;
-        add_names(conn, &mut filter, "Hosts", hosts, &mut buf)?;
-        add_names(conn, &mut filter, "Sources", sources, &mut buf)?;
-        Ok(filter)
     }
 }
 
