@@ -378,12 +378,18 @@ fn newest_rows_from_the_archives_read_only_the_files_they_need() {
     fill(&db, 3 * BLOCK, now - 10 * DAY_US, 1_000_000);
     fill(&db, 3 * BLOCK, now - 20 * DAY_US, 1_000_000);
     fill(&db, 3 * BLOCK, now - 3 * BLOCK * 1_000_000, 1_000_000);
-    let queries: [&[&str]; 5] = [
+    // Plain filters, then ones the archives answer from a scratch store (a host, a
+    // word), each reaching into one or both archive files.
+    let queries: [&[&str]; 9] = [
         &["-n", "10"],
         &["-n", "12000"],
         &["-n", "20000"],
         &["-n", "7", "-p", "err"],
         &["-n", "25000", "-r"],
+        &["-n", "2400", "-H", "web-3"],
+        &["-n", "7000", "-H", "web-3"],
+        &["-n", "300", "-w", "U5", "-r"],
+        &["-n", "20", "-w", "u5", "-p", "warning"],
     ];
     let run = |q: &[&str], a: Option<&str>| {
         let mut args = vec!["-o", "json"];
@@ -411,6 +417,10 @@ fn newest_rows_from_the_archives_read_only_the_files_they_need() {
         !run(&["-n", "20000"], Some(a)).status.success(),
         "the rows past the newer file's come from the deleted one"
     );
+    // The archives are searched for the limit on their own: the newer file's 2,458
+    // ten-day-old rows of web-3 come before any in the deleted one; the 7,000 need it.
+    assert_eq!(ok(run(queries[5], Some(a))), before[5]);
+    assert!(!run(queries[6], Some(a)).status.success());
 }
 
 /// The start of the rows in `tests/golden/archive-format-2`: `fill(db, BLOCK + 10,

@@ -4,6 +4,8 @@ use super::error::CliError;
 use super::pager::Pager;
 use super::plan::Plan;
 use super::stats_render;
+use crate::store::archive::ArchiveDir;
+use crate::store::archive_query::WithArchives;
 use crate::store::{self, Batch, Filter, Query, RecordRef, StatsQuery, StoreError, StoreReader};
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -74,13 +76,15 @@ fn print_rows(
 /// The store, and with `--archive` (or a configured archive dir) its archives behind it.
 pub(super) fn open_reader(plan: &Plan) -> Result<Box<dyn store::StoreReader>, CliError> {
     let store = store::open_reader(&plan.url)?;
-    Ok(match &plan.archive {
-        Some(dir) => {
-            let dir = crate::store::archive::ArchiveDir::open(dir)?;
-            Box::new(crate::store::archive_query::WithArchives::new(store, dir))
-        }
+    Ok(match archives(plan)? {
+        Some(dir) => Box::new(WithArchives::new(store, dir)),
         None => store,
     })
+}
+
+/// The archives `--archive` (or the configured archive dir) names, if any.
+fn archives(plan: &Plan) -> Result<Option<ArchiveDir>, CliError> {
+    Ok(plan.archive.as_deref().map(ArchiveDir::open).transpose()?)
 }
 
 pub fn run(mut plan: Plan) -> Result<bool, CliError> {
@@ -391,10 +395,9 @@ fn follow(mut plan: Plan) -> Result<(), CliError> {
     let lines = plan.lines;
     // The first page as a query prints it, from the archives too (`-n` may reach back
     // past what retention left); new rows only ever come from the store.
-    let (first_page, mut store) = match &plan.archive {
+    let (first_page, mut store) = match archives(&plan)? {
         Some(dir) => {
-            let dir = crate::store::archive::ArchiveDir::open(dir)?;
-            let mut both = crate::store::archive_query::WithArchives::new(store, dir);
+            let mut both = WithArchives::new(store, dir);
             let printed = print_rows(&mut both, &mut plan, &initial, lines, &mut out)?;
             (printed, both.into_live())
         }

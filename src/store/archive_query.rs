@@ -4,7 +4,8 @@
 //! rows as they are read, which are then sorted; with a limit (`-n`), the files are
 //! read best first and only until no further one can hold a row to print. Any other
 //! filter (text, names, words) loads the files into a scratch SQLite store with their
-//! row ids and runs the same query there. The archived and the live results are
+//! row ids and runs the same query there: with a limit, a file at a time, best first,
+//! and no further than the limit needs, as for the plain filter. The archived and the live results are
 //! merged in order; a row in both (archived, then a crash before its removal) is
 //! passed on once, by id.
 
@@ -34,7 +35,7 @@ impl WithArchives {
         let since = f.since.map(|t| t.timestamp_micros());
         let until = f.until.map(|t| t.timestamp_micros());
         // The files the query's time and id range can touch (their manifests say).
-        let wanted: Vec<_> = self
+        let mut wanted: Vec<_> = self
             .dir
             .manifests()?
             .into_iter()
@@ -45,78 +46,90 @@ impl WithArchives {
             .filter(|m| f.upto_id.is_none_or(|u| m.first_id <= u))
             .collect();
         let (mut batch, mut ids) = (Batch::new(), Vec::new());
-        if wanted.is_empty() {
-            return Ok((batch, ids, Vec::new()));
-        }
-        if needs_no_index(f) {
-            // Times, ids, severities, facilities: picked here as the files are read,
-            // then sorted; no scratch store.
-            let mut wanted = wanted;
-            let limit = q.limit.and_then(|l| usize::try_from(l).ok());
-            if limit.is_some() {
-                // Best files first, so that a limit is met from the first few.
-                wanted.sort_by_key(|m| best_key(q, m));
-                if q.newest_first {
-                    wanted.reverse();
-                }
-            }
-            let mut keys: Vec<(i64, i64)> = Vec::new();
-            for m in &wanted {
-                if let Some(limit) = limit
-                    && limit_met(q, &keys, limit, best_key(q, m))
-                {
-                    // No row of this file (nor of the later ones, sorted after it)
-                    // comes before the `limit` rows already read.
-                    break;
-                }
-                self.dir.read(m, &mut |id, r| {
-                    if plain_match(f, since, until, id, r) {
-                        batch.push_record(r);
-                        ids.push(id);
-                        keys.push(key(q, id, r));
-                    }
-                    Ok(())
-                })?;
-            }
-            let mut keyed: Vec<((i64, i64), usize)> =
-                keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
-            keyed.sort_unstable();
+        let limit = q.limit.and_then(|l| usize::try_from(l).ok());
+        if limit.is_some() {
+            // Best files first, so that a limit is met from the first few.
+            wanted.sort_by_key(|m| best_key(q, m));
             if q.newest_first {
-                keyed.reverse();
+                wanted.reverse();
             }
-            // An id in two files (not written so, but cheap to rule out): once.
-            keyed.dedup_by_key(|(_, i)| ids[*i]);
-            if let Some(limit) = limit {
-                keyed.truncate(limit);
-            }
-            let order = keyed.into_iter().map(|(_, i)| i).collect();
-            return Ok((batch, ids, order));
         }
-        let mut scratch = ScratchStore::create()?;
-        {
-            let (mut part, mut part_ids) = (Batch::new(), Vec::new());
-            for m in &wanted {
-                self.dir.read(m, &mut |id, r| {
-                    part.push_record(r);
-                    part_ids.push(id);
-                    if part_ids.len() >= 10_000 {
-                        scratch.insert(&part, &part_ids)?;
-                        part.clear();
-                        part_ids.clear();
+        let plain = needs_no_index(f);
+        // A file at a time where reading may stop early (a limit) or costs nothing to
+        // split (a plain filter); else all in one scratch store, queried once.
+        let step = if limit.is_some() || plain {
+            1
+        } else {
+            wanted.len().max(1)
+        };
+        let mut keys: Vec<(i64, i64)> = Vec::new();
+        for files in wanted.chunks(step) {
+            if let Some(limit) = limit
+                && limit_met(q, &keys, limit, best_key(q, &files[0]))
+            {
+                // No row of this file (nor of the later ones, sorted after it) comes
+                // before the `limit` rows already read.
+                break;
+            }
+            let mut keep = |id: i64, r: &RecordRef<'_>| {
+                batch.push_record(r);
+                ids.push(id);
+                keys.push(key(q, id, r));
+            };
+            if plain {
+                // Times, ids, severities, facilities: picked as the file is read.
+                self.dir.read(&files[0], &mut |id, r| {
+                    if plain_match(f, since, until, id, r) {
+                        keep(id, r);
                     }
                     Ok(())
                 })?;
+            } else {
+                self.query_in_scratch(files, q, &mut keep)?;
             }
-            scratch.insert(&part, &part_ids)?;
         }
-        let mut reader = scratch.reader()?;
-        reader.query(q, &mut |id, r| {
-            batch.push_record(r);
-            ids.push(id);
-            true
-        })?;
-        let order = (0..ids.len()).collect();
+        let mut keyed: Vec<((i64, i64), usize)> =
+            keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
+        keyed.sort_unstable();
+        if q.newest_first {
+            keyed.reverse();
+        }
+        // An id in two files (not written so, but cheap to rule out): once.
+        keyed.dedup_by_key(|(_, i)| ids[*i]);
+        if let Some(limit) = limit {
+            keyed.truncate(limit);
+        }
+        let order = keyed.into_iter().map(|(_, i)| i).collect();
         Ok((batch, ids, order))
+    }
+
+    /// Loads `files` into a scratch SQLite store with their row ids and passes on what
+    /// `q` finds there (text, name and word filters need the store's query).
+    fn query_in_scratch(
+        &self,
+        files: &[Manifest],
+        q: &Query,
+        keep: &mut impl FnMut(i64, &RecordRef<'_>),
+    ) -> Result<(), StoreError> {
+        let mut scratch = ScratchStore::create()?;
+        let (mut part, mut part_ids) = (Batch::new(), Vec::new());
+        for m in files {
+            self.dir.read(m, &mut |id, r| {
+                part.push_record(r);
+                part_ids.push(id);
+                if part_ids.len() >= 10_000 {
+                    scratch.insert(&part, &part_ids)?;
+                    part.clear();
+                    part_ids.clear();
+                }
+                Ok(())
+            })?;
+        }
+        scratch.insert(&part, &part_ids)?;
+        scratch.reader()?.query(q, &mut |id, r| {
+            keep(id, r);
+            true
+        })
     }
 }
 
