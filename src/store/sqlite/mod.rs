@@ -932,7 +932,13 @@ impl ScratchStore {
             .map_or(0, |d| d.as_nanos());
         let dir = std::env::temp_dir().join(format!("logq-{}-{nanos}", std::process::id()));
         let path = dir.join("archive.db");
-        let writer = SqliteWriter::open(&path)?;
+        let mut writer = SqliteWriter::open(&path)?;
+        // A file for one query, removed after it: nothing to keep through a crash, so
+        // no syncs; and no word filters, which cost more to make than the one query
+        // scanning the rows (and, made at the lowest priority, waited for a busy
+        // machine's idle time before the query could start).
+        writer.conn.pragma_update(None, "synchronous", "OFF")?;
+        writer.tokens = token_filer::TokenFiler::stopped();
         Ok(ScratchStore {
             writer: Some(writer),
             path,
