@@ -3,7 +3,7 @@
 use crate::store::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Copies the WAL into the database file on its own thread and connection, so the
@@ -14,6 +14,11 @@ pub struct Checkpointer {
     thread: Option<std::thread::JoinHandle<()>>,
     /// WAL size in frames after the last checkpoint, for the writer to act on.
     pub wal_frames: Arc<AtomicI64>,
+    /// Held while a checkpoint runs here. SQLite answers a second connection's
+    /// checkpoint meanwhile with "busy" at once, without its busy handler, so a writer
+    /// that must cut the WAL waits on this instead of finding it busy commit after
+    /// commit while the WAL grows.
+    pub running: Arc<Mutex<()>>,
 }
 
 /// A full disk fails every checkpoint, four times a second: say it once per interval.
@@ -29,12 +34,15 @@ impl Checkpointer {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let wal_frames = Arc::new(AtomicI64::new(0));
         let frames = wal_frames.clone();
+        let running = Arc::new(Mutex::new(()));
+        let turn = running.clone();
         let thread = std::thread::Builder::new()
             .name("logrelay-checkpoint".into())
             .spawn(move || {
                 while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
                     stopped.recv_timeout(CHECKPOINT_EVERY)
                 {
+                    let _running = turn.lock().unwrap_or_else(PoisonError::into_inner);
                     match conn
                         .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
                     {
@@ -47,6 +55,7 @@ impl Checkpointer {
             stop,
             thread: Some(thread),
             wal_frames,
+            running,
         })
     }
 }
