@@ -71,6 +71,8 @@ pub struct RetentionJob {
     archiver: Option<Archiver>,
     /// Id ranges the archiver reported synced since the relay started.
     archived: Ranges,
+    /// The last id of the newest complete block at the last pass.
+    newest_complete: Option<i64>,
 }
 
 impl RetentionJob {
@@ -90,6 +92,7 @@ impl RetentionJob {
             store: None,
             archiver: None,
             archived: Ranges::default(),
+            newest_complete: None,
         }))
     }
 
@@ -131,10 +134,12 @@ impl RetentionJob {
         // under that limit (starting it over after a commit that passes it), so it needs
         // no cut of its own before measuring. A WAL over the limit is one a reader's old
         // snapshot keeps from starting over; removing rows cannot shrink it (their
-        // deletes only add to it), so counting it whole would empty the store.
+        // deletes only add to it), so counting it whole would empty the store. A quarter
+        // more is reserved for what a removal's transaction writes past the limit before
+        // its cut (see `delete`).
         let mut usage = store.sizes()?;
         if let Some(limit) = wal_limit_of(&self.policy) {
-            usage.wal_bytes = limit;
+            usage.wal_bytes = limit + limit / 4;
         }
         let dir = self
             .path
@@ -145,7 +150,15 @@ impl RetentionJob {
         let now_us = chrono::Utc::now().timestamp_micros();
         let all = store.blocks()?;
         let block_bytes = retention::block_bytes(&all, &usage);
-        let mut blocks = retention::select(&self.policy, &all, &usage, fs_free, now_us);
+        let arrived = match (self.newest_complete, all.last()) {
+            (Some(then), Some(b)) => {
+                ((b.last_id - then).max(0) / (b.last_id - b.first_id + 1)) as u64
+            }
+            _ => 0,
+        };
+        self.newest_complete = all.last().map(|b| b.last_id);
+        let policy = with_room_for(&self.policy, arrived, block_bytes);
+        let mut blocks = retention::select(&policy, &all, &usage, fs_free, now_us);
         match &self.archive_dir {
             Some(d) => {
                 // Due and archived, oldest first, up to the first not archived yet.
@@ -162,7 +175,7 @@ impl RetentionJob {
                     &mut removed,
                 )?;
                 let due: Vec<Block> = blocks.split_off(ready);
-                let mut wanted: Vec<Block> = retention::select_ahead(&self.policy, &all, &usage)
+                let mut wanted: Vec<Block> = retention::select_ahead(&policy, &all, &usage)
                     .into_iter()
                     .chain(due.iter().copied())
                     .filter(|b| !self.archived.contains(b))
@@ -244,6 +257,21 @@ fn delete(
         }
     }
     Ok(())
+}
+
+/// `policy` keeping room, besides its own headroom, for the `arrived` blocks that came
+/// in since the last pass: as many will likely come before the next, and with room for
+/// only two blocks the store passed its cap by a quarter of a second's ingest at full
+/// speed (some 20 blocks). At most a quarter of `max-size`, so that a long pause
+/// between passes does not empty the store.
+fn with_room_for(policy: &Policy, arrived: u64, block_bytes: u64) -> Policy {
+    let most = policy
+        .max_size
+        .map_or(0, |max| max / 4 / block_bytes.max(1));
+    Policy {
+        headroom_blocks: policy.headroom_blocks + arrived.min(most),
+        ..policy.clone()
+    }
 }
 
 /// Blocks deleted in one transaction: as many as write about a quarter of the WAL's
@@ -456,6 +484,27 @@ impl Drop for Archiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_is_kept_for_what_arrives_between_passes() {
+        let mib = 1 << 20;
+        let capped = Policy {
+            max_size: Some(128 * mib),
+            headroom_blocks: 2,
+            ..Policy::default()
+        };
+        let block = 880_000;
+        assert_eq!(with_room_for(&capped, 0, block).headroom_blocks, 2);
+        assert_eq!(with_room_for(&capped, 18, block).headroom_blocks, 20);
+        // A long pause between passes: at most a quarter of the cap (38 blocks).
+        assert_eq!(with_room_for(&capped, 500, block).headroom_blocks, 40);
+        // Without max-size (max-age or keep-free alone) nothing is added.
+        let aged = Policy {
+            max_size: None,
+            ..capped.clone()
+        };
+        assert_eq!(with_room_for(&aged, 18, block).headroom_blocks, 2);
+    }
 
     #[test]
     fn a_transaction_deletes_what_writes_a_quarter_of_the_wal_limit() {

@@ -3,8 +3,8 @@
 use crate::store::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Copies the WAL into the database file on its own thread and connection, so the
 /// writer's commits never pay for checkpoints (SQLite's auto-checkpoint runs inside the

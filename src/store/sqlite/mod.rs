@@ -1073,7 +1073,11 @@ mod tests {
             let mut batch = Batch::new();
             for _ in 0..800 {
                 i += 1;
-                let m = crate::LogMessage::new(format!("{text}{i}"), crate::Level::Info, chrono::Utc::now());
+                let m = crate::LogMessage::new(
+                    format!("{text}{i}"),
+                    crate::Level::Info,
+                    chrono::Utc::now(),
+                );
                 batch.push(&m);
             }
             let before = std::fs::metadata(&wal).map_or(0, |m| m.len());
