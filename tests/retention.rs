@@ -5,7 +5,7 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use common::Daemon;
-use logrelay::message::{Facility, Level, LogMessage, Protocol};
+use logrelay::message::{Facility, Level, LogMessage, Protocol, SdElement};
 use logrelay::store::archive::ArchiveDir;
 use logrelay::store::record_json;
 use logrelay::store::sqlite::SqliteWriter;
@@ -427,27 +427,95 @@ fn newest_rows_from_the_archives_read_only_the_files_they_need() {
 /// GOLDEN_T0, 1 s)`, whose first block an earlier `logq vacuum --archive` wrote there.
 const GOLDEN_T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
 
-/// Archives in the columnar layout's format 2 (names referred to by number at every
-/// use), as an earlier logq wrote them, read and verify as before.
+/// Archives in the columnar layout's formats 2 (names referred to by number at every
+/// use) and 3 (texts preceded by their lengths), as earlier logq versions wrote them,
+/// read and verify as before.
 #[test]
-fn format_2_archives_still_read() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/archive-format-2");
-    let manifests = ArchiveDir::open(&golden).unwrap().manifests().unwrap();
-    assert_eq!(manifests.iter().map(|m| m.format).collect::<Vec<_>>(), [2]);
+fn older_archive_formats_still_read() {
+    for format in [2, 3] {
+        let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/golden/archive-format-{format}"));
+        let manifests = ArchiveDir::open(&golden).unwrap().manifests().unwrap();
+        assert_eq!(
+            manifests.iter().map(|m| m.format).collect::<Vec<_>>(),
+            [format]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("logs.db");
+        fill(&db, BLOCK + 10, GOLDEN_T0, 1_000_000);
+        let before = ok(logq(&db, &["-o", "json"]));
+        ok(logq(&db, &["vacuum", "--max-age", "1s"]));
+        assert_eq!(json_by_id(&ok(logq(&db, &["-o", "json"]))).len(), 11);
+        let a = golden.to_str().unwrap();
+        assert_eq!(
+            ok(logq(&db, &["-o", "json", "--archive", a])),
+            before,
+            "format {format}"
+        );
+        let verified = logq_plain(&["archive", "verify", a]);
+        assert!(
+            verified.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verified.stdout)
+        );
+    }
+}
+
+/// Every field as the store keeps it (names in dictionaries, peers as address and
+/// port, structured data, procid and msgid, text beyond ASCII, empty and multi-line
+/// messages, absent values) comes back from the archive as it was.
+#[test]
+fn every_field_comes_back_from_the_archive() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("logs.db");
-    fill(&db, BLOCK + 10, GOLDEN_T0, 1_000_000);
+    let archive = dir.path().join("archive");
+    std::fs::create_dir(&archive).unwrap();
+    let peers = [
+        None,
+        Some("127.0.0.1:514"),
+        Some("[::1]:6514"),
+        Some("unix"),
+        Some("10.0.0.1:0"),
+        Some("h:0514"),
+    ];
+    let t0 = Utc::now().timestamp_micros() - 10 * HOUR_US;
+    let mut b = Batch::new();
+    for i in 0..BLOCK + 10 {
+        let at = |us: i64| DateTime::<Utc>::from_timestamp_micros(t0 + us).unwrap();
+        let text = match i % 4 {
+            0 => format!("row {i} grüße"),
+            1 => format!("line one {i}\nline two ÿ \u{1F600}"),
+            2 => String::new(),
+            _ => format!("row {i} {}", "x".repeat((i % 300) as usize)),
+        };
+        let mut m = LogMessage::new(text, Level::from_code((i % 8) as u8).unwrap(), at(i * 1000));
+        m.received = at(i * 1000 + (i % 7) * 13);
+        m.facility = Facility::from_code((i % 24) as u8).filter(|_| i % 5 != 0);
+        m.hostname = (i % 6 != 0).then(|| Cow::Owned(format!("host-{}", i % 11)));
+        m.source = (i % 7 != 0).then(|| Cow::Owned(format!("app-{}", i % 4)));
+        m.procid = (i % 3 != 0).then(|| Cow::Owned(format!("{}", 1000 + i % 300)));
+        m.msgid = (i % 2 == 0).then_some(Cow::Borrowed("ID47"));
+        if i % 3 == 1 {
+            m.structured_data = vec![SdElement {
+                id: "exampleSDID@32473".into(),
+                params: vec![
+                    ("iut".into(), i.to_string().into()),
+                    ("note".into(), "quoted \"ü\" ] \\".into()),
+                ],
+            }];
+        }
+        m.protocol = Protocol::ALL[i as usize % Protocol::ALL.len()];
+        m.peer = peers[i as usize % peers.len()].map(Cow::Borrowed);
+        b.push(&m);
+    }
+    SqliteWriter::open(&db).unwrap().insert(&[b]).unwrap();
     let before = ok(logq(&db, &["-o", "json"]));
-    ok(logq(&db, &["vacuum", "--max-age", "1s"]));
+    let a = archive.to_str().unwrap();
+    ok(logq(&db, &["vacuum", "--max-age", "1s", "--archive", a]));
     assert_eq!(json_by_id(&ok(logq(&db, &["-o", "json"]))).len(), 11);
-    let a = golden.to_str().unwrap();
     assert_eq!(ok(logq(&db, &["-o", "json", "--archive", a])), before);
     let verified = logq_plain(&["archive", "verify", a]);
-    assert!(
-        verified.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verified.stdout)
-    );
+    assert!(verified.status.success());
 }
 
 /// Rewrites every archive file as the first format had it: `-o json` lines, zstd,

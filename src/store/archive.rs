@@ -12,29 +12,37 @@
 
 use super::{Batch, RecordRef, StoreError};
 use super::{archive_cols, record_json};
+pub use archive_cols::{Columns, HOST, MSGID, PEER, PROCID, SOURCE};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-/// zstd level, shortest match and window (BENCHMARKS.md: bytes per message against
-/// CPU). Level 3 with matches of at least 6 bytes compresses about four times as fast as
-/// level 6 for about 7 % more bytes, which the columnar layout's format 3 wins back
-/// (names met for the first time cost no number): the archive thread has to keep up
-/// with ingest. Long-distance matching found under 1 % more for a seventh of the time.
+/// zstd level, shortest match, window and match tables (BENCHMARKS.md: bytes per
+/// message against CPU). Level 3 with matches of at least 6 bytes compresses about four
+/// times as fast as level 6 for about 7 % more bytes, which the columnar layout's format
+/// 3 wins back (names met for the first time cost no number): the archive thread has to
+/// keep up with ingest. Long-distance matching found under 1 % more for a seventh of the
+/// time. Level 3's own tables for large inputs (2^17 and 2^16 entries, 768 KiB) miss the
+/// CPU's caches at most lookups: tables of 2^15 and 2^14 (192 KiB) took about 40 % less
+/// time for the same bytes (0.2 % fewer).
 const LEVEL: i32 = 3;
 const MIN_MATCH: u32 = 6;
 const WINDOW_LOG: u32 = 24;
+const HASH_LOG: u32 = 15;
+const CHAIN_LOG: u32 = 14;
 const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// Data files: JSON lines (format 1, written before the columnar layout) and columns.
 const JSONL_SUFFIX: &str = ".jsonl.zst";
 const COLS_SUFFIX: &str = ".cols.zst";
 const FORMAT_JSONL: u32 = 1;
-/// Columns, names referred to by number (format 2, still read) and first uses of a
-/// name without one (format 3, written now); `archive_cols` tells them apart.
+/// Columns: names referred to by number (format 2, still read), first uses of a name
+/// without one (format 3, still read), texts ended instead of preceded by their lengths
+/// (format 4, written now); `archive_cols` tells them apart.
 const FORMAT_COLUMNS_2: u32 = 2;
-const FORMAT_COLUMNS: u32 = 3;
+const FORMAT_COLUMNS_3: u32 = 3;
+const FORMAT_COLUMNS: u32 = 4;
 
 fn format_jsonl() -> u32 {
     FORMAT_JSONL
@@ -70,6 +78,8 @@ impl Scratch {
                 c.include_checksum(true)?;
                 c.window_log(WINDOW_LOG)?;
                 c.set_parameter(CParameter::MinMatch(MIN_MATCH))?;
+                c.set_parameter(CParameter::HashLog(HASH_LOG))?;
+                c.set_parameter(CParameter::ChainLog(CHAIN_LOG))?;
                 self.compressor.insert(c)
             }
         };
@@ -104,7 +114,7 @@ pub fn covered(manifests: &[Manifest], first: i64, last: i64) -> bool {
 pub struct Manifest {
     /// The data file's name, in the same directory.
     pub file: String,
-    /// 1: `logq -o json` records one per line (manifests without the field); 2 and 3:
+    /// 1: `logq -o json` records one per line (manifests without the field); 2 to 4:
     /// the columnar layout (`archive_cols`).
     #[serde(default = "format_jsonl")]
     pub format: u32,
@@ -162,22 +172,15 @@ struct Written {
     sha: String,
 }
 
-/// Gathers the rows `fill` streams, then compresses them to `data`, synced.
+/// Gathers the rows `fill` puts in the columns, then compresses them to `data`, synced.
 fn write_data(
     scratch: &mut Scratch,
     data: &Path,
-    fill: impl FnOnce(&mut super::Visit<'_>) -> Result<(), StoreError>,
+    fill: impl FnOnce(&mut Columns) -> Result<(), StoreError>,
 ) -> Result<Written, StoreError> {
-    let cols = &mut scratch.cols;
-    cols.clear();
-    let (mut rows, mut min_t, mut max_t) = (0u64, i64::MAX, i64::MIN);
-    fill(&mut |id, r: &RecordRef<'_>| {
-        cols.push(id, r);
-        rows += 1;
-        min_t = min_t.min(r.time_us);
-        max_t = max_t.max(r.time_us);
-        true
-    })?;
+    scratch.cols.clear();
+    fill(&mut scratch.cols)?;
+    let (rows, min_t, max_t) = scratch.cols.summary();
     scratch.compress().map_err(|e| io_at(e, data))?;
     let compressed = &scratch.compressed;
     let (bytes, sha) = (compressed.len() as u64, hex(&Sha256::digest(compressed)));
@@ -226,6 +229,22 @@ impl ArchiveDir {
         last: i64,
         fill: impl FnOnce(&mut super::Visit<'_>) -> Result<(), StoreError>,
     ) -> Result<Manifest, StoreError> {
+        self.write_columns(first, last, |cols| {
+            fill(&mut |id, r: &RecordRef<'_>| {
+                cols.push(id, r);
+                true
+            })
+        })
+    }
+
+    /// [`write`](Self::write) for a reader that fills the columns itself (the SQLite
+    /// store's rows, read without making records of them).
+    pub fn write_columns(
+        &self,
+        first: i64,
+        last: i64,
+        fill: impl FnOnce(&mut Columns) -> Result<(), StoreError>,
+    ) -> Result<Manifest, StoreError> {
         // The directory may have gone (an unmounted disk) since it was opened.
         ArchiveDir::open(&self.path)?;
         let name = format!("logs-{first:015}-{last:015}{COLS_SUFFIX}");
@@ -235,14 +254,11 @@ impl ArchiveDir {
         SCRATCH.with(|s| *s.borrow_mut() = scratch);
         let Written {
             rows,
-            mut min_t,
-            mut max_t,
+            min_t,
+            max_t,
             bytes,
             sha,
         } = written?;
-        if rows == 0 {
-            (min_t, max_t) = (0, 0);
-        }
         let manifest = Manifest {
             file: name.clone(),
             format: FORMAT_COLUMNS,
@@ -317,7 +333,7 @@ impl ArchiveDir {
         rows: &mut dyn FnMut(i64, &RecordRef<'_>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let path = self.path.join(&m.file);
-        if m.format == FORMAT_COLUMNS || m.format == FORMAT_COLUMNS_2 {
+        if [FORMAT_COLUMNS, FORMAT_COLUMNS_3, FORMAT_COLUMNS_2].contains(&m.format) {
             let bytes = std::fs::read(&path).map_err(|e| io_at(e, &path))?;
             let raw = zstd::decode_all(bytes.as_slice()).map_err(|e| io_at(e, &path))?;
             return archive_cols::read(&raw, rows).map_err(|reason| StoreError::File {

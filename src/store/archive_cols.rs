@@ -1,20 +1,26 @@
-//! The columnar archive layout (manifest `format: 3`, and `format: 2` still read): one
-//! file's rows stored column by column, so the compressor sees like next to like (all
-//! messages together, all times together), with each repeated name (host, source,
+//! The columnar archive layout (manifest `format: 4`; `format: 2` and `3` still read):
+//! one file's rows stored column by column, so the compressor sees like next to like
+//! (all messages together, all times together), with each repeated name (host, source,
 //! procid, msgid, peer) written once per file and referred to by number. About a third
 //! smaller than the same rows as JSON lines at a lower zstd level (BENCHMARKS.md);
 //! `logq` turns them back into the very same records.
 //!
 //! Layout (all integers LEB128 varints, signed ones zigzag), inside one zstd frame:
-//! `LRA3` (or `LRA2`), rows, then the columns in this order: id deltas, event-time
-//! deltas, received-time deltas, level codes (a byte each), facility codes (255: none),
-//! protocol numbers, the five name columns (distinct names in order of first use:
-//! count, then length and bytes of each; then per row: `LRA3` 0 for none, 1 for the next
-//! name not used before, 1 + its number for one used before; `LRA2` 0 for none or the
-//! name's number), structured data lengths (0: none, else 1 + length) and bytes, message
-//! lengths and bytes. `LRA3`'s first uses cost a byte the compressor all but removes
-//! instead of a rising number, which for names that seldom repeat (process ids) was a
-//! few bytes a row.
+//! `LRA4` (or `LRA3`, `LRA2`), rows, then the columns in this order: id deltas,
+//! event-time deltas, received-time deltas, level codes (a byte each), facility codes
+//! (255: none), protocol numbers, the five name columns (distinct names in order of
+//! first use: count, then each name; then per row: `LRA3`/`LRA4` 0 for none, 1 for the
+//! next name not used before, 1 + its number for one used before; `LRA2` 0 for none or
+//! the name's number), structured data, messages.
+//!
+//! `LRA4` ends each name, structured data and message with the byte 0xFF, and writes a
+//! row without structured data as the lone byte 0xFE: neither byte occurs in UTF-8, so
+//! no text needs escaping. `LRA2`/`LRA3` put a length before each name and, for the
+//! texts, all the lengths (structured data: 0 for none, else 1 + length) before all the
+//! bytes. The compressor all but removes the ends, where the lengths cost about a byte
+//! a row (3 % of the file). `LRA3`'s first uses cost a byte the compressor all but
+//! removes instead of a rising number, which for names that seldom repeat (process ids)
+//! was a few bytes a row.
 
 use super::{RecordRef, StoreError};
 use crate::message::{Facility, Level, Protocol};
@@ -22,10 +28,22 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 const MAGIC_2: &[u8; 4] = b"LRA2";
-const MAGIC: &[u8; 4] = b"LRA3";
+const MAGIC_3: &[u8; 4] = b"LRA3";
+const MAGIC: &[u8; 4] = b"LRA4";
 const NO_FACILITY: u8 = 255;
-/// `LRA3`: a row's name used here for the first time.
+/// `LRA3`/`LRA4`: a row's name used here for the first time.
 const FIRST_USE: u64 = 1;
+/// `LRA4`: the end of a text (never a byte of UTF-8).
+const END: u8 = 0xFF;
+/// `LRA4`: no structured data (never a byte of UTF-8).
+const NO_TEXT: u8 = 0xFE;
+
+/// The name columns, in the layout's order.
+pub const HOST: usize = 0;
+pub const SOURCE: usize = 1;
+pub const PROCID: usize = 2;
+pub const MSGID: usize = 3;
+pub const PEER: usize = 4;
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -64,42 +82,82 @@ impl Hasher for Prehashed {
 
 /// A column of names: each distinct one kept once, rows refer to it by number. Names
 /// are found by their XXH3 hash, checked against the bytes kept: no copy of a name is
-/// allocated per row (most process ids are new).
+/// allocated per row (most process ids are new). Names a store keeps in a dictionary
+/// are found by their key instead (the dictionary id), so each is looked up once a file.
 #[derive(Default)]
 struct NameColumn {
     /// Hash of a name's bytes: its number (the first name with that hash).
     numbers: HashMap<u64, u64, BuildHasherDefault<Prehashed>>,
+    /// A key's number (0: no name).
+    keyed: HashMap<u64, u64, foldhash::fast::RandomState>,
     /// Each name's bytes in `names`, by number - 1.
     spans: Vec<(usize, usize)>,
+    /// Each name followed by [`END`].
     names: Vec<u8>,
     rows: Vec<u8>,
 }
 
 impl NameColumn {
-    fn push(&mut self, v: Option<&str>) {
-        let Some(s) = v else {
-            put_varint(&mut self.rows, 0);
-            return;
-        };
+    /// The number of a name, added if new; `true` with it when it is new.
+    fn number(&mut self, s: &str) -> (u64, bool) {
         let hash = xxhash_rust::xxh3::xxh3_64(s.as_bytes());
         if let Some(&n) = self.numbers.get(&hash) {
             let (at, len) = self.spans[(n - 1) as usize];
             if &self.names[at..at + len] == s.as_bytes() {
-                put_varint(&mut self.rows, n + FIRST_USE);
-                return;
+                return (n, false);
             }
         }
-        put_varint(&mut self.names, s.len() as u64);
         self.spans.push((self.names.len(), s.len()));
         self.names.extend_from_slice(s.as_bytes());
+        self.names.push(END);
         // A different name with the same hash keeps the number: this one is written
         // out again at each use, still correct.
-        self.numbers.entry(hash).or_insert(self.spans.len() as u64);
-        put_varint(&mut self.rows, FIRST_USE);
+        let n = self.spans.len() as u64;
+        self.numbers.entry(hash).or_insert(n);
+        (n, true)
+    }
+
+    /// A row's reference to name `n` (0: none), its first use when `new`.
+    fn put(&mut self, n: u64, new: bool) {
+        let r = match (n, new) {
+            (0, _) => 0,
+            (_, true) => FIRST_USE,
+            (n, false) => n + FIRST_USE,
+        };
+        put_varint(&mut self.rows, r);
+    }
+
+    fn push(&mut self, v: Option<&str>) {
+        match v {
+            None => self.put(0, false),
+            Some(s) => {
+                let (n, new) = self.number(s);
+                self.put(n, new);
+            }
+        }
+    }
+
+    fn push_keyed<E>(
+        &mut self,
+        key: u64,
+        resolve: impl FnOnce() -> Result<Option<String>, E>,
+    ) -> Result<(), E> {
+        if let Some(&n) = self.keyed.get(&key) {
+            self.put(n, false);
+            return Ok(());
+        }
+        let (n, new) = match resolve()? {
+            Some(s) => self.number(&s),
+            None => (0, false),
+        };
+        self.keyed.insert(key, n);
+        self.put(n, new);
+        Ok(())
     }
 
     fn clear(&mut self) {
         self.numbers.clear();
+        self.keyed.clear();
         self.spans.clear();
         self.names.clear();
         self.rows.clear();
@@ -112,13 +170,18 @@ impl NameColumn {
     }
 }
 
-/// Rows gathered column by column, then written out in one piece.
+/// Rows gathered column by column, then written out in one piece. A row is its fields
+/// ([`Columns::push_fields`]) and one name in each of the five name columns
+/// ([`Columns::push_name`] or [`Columns::push_keyed_name`]), or a whole record
+/// ([`Columns::push`]).
 #[derive(Default)]
 pub struct Columns {
     rows: u64,
     last_id: i64,
     last_time: i64,
     last_received: i64,
+    min_time: i64,
+    max_time: i64,
     ids: Vec<u8>,
     times: Vec<u8>,
     received: Vec<u8>,
@@ -127,51 +190,102 @@ pub struct Columns {
     protocols: Vec<u8>,
     /// hostname, source, procid, msgid, peer.
     names: [NameColumn; 5],
-    sd_lens: Vec<u8>,
+    /// Each row's structured data followed by [`END`], or [`NO_TEXT`].
     sd: Vec<u8>,
-    message_lens: Vec<u8>,
+    /// Each row's message followed by [`END`].
     messages: Vec<u8>,
 }
 
 impl Columns {
     pub fn push(&mut self, id: i64, r: &RecordRef<'_>) {
+        self.push_fields(
+            id,
+            r.time_us,
+            r.received_us,
+            r.level,
+            r.facility,
+            r.protocol,
+            r.structured_data,
+            r.message,
+        );
+        for (col, v) in [r.hostname, r.source, r.procid, r.msgid, r.peer]
+            .into_iter()
+            .enumerate()
+        {
+            self.names[col].push(v);
+        }
+    }
+
+    /// A row's fields but its names.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_fields(
+        &mut self,
+        id: i64,
+        time_us: i64,
+        received_us: i64,
+        level: Level,
+        facility: Option<Facility>,
+        protocol: Protocol,
+        structured_data: Option<&str>,
+        message: &str,
+    ) {
+        if self.rows == 0 {
+            (self.min_time, self.max_time) = (time_us, time_us);
+        }
         self.rows += 1;
+        self.min_time = self.min_time.min(time_us);
+        self.max_time = self.max_time.max(time_us);
         put_varint(&mut self.ids, zigzag(id.wrapping_sub(self.last_id)));
         put_varint(
             &mut self.times,
-            zigzag(r.time_us.wrapping_sub(self.last_time)),
+            zigzag(time_us.wrapping_sub(self.last_time)),
         );
         put_varint(
             &mut self.received,
-            zigzag(r.received_us.wrapping_sub(self.last_received)),
+            zigzag(received_us.wrapping_sub(self.last_received)),
         );
-        (self.last_id, self.last_time, self.last_received) = (id, r.time_us, r.received_us);
-        self.levels.push(r.level.code());
+        (self.last_id, self.last_time, self.last_received) = (id, time_us, received_us);
+        self.levels.push(level.code());
         self.facilities
-            .push(r.facility.map_or(NO_FACILITY, Facility::code));
-        let protocol = Protocol::ALL.iter().position(|p| *p == r.protocol);
+            .push(facility.map_or(NO_FACILITY, Facility::code));
+        let protocol = Protocol::ALL.iter().position(|p| *p == protocol);
         self.protocols.push(protocol.unwrap_or(0) as u8);
-        for (col, v) in self
-            .names
-            .iter_mut()
-            .zip([r.hostname, r.source, r.procid, r.msgid, r.peer])
-        {
-            col.push(v);
-        }
-        match r.structured_data {
-            None => put_varint(&mut self.sd_lens, 0),
+        match structured_data {
+            None => self.sd.push(NO_TEXT),
             Some(s) => {
-                put_varint(&mut self.sd_lens, s.len() as u64 + 1);
                 self.sd.extend_from_slice(s.as_bytes());
+                self.sd.push(END);
             }
         }
-        put_varint(&mut self.message_lens, r.message.len() as u64);
-        self.messages.extend_from_slice(r.message.as_bytes());
+        self.messages.extend_from_slice(message.as_bytes());
+        self.messages.push(END);
+    }
+
+    /// A row's name in column `col` ([`HOST`] … [`PEER`]).
+    pub fn push_name(&mut self, col: usize, v: Option<&str>) {
+        self.names[col].push(v);
+    }
+
+    /// A row's name in column `col` by a key standing for it (the same key, the same
+    /// name): `resolve` is asked for the name the first time a file meets the key.
+    pub fn push_keyed_name<E>(
+        &mut self,
+        col: usize,
+        key: u64,
+        resolve: impl FnOnce() -> Result<Option<String>, E>,
+    ) -> Result<(), E> {
+        self.names[col].push_keyed(key, resolve)
+    }
+
+    /// Rows gathered, and their earliest and latest event time ((0, 0) for none).
+    pub fn summary(&self) -> (u64, i64, i64) {
+        (self.rows, self.min_time, self.max_time)
     }
 
     /// Empties the columns, keeping their memory for the next file.
     pub fn clear(&mut self) {
         (self.rows, self.last_id, self.last_time, self.last_received) = (0, 0, 0, 0);
+        (self.min_time, self.max_time) = (0, 0);
         for col in [
             &mut self.ids,
             &mut self.times,
@@ -179,9 +293,7 @@ impl Columns {
             &mut self.levels,
             &mut self.facilities,
             &mut self.protocols,
-            &mut self.sd_lens,
             &mut self.sd,
-            &mut self.message_lens,
             &mut self.messages,
         ] {
             col.clear();
@@ -201,9 +313,7 @@ impl Columns {
                     .iter()
                     .map(|c| c.names.len() + c.rows.len())
                     .sum::<usize>()
-                + self.sd_lens.len()
                 + self.sd.len()
-                + self.message_lens.len()
                 + self.messages.len(),
         );
         out.extend_from_slice(MAGIC);
@@ -221,9 +331,8 @@ impl Columns {
         for col in &self.names {
             col.write(out);
         }
-        for col in [&self.sd_lens, &self.sd, &self.message_lens, &self.messages] {
-            out.extend_from_slice(col);
-        }
+        out.extend_from_slice(&self.sd);
+        out.extend_from_slice(&self.messages);
     }
 }
 
@@ -277,18 +386,30 @@ impl<'a> Cursor<'a> {
             .collect()
     }
 
-    /// A name column; `first_uses`: `LRA3`'s row numbers (see the module's layout).
-    fn names(&mut self, rows: usize, first_uses: bool) -> Result<(Vec<&'a str>, Vec<u64>), String> {
+    /// A text ended by [`END`] (`LRA4`).
+    fn ended(&mut self) -> Result<&'a str, String> {
+        let rest = &self.buf[self.at..];
+        let n = memchr::memchr(END, rest).ok_or_else(|| bad("cut short"))?;
+        let s = std::str::from_utf8(&rest[..n]).map_err(|_| bad("text is not UTF-8"))?;
+        self.at += n + 1;
+        Ok(s)
+    }
+
+    /// A name column (see the module's layout).
+    fn names(&mut self, rows: usize, version: Version) -> Result<(Vec<&'a str>, Vec<u64>), String> {
         let count = self.varint()?;
         let mut names = Vec::new();
         for _ in 0..count {
-            let len = self.varint()?;
-            let s =
-                std::str::from_utf8(self.bytes(len)?).map_err(|_| bad("a name is not UTF-8"))?;
+            let s = if version == Version::Ended {
+                self.ended()?
+            } else {
+                let len = self.varint()?;
+                std::str::from_utf8(self.bytes(len)?).map_err(|_| bad("a name is not UTF-8"))?
+            };
             names.push(s);
         }
         let mut refs = self.varints(rows)?;
-        if first_uses {
+        if version != Version::Numbered {
             let mut used = 0u64;
             for r in &mut refs {
                 *r = match *r {
@@ -308,8 +429,26 @@ impl<'a> Cursor<'a> {
         Ok((names, refs))
     }
 
-    /// Lengths, then the text they cut; `with_none`: a length of 0 is no text.
-    fn texts(&mut self, rows: usize, with_none: bool) -> Result<Vec<Option<&'a str>>, String> {
+    /// A text column: `LRA4` each row's text ended by [`END`] (or, `with_none`,
+    /// [`NO_TEXT`] for none); before, lengths, then the text they cut (`with_none`: a
+    /// length of 0 is no text).
+    fn texts(
+        &mut self,
+        rows: usize,
+        with_none: bool,
+        version: Version,
+    ) -> Result<Vec<Option<&'a str>>, String> {
+        if version == Version::Ended {
+            return (0..rows)
+                .map(|_| {
+                    if with_none && self.buf.get(self.at) == Some(&NO_TEXT) {
+                        self.at += 1;
+                        return Ok(None);
+                    }
+                    self.ended().map(Some)
+                })
+                .collect();
+        }
         let lens = self.varints(rows)?;
         let total = lens
             .iter()
@@ -334,14 +473,26 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Which layout a file has (its magic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    /// `LRA2`: names by number.
+    Numbered,
+    /// `LRA3`: first uses, lengths.
+    FirstUses,
+    /// `LRA4`: first uses, ended texts.
+    Ended,
+}
+
 /// Decodes a whole file's layout and passes each row, in id order, to `rows`.
 pub fn read(
     buf: &[u8],
     rows: &mut dyn FnMut(i64, &RecordRef<'_>) -> Result<(), StoreError>,
 ) -> Result<Result<(), StoreError>, String> {
-    let first_uses = match buf.get(..4) {
-        Some(m) if m == MAGIC => true,
-        Some(m) if m == MAGIC_2 => false,
+    let version = match buf.get(..4) {
+        Some(m) if m == MAGIC => Version::Ended,
+        Some(m) if m == MAGIC_3 => Version::FirstUses,
+        Some(m) if m == MAGIC_2 => Version::Numbered,
         _ => return Err(bad("not a columnar archive")),
     };
     let mut c = Cursor { buf, at: 4 };
@@ -360,10 +511,10 @@ pub fn read(
     let protocols = c.bytes(n as u64)?;
     let mut names = Vec::with_capacity(5);
     for _ in 0..5 {
-        names.push(c.names(n, first_uses)?);
+        names.push(c.names(n, version)?);
     }
-    let sd = c.texts(n, true)?;
-    let messages = c.texts(n, false)?;
+    let sd = c.texts(n, true, version)?;
+    let messages = c.texts(n, false, version)?;
     if c.at != buf.len() {
         return Err(bad("bytes after the last column"));
     }

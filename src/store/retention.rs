@@ -211,13 +211,13 @@ pub fn archive_run(
             continue;
         };
         let mut stopped = false;
-        let written = dir.write(head.first_id, tail.last_id, |visit| {
+        let written = dir.write_columns(head.first_id, tail.last_id, |cols| {
             for b in part {
                 if stop() {
                     stopped = true;
                     return Err(StoreError::Server("stopping".into()));
                 }
-                store.rows(b.first_id, b.last_id, visit)?;
+                store.archive_rows(b.first_id, b.last_id, cols)?;
             }
             Ok(())
         });
