@@ -111,6 +111,47 @@ const UPPER: u8 = 2;
 /// The first byte of a non-ASCII character (classified by [`NonAscii`]).
 const NON_ASCII: u8 = 3;
 
+/// `0x01` in every byte of a `u64`.
+const ONES: u64 = u64::from_ne_bytes([1; 8]);
+const HIGHS: u64 = ONES * 0x80;
+
+/// The high bit of each ASCII byte of `x` that lies in `lo..=hi` (`hi` < 0x80), up to
+/// the first byte that is not ASCII; what is above that byte may be wrong.
+#[inline(always)]
+fn in_range(x: u64, lo: u8, hi: u8) -> u64 {
+    // Per byte: `(b | 0x80) - lo` keeps its high bit when b >= lo (never borrowing),
+    // and `(0x80 + hi) - b` when b <= hi; only a byte above 0x80 + hi (not ASCII)
+    // borrows, from the byte above it.
+    (x | HIGHS).wrapping_sub(ONES * u64::from(lo))
+        & (ONES * u64::from(0x80 + hi)).wrapping_sub(x)
+        & HIGHS
+}
+
+/// Where the run of lower-case ASCII letters, digits and `_` (bytes that are
+/// [`KEPT`]) from `i` ends: eight bytes a step, where the byte loop's branch on every
+/// byte mispredicted at each word's end (most words are 3 to 8 bytes).
+#[inline]
+fn kept_run_end(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut lanes = [0u8; 8];
+        lanes.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(lanes);
+        let ascii = !x & HIGHS;
+        let kept =
+            (in_range(x, b'a', b'z') | in_range(x, b'0', b'9') | in_range(x, b'_', b'_')) & ascii;
+        // The lowest byte not kept is right whatever the bytes above it hold.
+        let other = !kept & HIGHS;
+        if other != 0 {
+            return i + (other.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < bytes.len() && BYTE_CLASS[bytes[i] as usize] == KEPT {
+        i += 1;
+    }
+    i
+}
+
 const BYTE_CLASS: [u8; 256] = {
     let mut t = [NOT_WORD; 256];
     let mut b = 0;
@@ -212,10 +253,7 @@ pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64))
         }
         // The common case first, in a loop of its own: lower-case ASCII.
         if class == KEPT {
-            i += 1;
-            while i < bytes.len() && BYTE_CLASS[bytes[i] as usize] == KEPT {
-                i += 1;
-            }
+            i = kept_run_end(bytes, i + 1);
             if i == bytes.len() || BYTE_CLASS[bytes[i] as usize] == NOT_WORD {
                 f(xxhash_rust::xxh3::xxh3_64(&bytes[start..i]));
                 continue;
@@ -572,6 +610,47 @@ mod tests {
             ["grüße", "σοφια", "日本語テキスト"]
         );
         assert_eq!(words(" -- "), Vec::<String>::new());
+    }
+
+    /// The eight-bytes-a-step run end is the byte loop's, for every byte value at every
+    /// place of a step and past its end.
+    #[test]
+    fn kept_runs_end_where_the_byte_table_says() {
+        for b in 0..=255u8 {
+            for at in 0..12 {
+                let mut text = vec![b'k'; 12];
+                text[at] = b;
+                for start in 0..3 {
+                    let mut want = start;
+                    while want < text.len() && BYTE_CLASS[text[want] as usize] == KEPT {
+                        want += 1;
+                    }
+                    assert_eq!(kept_run_end(&text, start), want, "byte {b:#x} at {at}");
+                }
+            }
+        }
+        // Two bytes at once: one that ends the run, then anything above it (a byte
+        // beyond 0x80 + `z` borrows from the one above it).
+        let edges = [
+            0x00, b'/', b'0', b'9', b':', b'@', b'A', b'Z', b'[', b'_', b'`', b'a', b'z', b'{',
+            0x7f, 0x80, 0xc3, 0xfa, 0xfb, 0xff,
+        ];
+        for &b in &edges {
+            for &c in &edges {
+                for at in 0..12 {
+                    for at2 in 0..12 {
+                        let mut text = vec![b'q'; 12];
+                        text[at] = b;
+                        text[at2] = c;
+                        let mut want = 0;
+                        while want < text.len() && BYTE_CLASS[text[want] as usize] == KEPT {
+                            want += 1;
+                        }
+                        assert_eq!(kept_run_end(&text, 0), want, "{text:?}");
+                    }
+                }
+            }
+        }
     }
 
     /// The in-place hashing sees the same words as [`for_each_word`].
