@@ -275,9 +275,7 @@ pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64))
                 }
                 _ => break,
             }
-            while i < bytes.len() && BYTE_CLASS[bytes[i] as usize] == KEPT {
-                i += 1;
-            }
+            i = kept_run_end(bytes, i);
             if i == bytes.len() || BYTE_CLASS[bytes[i] as usize] == NOT_WORD {
                 f(xxhash_rust::xxh3::xxh3_64(&bytes[start..i]));
                 continue 'words;
@@ -612,6 +610,15 @@ mod tests {
         assert_eq!(words(" -- "), Vec::<String>::new());
     }
 
+    /// Where a run of [`KEPT`] bytes from `start` ends, a byte at a time.
+    fn byte_loop_run_end(text: &[u8], start: usize) -> usize {
+        let mut end = start;
+        while end < text.len() && BYTE_CLASS[text[end] as usize] == KEPT {
+            end += 1;
+        }
+        end
+    }
+
     /// The eight-bytes-a-step run end is the byte loop's, for every byte value at every
     /// place of a step and past its end.
     #[test]
@@ -621,10 +628,7 @@ mod tests {
                 let mut text = vec![b'k'; 12];
                 text[at] = b;
                 for start in 0..3 {
-                    let mut want = start;
-                    while want < text.len() && BYTE_CLASS[text[want] as usize] == KEPT {
-                        want += 1;
-                    }
+                    let want = byte_loop_run_end(&text, start);
                     assert_eq!(kept_run_end(&text, start), want, "byte {b:#x} at {at}");
                 }
             }
@@ -642,10 +646,7 @@ mod tests {
                         let mut text = vec![b'q'; 12];
                         text[at] = b;
                         text[at2] = c;
-                        let mut want = 0;
-                        while want < text.len() && BYTE_CLASS[text[want] as usize] == KEPT {
-                            want += 1;
-                        }
+                        let want = byte_loop_run_end(&text, 0);
                         assert_eq!(kept_run_end(&text, 0), want, "{text:?}");
                     }
                 }
