@@ -79,7 +79,8 @@ fn cannot_init_wal(e: &rusqlite::Error) -> bool {
 
 /// The settings of a connection that writes rows or removes them (the writer's and
 /// retention's): `synchronous=NORMAL`, durable at checkpoints (a crash loses at most the
-/// last commits, never the file), and a 64 MiB page cache.
+/// last commits, never the file), and a 64 MiB page cache (retention's deletes; the
+/// writer, which only appends, sets a smaller one).
 pub fn tune_for_writing(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -65536)

@@ -568,6 +568,17 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The WAL is part of the store's footprint on disk; the background checkpointer has
 /// copied most of it by then, so a smaller WAL costs the writer little (BENCHMARKS.md).
 const WAL_RESTART_FRAMES: i64 = 4_096;
+/// The size the WAL file is cut back to when it starts over (without a WAL limit). The
+/// WAL reaches 50-95 MiB between restarts at full load (a restart waits for readers and
+/// for the checkpointer's round); a file cut below that grew again at each generation,
+/// and writing past its end made the kernel allocate blocks and page-cache pages and
+/// zero them: 7 % of the writer's time in a profile. At rest the WAL is cut to nothing.
+const WAL_FILE_KEPT: u64 = 128 << 20;
+/// The writer's page cache. It appends at the end of `LogRows` and the summaries and
+/// looks names up in small tables: the pages it touches are few. A 64 MiB cache was
+/// filled with pages written once and never read again, and faulting its memory in
+/// was ~5 % of the writer's time; it also made up half of the relay's peak RSS.
+const WRITER_CACHE_KIB: i64 = 16 << 10;
 
 impl SqliteWriter {
     /// Inserts the rows, with the given ids when `ids` is set (archived rows loaded for
@@ -649,8 +660,8 @@ impl SqliteWriter {
 
     /// Nothing to write for a while: stores the word filters of blocks completed since
     /// the last commit, and cuts the WAL to nothing (TRUNCATE), so a relay at rest
-    /// does not keep up to 32 MiB of it on disk. What is left to copy is little (the
-    /// background checkpointer has copied the rest).
+    /// does not keep up to [`WAL_FILE_KEPT`] of it on disk. What is left to copy is
+    /// little (the background checkpointer has copied the rest).
     fn tidy_up(&mut self) -> Result<(), StoreError> {
         if self.tokens.has_ready() {
             let tx = self.conn.transaction()?;
@@ -783,6 +794,7 @@ impl SqliteWriter {
         // WAL: readers never block the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         file::tune_for_writing(&conn)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         conn.pragma_update(None, "temp_store", "MEMORY")?;
         let mut store = SqliteWriter {
             inserts: None,
@@ -800,8 +812,8 @@ impl SqliteWriter {
         // Started on the current schema: it looks for blocks without filters first.
         store.tokens = token_filer::TokenFiler::start(path)?;
         store.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        // After a checkpoint lets the WAL start over, cut the file back to 32 MiB.
-        file::limit_wal_file(&store.conn, 32 << 20)?;
+        // After a checkpoint lets the WAL start over, the file is rewritten in place.
+        file::limit_wal_file(&store.conn, WAL_FILE_KEPT)?;
         store.checkpointer = Some(Checkpointer::start(path)?);
         Ok(store)
     }
@@ -1047,6 +1059,32 @@ mod tests {
     use crate::store::Filter;
     use crate::store::columns::SqliteType;
     use rusqlite::OptionalExtension;
+
+    /// The writer's own settings come after those it shares with retention: a small
+    /// page cache, and a WAL file kept at its working size when the WAL starts over;
+    /// under a WAL limit (retention's `max-size`) the file is cut back to that limit.
+    #[test]
+    fn writer_keeps_a_small_cache_and_its_wal_file() {
+        use crate::store::StoreWriter;
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SqliteWriter::open(&dir.path().join("c.db")).unwrap();
+        let pragma = |w: &SqliteWriter, name: &str| -> i64 {
+            w.conn.pragma_query_value(None, name, |r| r.get(0)).unwrap()
+        };
+        assert_eq!(pragma(&w, "cache_size"), -WRITER_CACHE_KIB);
+        assert_eq!(pragma(&w, "journal_size_limit"), WAL_FILE_KEPT as i64);
+        w.limit_wal(1 << 20);
+        assert_eq!(pragma(&w, "journal_size_limit"), 1 << 20);
+        // Retention's connection keeps the larger cache for its deletes.
+        let other = Connection::open(dir.path().join("c.db")).unwrap();
+        file::tune_for_writing(&other).unwrap();
+        assert_eq!(
+            other
+                .pragma_query_value(None, "cache_size", |r| r.get::<_, i64>(0))
+                .unwrap(),
+            -65536
+        );
+    }
 
     /// Under a WAL limit (retention's `max-size`), every commit that finds the WAL
     /// past the limit makes it start over, also while the background checkpointer is
