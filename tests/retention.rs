@@ -637,6 +637,45 @@ fn max_size_holds_while_ingest_goes_on() {
     );
 }
 
+/// Pages a transaction adds past the file's end are in the WAL only until a checkpoint
+/// copies them, and the file then grows by them while the WAL keeps its share of the
+/// cap: the size retention measures counts them already (`db_bytes`), where the file's
+/// length does not.
+#[test]
+fn the_store_size_counts_new_pages_only_the_wal_holds() {
+    use logrelay::store::sqlite::retention::SqliteRetention;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("logs.db");
+    fill(&db, 20_000, 1_700_000_000_000_000, 1_000);
+    let file_len = || std::fs::metadata(&db).unwrap().len();
+    let before = file_len();
+    // Another connection doubles the rows without a checkpoint (kept open: closing it
+    // would copy its pages into the file).
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    conn.execute_batch(
+        "INSERT INTO LogRows (time_us, received_us, severity, protocol, message)
+            SELECT time_us, received_us, severity, protocol, message FROM LogRows",
+    )
+    .unwrap();
+    let store = SqliteRetention::open(&db).unwrap();
+    let sizes = store.sizes().unwrap();
+    let db_bytes = store.db_bytes().unwrap();
+    assert_eq!(file_len(), before, "no checkpoint ran");
+    assert_eq!(sizes.file_bytes, before, "the file's length on disk");
+    assert!(
+        db_bytes >= before + before / 2,
+        "the new rows' pages count: {db_bytes} B against a file of {before} B"
+    );
+    drop(store);
+    drop(conn);
+    assert_eq!(
+        file_len(),
+        db_bytes,
+        "the file grew to that size at the checkpoint"
+    );
+}
+
 /// A reader that holds an old snapshot keeps the WAL from starting over, so it grows past
 /// its share of the cap for a while. Removing rows cannot shrink it: retention counts
 /// only the WAL's reserved share and keeps a cap's worth of rows instead of emptying the

@@ -38,6 +38,10 @@ const WAL_SHARE: u64 = 8;
 const WAL_MAX: u64 = 32 << 20;
 /// How long a pass tries to cut the WAL (readers holding an old snapshot delay it).
 const WAL_WAIT: Duration = Duration::from_millis(100);
+/// Passes whose arrivals a pass keeps room for (the most of them): arrivals between
+/// two passes vary with the passes' own length and with bursts after them, and room
+/// for the last pass's alone let the file grow past the cap by the difference.
+const ARRIVALS_KEPT: usize = 8;
 /// Blocks a pass deletes at most without archiving (the writer waits for them).
 const DELETE_BLOCKS: usize = 64;
 /// Runs handed to the archiver and not yet reported: one being written, one waiting,
@@ -73,6 +77,9 @@ pub struct RetentionJob {
     archived: Ranges,
     /// The last id of the newest complete block at the last pass.
     newest_complete: Option<i64>,
+    /// Blocks that arrived before each of the last [`ARRIVALS_KEPT`] passes, newest
+    /// first.
+    arrivals: [u64; ARRIVALS_KEPT],
 }
 
 impl RetentionJob {
@@ -93,6 +100,7 @@ impl RetentionJob {
             archiver: None,
             archived: Ranges::default(),
             newest_complete: None,
+            arrivals: [0; ARRIVALS_KEPT],
         }))
     }
 
@@ -138,6 +146,11 @@ impl RetentionJob {
         // more is reserved for what a removal's transaction writes past the limit before
         // its cut (see `delete`).
         let mut usage = store.sizes()?;
+        // New pages past the file's end are in the WAL only until a checkpoint copies
+        // them: the file then grows by them while the WAL still holds its share, so
+        // they count in the file's size already (at full speed the file grew by 15 MiB
+        // in one checkpoint, past what retention had measured).
+        usage.file_bytes = usage.file_bytes.max(store.db_bytes()?);
         if let Some(limit) = wal_limit_of(&self.policy) {
             usage.wal_bytes = limit + limit / 4;
         }
@@ -157,7 +170,8 @@ impl RetentionJob {
             _ => 0,
         };
         self.newest_complete = all.last().map(|b| b.last_id);
-        let policy = with_room_for(&self.policy, arrived, block_bytes);
+        let most_arrived = note_arrivals(&mut self.arrivals, arrived);
+        let policy = with_room_for(&self.policy, most_arrived, block_bytes);
         let mut blocks = retention::select(&policy, &all, &usage, fs_free, now_us);
         match &self.archive_dir {
             Some(d) => {
@@ -259,10 +273,18 @@ fn delete(
     Ok(())
 }
 
+/// Adds the blocks that `arrived` before this pass to the last passes' (newest first)
+/// and returns the most of them.
+fn note_arrivals(arrivals: &mut [u64; ARRIVALS_KEPT], arrived: u64) -> u64 {
+    arrivals.rotate_right(1);
+    arrivals[0] = arrived;
+    arrivals.iter().copied().max().unwrap_or(arrived)
+}
+
 /// `policy` keeping room, besides its own headroom, for the `arrived` blocks that came
-/// in since the last pass: as many will likely come before the next, and with room for
-/// only two blocks the store passed its cap by a quarter of a second's ingest at full
-/// speed (some 20 blocks). At most a quarter of `max-size`, so that a long pause
+/// in between two passes (the most of the last few): as many will likely come before
+/// the next, and with room for only two blocks the store passed its cap by a quarter of
+/// a second's ingest at full speed (some 20 blocks). At most a quarter of `max-size`, so that a long pause
 /// between passes does not empty the store.
 fn with_room_for(policy: &Policy, arrived: u64, block_bytes: u64) -> Policy {
     let most = policy
@@ -504,6 +526,19 @@ mod tests {
             ..capped.clone()
         };
         assert_eq!(with_room_for(&aged, 18, block).headroom_blocks, 2);
+    }
+
+    #[test]
+    fn room_is_kept_for_the_most_that_arrived_between_recent_passes() {
+        let mut arrivals = [0; ARRIVALS_KEPT];
+        assert_eq!(note_arrivals(&mut arrivals, 18), 18);
+        // A burst (18 after a long pass) is still made room for while fewer arrive...
+        for _ in 1..ARRIVALS_KEPT {
+            assert_eq!(note_arrivals(&mut arrivals, 3), 18);
+        }
+        // ... until it is older than the passes kept.
+        assert_eq!(note_arrivals(&mut arrivals, 3), 3);
+        assert_eq!(note_arrivals(&mut arrivals, 5), 5);
     }
 
     #[test]

@@ -108,6 +108,21 @@ impl SqliteRetention {
         })
     }
 
+    /// The database's size by its page count: what the file grows to once the pages
+    /// only the WAL holds yet (new pages past the file's end) are copied into it.
+    pub fn db_bytes(&self) -> Result<u64, StoreError> {
+        let inner = || -> rusqlite::Result<u64> {
+            let page: i64 = self
+                .conn
+                .pragma_query_value(None, "page_size", |r| r.get(0))?;
+            let pages: i64 = self
+                .conn
+                .pragma_query_value(None, "page_count", |r| r.get(0))?;
+            Ok((pages.max(0) * page.max(0)) as u64)
+        };
+        inner().map_err(|e| StoreError::from(e).at(&self.path))
+    }
+
     fn usage_inner(&self) -> Result<Usage, StoreError> {
         let sizes = self.sizes_inner()?;
         // Oldest and newest from the blocks' envelopes, which are their rows' own (rows
