@@ -923,6 +923,9 @@ impl StoreWriter for SqliteWriter {
 
     fn limit_wal(&mut self, bytes: u64) {
         self.wal_limit = Some(bytes);
+        if let Some(c) = &self.checkpointer {
+            c.limited.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         if let Err(e) = file::limit_wal_file(&self.conn, bytes) {
             tracing::debug!(error = %e, "WAL size limit not set");
         }
@@ -1129,6 +1132,35 @@ mod tests {
             largest <= limit + grew,
             "WAL reached {largest} B against a limit of {limit} B (a commit adds up to {grew} B)"
         );
+    }
+
+    /// Under a WAL limit the background checkpointer copies the WAL about every 50 ms
+    /// (not every 250 ms), so the writer's RESTART at the limit finds little left to
+    /// copy on its own thread.
+    #[test]
+    fn under_a_wal_limit_the_checkpointer_copies_often() {
+        use crate::store::StoreWriter;
+        use std::sync::atomic::Ordering::Relaxed;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut w = SqliteWriter::open(&path).unwrap();
+        w.tokens = token_filer::TokenFiler::stopped();
+        let rounds = w.checkpointer.as_ref().unwrap().rounds.clone();
+        let second = std::time::Duration::from_secs(1);
+        let before = rounds.load(Relaxed);
+        std::thread::sleep(second);
+        let unlimited = rounds.load(Relaxed) - before;
+        w.limit_wal(1 << 30);
+        // The round already waited for comes first.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let before = rounds.load(Relaxed);
+        std::thread::sleep(second);
+        let limited = rounds.load(Relaxed) - before;
+        assert!(
+            unlimited <= 5,
+            "{unlimited} rounds in a second without a limit"
+        );
+        assert!(limited >= 10, "{limited} rounds in a second under a limit");
     }
 
     /// The column list and the migrated schema agree: every listed column is in the
