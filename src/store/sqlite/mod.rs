@@ -561,13 +561,21 @@ pub struct SqliteWriter {
     wal_limit: Option<u64>,
     /// Whether the WAL may hold frames (to cut it back when the writer is idle).
     wal_used: bool,
+    /// WAL frames beyond which the writer makes the WAL start over: [`WAL_RESTART_BYTES`]
+    /// in this file's pages (stores made before 32 KiB pages keep 8 KiB ones).
+    wal_restart_frames: i64,
 }
 
 const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// WAL frames (8 KiB pages: 32 MiB) beyond which the writer makes the WAL start over.
-/// The WAL is part of the store's footprint on disk; the background checkpointer has
-/// copied most of it by then, so a smaller WAL costs the writer little (BENCHMARKS.md).
-const WAL_RESTART_FRAMES: i64 = 4_096;
+/// WAL bytes beyond which the writer makes the WAL start over. The WAL is part of the
+/// store's footprint on disk; the background checkpointer has copied most of it by
+/// then, so a smaller WAL costs the writer little (BENCHMARKS.md).
+const WAL_RESTART_BYTES: i64 = 32 << 20;
+/// The page size of a new store. 32 KiB pages: a quarter of 8 KiB's WAL frames, page
+/// writes and checkpoint copies (two system calls a frame, one each to copy it) and
+/// fewer B-tree pages a row on this append-only table; the writer spent 20 % of its
+/// time in the kernel writing and copying 8 KiB frames (BENCHMARKS.md).
+const PAGE_SIZE: i64 = 32 << 10;
 /// The size the WAL file is cut back to when it starts over (without a WAL limit). The
 /// WAL reaches 50-95 MiB between restarts at full load (a restart waits for readers and
 /// for the checkpointer's round); a file cut below that grew again at each generation,
@@ -705,7 +713,7 @@ impl SqliteWriter {
         let Some(frames) = self.checkpointer.as_ref().map(|c| &c.wal_frames) else {
             return;
         };
-        if frames.load(std::sync::atomic::Ordering::Relaxed) <= WAL_RESTART_FRAMES {
+        if frames.load(std::sync::atomic::Ordering::Relaxed) <= self.wal_restart_frames {
             return;
         }
         frames.store(0, std::sync::atomic::Ordering::Relaxed);
@@ -788,9 +796,8 @@ impl SqliteWriter {
         conn.set_prepared_statement_cache_capacity(32);
         peer::register_functions(&conn)?;
         let columns = stored_columns();
-        // 8 KiB pages: fewer B-tree splits and WAL frames than 4 KiB on this
-        // append-heavy table (takes effect only when the file is created).
-        conn.pragma_update(None, "page_size", 8192)?;
+        // Takes effect only when the file is created.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
         // WAL: readers never block the writer.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         file::tune_for_writing(&conn)?;
@@ -806,8 +813,13 @@ impl SqliteWriter {
             tokens: token_filer::TokenFiler::stopped(),
             wal_limit: None,
             wal_used: true,
+            wal_restart_frames: 0,
         };
         store.upgrade()?;
+        let page_size: i64 = store
+            .conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))?;
+        store.wal_restart_frames = WAL_RESTART_BYTES / page_size.max(512);
         store.inserts = Some(Inserts::prepare(&store.conn, &store.columns)?);
         // Started on the current schema: it looks for blocks without filters first.
         store.tokens = token_filer::TokenFiler::start(path)?;
@@ -1089,6 +1101,30 @@ mod tests {
         );
     }
 
+    /// New stores get 32 KiB pages; a store made with 8 KiB pages keeps them (SQLite
+    /// fixes the size when the file is made), and the WAL restarts at the same 32 MiB
+    /// in either, counted in that file's frames.
+    #[test]
+    fn new_stores_get_32_kib_pages_and_old_ones_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let page_size = |w: &SqliteWriter| -> i64 {
+            w.conn
+                .pragma_query_value(None, "page_size", |r| r.get(0))
+                .unwrap()
+        };
+        let new = SqliteWriter::open(&dir.path().join("new.db")).unwrap();
+        assert_eq!(page_size(&new), 32768);
+        assert_eq!(new.wal_restart_frames, 1024);
+        let old_path = dir.path().join("old.db");
+        let old = Connection::open(&old_path).unwrap();
+        old.pragma_update(None, "page_size", 8192).unwrap();
+        old.execute_batch("VACUUM").unwrap();
+        drop(old);
+        let old = SqliteWriter::open(&old_path).unwrap();
+        assert_eq!(page_size(&old), 8192);
+        assert_eq!(old.wal_restart_frames, 4096);
+    }
+
     /// Under a WAL limit (retention's `max-size`), every commit that finds the WAL
     /// past the limit makes it start over, also while the background checkpointer is
     /// copying it: SQLite answers a second checkpoint "busy" at once then, and the WAL
@@ -1105,6 +1141,15 @@ mod tests {
         let limit = 1u64 << 19;
         w.limit_wal(limit);
         let text = "GET /api/v1/items ".repeat(12);
+        // The schema's own transactions may leave more than the limit in the WAL; the
+        // first commit's restart cuts it back.
+        let mut first = Batch::new();
+        first.push(&crate::LogMessage::new(
+            "first",
+            crate::Level::Info,
+            chrono::Utc::now(),
+        ));
+        w.insert(&[first]).unwrap();
         let (mut largest, mut grew) = (0u64, 0u64);
         // About 2.5 s of commits of ~250 KB: ten of the checkpointer's rounds. Without
         // waiting for the checkpointer, the WAL reached 2-5 times the limit here.
