@@ -42,6 +42,8 @@ const WAL_WAIT: Duration = Duration::from_millis(100);
 /// two passes vary with the passes' own length and with bursts after them, and room
 /// for the last pass's alone let the file grow past the cap by the difference.
 const ARRIVALS_KEPT: usize = 8;
+/// Room for arrivals is at most 1/`ROOM_SHARE` of `max-size` (see [`with_room_for`]).
+const ROOM_SHARE: u64 = 2;
 /// Blocks a pass deletes at most without archiving (the writer waits for them).
 const DELETE_BLOCKS: usize = 64;
 /// Runs handed to the archiver and not yet reported: one being written, one waiting,
@@ -284,12 +286,15 @@ fn note_arrivals(arrivals: &mut [u64; ARRIVALS_KEPT], arrived: u64) -> u64 {
 /// `policy` keeping room, besides its own headroom, for the `arrived` blocks that came
 /// in between two passes (the most of the last few): as many will likely come before
 /// the next, and with room for only two blocks the store passed its cap by a quarter of
-/// a second's ingest at full speed (some 20 blocks). At most a quarter of `max-size`, so that a long pause
-/// between passes does not empty the store.
+/// a second's ingest at full speed (some 20 blocks). At most half of `max-size`, so that
+/// a long pause between passes does not empty the store: a quarter was less than what a
+/// pass and the wait after it bring at full speed to a small cap (32-50 blocks against
+/// 39 under 128 MiB, 32-37 against 19 under 64 MiB), and the store passed its cap by
+/// the difference.
 fn with_room_for(policy: &Policy, arrived: u64, block_bytes: u64) -> Policy {
     let most = policy
         .max_size
-        .map_or(0, |max| max / 4 / block_bytes.max(1));
+        .map_or(0, |max| max / ROOM_SHARE / block_bytes.max(1));
     Policy {
         headroom_blocks: policy.headroom_blocks + arrived.min(most),
         ..policy.clone()
@@ -518,8 +523,11 @@ mod tests {
         let block = 880_000;
         assert_eq!(with_room_for(&capped, 0, block).headroom_blocks, 2);
         assert_eq!(with_room_for(&capped, 18, block).headroom_blocks, 20);
-        // A long pause between passes: at most a quarter of the cap (38 blocks).
-        assert_eq!(with_room_for(&capped, 500, block).headroom_blocks, 40);
+        // What a pass and the wait after it bring at full speed to this cap: more than
+        // a quarter of it (38 blocks), all kept room for.
+        assert_eq!(with_room_for(&capped, 45, block).headroom_blocks, 47);
+        // A long pause between passes: at most half of the cap (76 blocks).
+        assert_eq!(with_room_for(&capped, 500, block).headroom_blocks, 78);
         // Without max-size (max-age or keep-free alone) nothing is added.
         let aged = Policy {
             max_size: None,
