@@ -83,7 +83,13 @@ pub fn for_each_word(text: &str, buf: &mut String, f: &mut impl FnMut(&str)) {
 /// the next.
 #[inline]
 pub fn token_hash(token: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(token.as_bytes())
+    word_hash(token.as_bytes())
+}
+
+/// [`token_hash`] of a word's bytes, as the scan finds them (already lower case).
+#[inline(always)]
+fn word_hash(word: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(word)
 }
 
 /// Calls `f` with the hash of each word a row's token filter indexes: the message's
@@ -378,7 +384,7 @@ pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64))
             left &= !run;
             let word = &bytes[start..end];
             if special & run == 0 {
-                f(xxhash_rust::xxh3::xxh3_64(word));
+                f(word_hash(word));
             } else if word.is_ascii() {
                 buf.clear();
                 buf.extend(word.iter().map(|b| b.to_ascii_lowercase() as char));
@@ -407,7 +413,7 @@ fn word_from(text: &str, start: usize, buf: &mut String, f: &mut impl FnMut(u64)
     if class == KEPT {
         i = kept_run_end(bytes, i + 1);
         if i == bytes.len() || BYTE_CLASS[bytes[i] as usize] == NOT_WORD {
-            f(xxhash_rust::xxh3::xxh3_64(&bytes[start..i]));
+            f(word_hash(&bytes[start..i]));
             return i;
         }
     }
@@ -420,7 +426,7 @@ fn word_from(text: &str, start: usize, buf: &mut String, f: &mut impl FnMut(u64)
             (KEEPS, len) => i += len,
             (ENDS_WORD, len) => {
                 if i > start {
-                    f(xxhash_rust::xxh3::xxh3_64(&bytes[start..i]));
+                    f(word_hash(&bytes[start..i]));
                 }
                 return i + len;
             }
@@ -428,7 +434,7 @@ fn word_from(text: &str, start: usize, buf: &mut String, f: &mut impl FnMut(u64)
         }
         i = kept_run_end(bytes, i);
         if i == bytes.len() || BYTE_CLASS[bytes[i] as usize] == NOT_WORD {
-            f(xxhash_rust::xxh3::xxh3_64(&bytes[start..i]));
+            f(word_hash(&bytes[start..i]));
             return i;
         }
     }
