@@ -94,33 +94,27 @@ impl SqliteRetention {
         let file_bytes = std::fs::metadata(&self.path)?.len();
         let wal_bytes =
             std::fs::metadata(super::file::sidecar(&self.path, "-wal")).map_or(0, |m| m.len());
-        let page: i64 = self
-            .conn
-            .pragma_query_value(None, "page_size", |r| r.get(0))?;
-        let free: i64 = self
-            .conn
-            .pragma_query_value(None, "freelist_count", |r| r.get(0))?;
         Ok(Usage {
             file_bytes,
             wal_bytes,
-            free_bytes: (free.max(0) * page.max(0)) as u64,
+            free_bytes: self.pages_bytes("freelist_count")?,
             ..Usage::default()
         })
+    }
+
+    /// A page count PRAGMA (`page_count`, `freelist_count`) in bytes.
+    fn pages_bytes(&self, count: &str) -> rusqlite::Result<u64> {
+        let pragma = |name: &str| -> rusqlite::Result<i64> {
+            self.conn.pragma_query_value(None, name, |r| r.get(0))
+        };
+        Ok((pragma(count)?.max(0) * pragma("page_size")?.max(0)) as u64)
     }
 
     /// The database's size by its page count: what the file grows to once the pages
     /// only the WAL holds yet (new pages past the file's end) are copied into it.
     pub fn db_bytes(&self) -> Result<u64, StoreError> {
-        let inner = || -> rusqlite::Result<u64> {
-            let page: i64 = self
-                .conn
-                .pragma_query_value(None, "page_size", |r| r.get(0))?;
-            let pages: i64 = self
-                .conn
-                .pragma_query_value(None, "page_count", |r| r.get(0))?;
-            Ok((pages.max(0) * page.max(0)) as u64)
-        };
-        inner().map_err(|e| StoreError::from(e).at(&self.path))
+        self.pages_bytes("page_count")
+            .map_err(|e| StoreError::from(e).at(&self.path))
     }
 
     fn usage_inner(&self) -> Result<Usage, StoreError> {

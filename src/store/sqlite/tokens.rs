@@ -43,8 +43,8 @@ pub const SEGMENTS: usize = 1 << (BLOCK_SHIFT - SEGMENT_SHIFT);
 pub const ALL_SEGMENTS: u16 = u16::MAX;
 const _: () = assert!(SEGMENTS == 16, "segment masks are u16");
 /// A block's filters are stored in 64 rows; a token's bits are all in slice `hash & 63`.
-/// 64 rather than 16: rows of ~1 KiB pack 7 to an 8 KiB page (31 to a 32 KiB one), where 4 KiB rows (plus
-/// their headers) took a page each.
+/// 64 rather than 16: rows of ~1 KiB pack 7 to an 8 KiB page (31 to a 32 KiB one),
+/// where 4 KiB rows (plus their headers) took a page each.
 const SLICE_SHIFT: u32 = 6;
 const SLICES: usize = 1 << SLICE_SHIFT;
 /// The bytes of one SBBF block index across the 16 segments.
