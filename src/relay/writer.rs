@@ -63,8 +63,12 @@ pub trait Sink: Send {
     fn write(&mut self, batches: &[Batch]) -> Result<usize, StoreError>;
     /// Reaches the output without writing (at start, to report a problem early).
     fn probe(&mut self) -> Result<(), StoreError>;
-    /// Nothing came to write for a [`TICK`]: deferred work, tidying up.
-    fn idle(&mut self) {}
+    /// Nothing came to write for a [`TICK`] (or for as long as the last call asked):
+    /// deferred work, tidying up. Returns how soon to be called again while work it
+    /// waits for is still under way.
+    fn idle(&mut self) -> Option<Duration> {
+        None
+    }
 }
 
 /// The store as a sink.
@@ -80,8 +84,8 @@ impl Sink for StoreSink {
     fn probe(&mut self) -> Result<(), StoreError> {
         self.0.last_id().map(drop)
     }
-    fn idle(&mut self) {
-        self.0.idle();
+    fn idle(&mut self) -> Option<Duration> {
+        self.0.idle()
     }
 }
 
@@ -179,6 +183,8 @@ impl Writer {
         let mut last_run: Vec<Instant> = vec![Instant::now(); self.jobs.len()];
         let mut pending: Vec<Inbound> = Vec::new();
         let mut lost = 0u64;
+        // How soon a sink asked to be idle again (work of its own still under way).
+        let mut again: Option<Duration> = None;
         loop {
             let backlog = self.spool.as_ref().is_some_and(|s| !s.is_empty());
             // With a spool to replay, take what is waiting without blocking; else wait
@@ -192,7 +198,8 @@ impl Writer {
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
                 }
             } else {
-                match rt.block_on(tokio::time::timeout(TICK, rx.recv())) {
+                let wait = again.take().unwrap_or(TICK);
+                match rt.block_on(tokio::time::timeout(wait, rx.recv())) {
                     Ok(Some(b)) => Some(b),
                     Ok(None) => break,
                     Err(_) => {
@@ -217,7 +224,7 @@ impl Writer {
             }
             self.replay(&mut health);
             if idle && health.failing.is_none() {
-                self.sinks.iter_mut().for_each(|s| s.idle());
+                again = self.sinks.iter_mut().filter_map(|s| s.idle()).min();
             }
             // A turn of the loop (at least every TICK): the watchdog's heartbeat.
             self.stats.writer.idle();

@@ -156,7 +156,11 @@ pub trait StoreWriter: Send {
     fn limit_wal(&mut self, _bytes: u64) {}
     /// Nothing came to write for a moment: finish deferred work and give back what a
     /// store at rest need not hold (SQLite: late word filters, the WAL's bytes).
-    fn idle(&mut self) {}
+    /// Returns how soon to be called again if work is still under way elsewhere
+    /// (SQLite: filters the filer thread is making), even if nothing comes to write.
+    fn idle(&mut self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The writer's interface under its name from before writing and reading were split.

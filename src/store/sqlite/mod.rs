@@ -30,6 +30,7 @@ use checkpoint::Checkpointer;
 use file::Found;
 use rusqlite::{Connection, OpenFlags, Transaction};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// One schema step: SQL, then optionally Rust that fills in what SQL cannot.
 struct Migration {
@@ -587,6 +588,11 @@ const WAL_FILE_KEPT: u64 = 128 << 20;
 /// filled with pages written once and never read again, and faulting its memory in
 /// was ~5 % of the writer's time; it also made up half of the relay's peak RSS.
 const WRITER_CACHE_KIB: i64 = 16 << 10;
+/// How soon an idle writer looks again for filters the filer is still making: a block
+/// takes the filer a few milliseconds, and the writer's usual pause (200 ms) between
+/// looks made each burst's index, and the store's rest after it, come up to 200 ms
+/// late once or twice.
+const FILER_POLL: Duration = Duration::from_millis(10);
 
 impl SqliteWriter {
     /// Inserts the rows, with the given ids when `ids` is set (archived rows loaded for
@@ -669,8 +675,12 @@ impl SqliteWriter {
     /// Nothing to write for a while: stores the word filters of blocks completed since
     /// the last commit, and cuts the WAL to nothing (TRUNCATE), so a relay at rest
     /// does not keep up to [`WAL_FILE_KEPT`] of it on disk. What is left to copy is
-    /// little (the background checkpointer has copied the rest).
-    fn tidy_up(&mut self) -> Result<(), StoreError> {
+    /// little (the background checkpointer has copied the rest). While the filer still
+    /// makes filters (after a burst it reads back the blocks it missed), asks to be
+    /// called again in [`FILER_POLL`] and leaves the WAL for the end: each filter is
+    /// stored soon after it is made, and the store comes to rest when the last one is.
+    fn tidy_up(&mut self) -> Result<Option<Duration>, StoreError> {
+        let filing = self.tokens.busy();
         if self.tokens.has_ready() {
             let tx = self.conn.transaction()?;
             self.tokens.write(&tx)?;
@@ -678,10 +688,13 @@ impl SqliteWriter {
             self.tokens.committed();
             self.wal_used = true;
         }
+        if filing {
+            return Ok(Some(FILER_POLL));
+        }
         if self.wal_used && self.checkpoint_now("TRUNCATE") {
             self.wal_used = false;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// PASSIVE checkpoints copy the WAL in the background but, with the writer always
@@ -927,10 +940,11 @@ impl StoreWriter for SqliteWriter {
         result.map_err(|e| e.at(&self.path))
     }
 
-    fn idle(&mut self) {
-        if let Err(e) = self.tidy_up() {
+    fn idle(&mut self) -> Option<Duration> {
+        self.tidy_up().unwrap_or_else(|e| {
             tracing::debug!(error = %e.at(&self.path), "tidying the idle store postponed");
-        }
+            None
+        })
     }
 
     fn limit_wal(&mut self, bytes: u64) {
@@ -1367,6 +1381,55 @@ mod tests {
         assert_eq!(peers, 4, "addresses, not address and port");
     }
 
+    /// Rows of the last transactions before a pause that the filer did not get (its
+    /// queue was full) are told to it when the writer goes idle: the blocks they
+    /// completed get their filters from the stored rows without waiting for more rows,
+    /// and the block still filling gets none.
+    #[test]
+    fn idle_writer_tells_the_filer_rows_it_skipped() {
+        use crate::message::{Level, LogMessage};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let mut w = SqliteWriter::open(&path).unwrap();
+        let t = chrono::DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap();
+        let mut batch = Batch::new();
+        for i in 0..8_200usize {
+            batch.push(&LogMessage::new(
+                format!("row{i} word{}", i % 7),
+                Level::Info,
+                t,
+            ));
+        }
+        w.insert(std::slice::from_ref(&batch)).unwrap();
+        let filters = |w: &SqliteWriter| -> Vec<i64> {
+            w.conn
+                .prepare("SELECT DISTINCT id >> 6 FROM LogTokens ORDER BY 1")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Some(again) = w.idle() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::sleep(again);
+        }
+        assert_eq!(filters(&w), [0, 1], "blocks 0 and 1 complete, 2 filling");
+        // As if the queue had been full for every row: no filters, the ids skipped.
+        w.conn.execute("DELETE FROM LogTokens", []).unwrap();
+        w.tokens.skipped_rows(1, 8_200);
+        while let Some(again) = w.idle() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "filters of blocks {:?}",
+                filters(&w)
+            );
+            std::thread::sleep(again);
+        }
+        assert_eq!(filters(&w), [0, 1]);
+    }
+
     /// Rows go in 16 to a statement and one by one for the rest; each keeps its id
     /// (consecutive, in batch order), its summary and its words. A writer with nothing to
     /// write then stores the filters of the blocks completed since its last commit and
@@ -1421,20 +1484,20 @@ mod tests {
                 .query_row("SELECT count(*) FROM LogTokens", [], |r| r.get(0))
                 .unwrap()
         };
+        // Idle asks to be called again until the filter is stored and the WAL cut:
+        // when it stops asking, the store is at rest with its index complete.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            w.idle();
-            let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
-            if filters(&w) == 64 && wal_bytes == 0 {
-                break;
-            }
+        while let Some(again) = w.idle() {
+            assert!(again <= FILER_POLL);
             assert!(
                 std::time::Instant::now() < deadline,
-                "filters {}, WAL {wal_bytes} bytes",
+                "filters {}",
                 filters(&w)
             );
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(again);
         }
+        let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        assert_eq!((filters(&w), wal_bytes), (64, 0));
         drop(w);
         let mut r = SqliteReader::open(&path).unwrap();
         let words = crate::store::Filter {

@@ -23,6 +23,8 @@ use crate::store::words::for_each_token_hash;
 use rusqlite::{Connection, Transaction};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, TryRecvError, TrySendError};
 
 /// Committed transactions' rows waiting for the filer at most; beyond, the writer
@@ -104,6 +106,10 @@ pub struct TokenFiler {
     skipped: Option<(i64, i64)>,
     /// Complete blocks the filer did not read back before it stopped.
     unread: Vec<i64>,
+    /// Transactions' rows handed over whose buffers have not come back yet.
+    in_flight: usize,
+    /// Set by the filer while it has blocks to make from the stored rows.
+    reading: Arc<AtomicBool>,
 }
 
 impl TokenFiler {
@@ -121,6 +127,8 @@ impl TokenFiler {
             buf: String::with_capacity(64),
             skipped: None,
             unread: Vec::new(),
+            in_flight: 0,
+            reading: Arc::default(),
         }
     }
 
@@ -129,10 +137,11 @@ impl TokenFiler {
         let (to_filer, rx) = mpsc::sync_channel::<Rows>(QUEUE);
         let (back, from_filer) = mpsc::channel();
         let store = store.to_path_buf();
+        let mut filer = Self::stopped();
+        let reading = filer.reading.clone();
         let thread = std::thread::Builder::new()
             .name("logrelay-tokens".into())
-            .spawn(move || file_rows(rx, back, store))?;
-        let mut filer = Self::stopped();
+            .spawn(move || file_rows(rx, back, store, reading))?;
         filer.to_filer = Some(to_filer);
         filer.from_filer = from_filer;
         filer.thread = Some(thread);
@@ -172,8 +181,12 @@ impl TokenFiler {
         while let Ok(b) = self.from_filer.try_recv() {
             match b {
                 Back::Block(c) => self.ready.push(c),
-                Back::Spare(r) if self.spares.len() < SPARES => self.spares.push(r),
-                Back::Spare(_) => {}
+                Back::Spare(r) => {
+                    self.in_flight -= 1;
+                    if self.spares.len() < SPARES {
+                        self.spares.push(r);
+                    }
+                }
                 Back::Unread(blocks) => self.unread.extend(blocks),
             }
         }
@@ -191,6 +204,29 @@ impl TokenFiler {
         !self.ready.is_empty()
     }
 
+    /// Whether the filer is still at work on what it was given: blocks whose filters
+    /// are yet to come. With nothing more to write, rows it did not get (its queue was
+    /// full) are told now, so that the blocks they completed are read back without
+    /// waiting for more rows.
+    pub fn busy(&mut self) -> bool {
+        self.receive();
+        if self.rows.rows.is_empty() && self.skipped.is_some() {
+            self.hand_over();
+        }
+        // A filer thread that ended (it panicked) has nothing more to give.
+        let running = self.thread.as_ref().is_some_and(|t| !t.is_finished());
+        running
+            && (self.in_flight > 0
+                || self.skipped.is_some()
+                || self.reading.load(Ordering::Acquire))
+    }
+
+    /// Rows the filer did not get, as when its queue was full (for tests).
+    #[cfg(test)]
+    pub fn skipped_rows(&mut self, first: i64, last: i64) {
+        self.skipped = Some((first, last));
+    }
+
     /// The transaction committed: its rows go to the filer, the filters it stored
     /// are done.
     pub fn committed(&mut self) {
@@ -198,15 +234,23 @@ impl TokenFiler {
         if self.rows.rows.is_empty() {
             return;
         }
-        let Some(to) = &self.to_filer else {
+        if self.to_filer.is_none() {
             self.rows.clear();
+            return;
+        }
+        self.hand_over();
+    }
+
+    /// Hands the current rows, and the span of those skipped before, to the filer.
+    fn hand_over(&mut self) {
+        let Some(to) = &self.to_filer else {
             return;
         };
         let next = self.spares.pop().unwrap_or_default();
         let mut rows = std::mem::replace(&mut self.rows, next);
         rows.skipped = self.skipped.take();
         match to.try_send(rows) {
-            Ok(()) => {}
+            Ok(()) => self.in_flight += 1,
             Err(TrySendError::Full(mut rows)) => {
                 // The filer is behind: ingest goes on, and it reads these rows back.
                 self.skipped = rows.id_span();
@@ -263,11 +307,19 @@ impl Drop for TokenFiler {
 /// The filer thread: files each transaction's rows, sends back the blocks they
 /// completed and the emptied buffer, and, when nothing waits, makes the filters of
 /// blocks it missed from the stored rows; ends when the writer hangs up.
-fn file_rows(rx: mpsc::Receiver<Rows>, back: mpsc::Sender<Back>, store: PathBuf) {
+fn file_rows(
+    rx: mpsc::Receiver<Rows>,
+    back: mpsc::Sender<Back>,
+    store: PathBuf,
+    reading: Arc<AtomicBool>,
+) {
     let priority = lower_priority();
     tracing::debug!(?priority, "token filer started");
     let mut filer = Filer::new(&store);
     loop {
+        // Before a buffer goes back and after each block read back: the writer's
+        // `busy` sees the blocks still to read once the buffer that added them is back.
+        reading.store(!filer.to_read.is_empty(), Ordering::Release);
         let next = if filer.to_read.is_empty() {
             rx.recv().ok()
         } else {
@@ -286,6 +338,7 @@ fn file_rows(rx: mpsc::Receiver<Rows>, back: mpsc::Sender<Back>, store: PathBuf)
             // The writer closes: it reads back what is left (or the next start does).
             tracing::debug!(
                 rows = filer.filed,
+                transactions = filer.transactions,
                 blocks_read_back = filer.read_back,
                 left = filer.to_read.len(),
                 "token filer stops"
@@ -296,6 +349,7 @@ fn file_rows(rx: mpsc::Receiver<Rows>, back: mpsc::Sender<Back>, store: PathBuf)
         if filer.file(&rows, &back).is_err() {
             return;
         }
+        reading.store(!filer.to_read.is_empty(), Ordering::Release);
         rows.clear();
         if back.send(Back::Spare(rows)).is_err() {
             return;
@@ -317,6 +371,8 @@ struct Filer {
     to_read: Vec<i64>,
     /// Rows filed from the writer's text and blocks made from the stored rows.
     filed: u64,
+    /// Transactions' rows received (for the log: with `filed`, their size).
+    transactions: u64,
     read_back: u64,
 }
 
@@ -344,6 +400,7 @@ impl Filer {
             missed: BTreeSet::new(),
             to_read,
             filed: 0,
+            transactions: 0,
             read_back: 0,
         }
     }
@@ -355,6 +412,7 @@ impl Filer {
                 .extend((first >> BLOCK_SHIFT)..=(last >> BLOCK_SHIFT));
         }
         self.filed += rows.rows.len() as u64;
+        self.transactions += 1;
         let mut at = 0usize;
         for r in &rows.rows {
             let text = |at: usize, len: u32| rows.text.get(at..at + len as usize);
@@ -383,8 +441,10 @@ impl Filer {
                 _ => self.not_filed(block, back)?,
             }
         }
-        // Missed blocks that the newest rows have moved past are complete too.
-        if let Some(newest) = rows.rows.last().map(|r| r.id >> BLOCK_SHIFT) {
+        // Missed blocks that the newest rows have moved past are complete too (with
+        // only skipped rows told, the newest of those).
+        let newest = rows.rows.last().map(|r| r.id).or(rows.skipped.map(|s| s.1));
+        if let Some(newest) = newest.map(|id| id >> BLOCK_SHIFT) {
             while let Some(&block) = self.missed.first()
                 && block < newest
             {
