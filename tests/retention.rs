@@ -428,11 +428,11 @@ fn newest_rows_from_the_archives_read_only_the_files_they_need() {
 const GOLDEN_T0: i64 = 1_767_225_600_000_000; // 2026-01-01T00:00:00Z
 
 /// Archives in the columnar layout's formats 2 (names referred to by number at every
-/// use) and 3 (texts preceded by their lengths), as earlier logq versions wrote them,
-/// read and verify as before.
+/// use), 3 (texts preceded by their lengths) and 4 (messages in row order, not grouped
+/// by source), as earlier logq versions wrote them, read and verify as before.
 #[test]
 fn older_archive_formats_still_read() {
-    for format in [2, 3] {
+    for format in [2, 3, 4] {
         let golden = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("tests/golden/archive-format-{format}"));
         let manifests = ArchiveDir::open(&golden).unwrap().manifests().unwrap();
