@@ -132,7 +132,7 @@ impl super::writer::Job for MssqlRetentionJob {
     fn every(&self) -> Duration {
         EVERY
     }
-    fn run(&mut self, _sinks: &mut [Box<dyn super::writer::Sink>]) {
+    fn run(&mut self, _sinks: &mut [Box<dyn super::writer::Sink>], _stored: u64) {
         // Full: a pass is running, or a tick is already waiting for it.
         let _ = self.tick.try_send(());
     }

@@ -1,8 +1,11 @@
 //! The relay's retention: a pass four times a second, on the writer's thread between
 //! batches (a periodic job), that removes the oldest blocks the `[retention]` limits call
-//! for. It uses a connection of its own and short transactions of a few blocks; running
-//! on the writer's thread, its deletes and WAL cuts never fight the writer for SQLite's
-//! one write lock, and the size cap stays exact.
+//! for. With `max-size` a pass also runs as soon as the rows stored since the last one
+//! fill the room it left under the cap, so the file stays within the cap at any ingest
+//! rate (the writer asks after each commit; a pass holds up ingest meanwhile, so nothing
+//! is written while it runs). It uses a connection of its own and short transactions
+//! of a few blocks; running on the writer's thread, its deletes and WAL cuts never
+//! fight the writer for SQLite's one write lock, and the size cap stays exact.
 //!
 //! With `archive-dir`, the slow part (reading the rows, compressing them, writing and
 //! syncing the file and its manifest) runs on a helper thread ([`Archiver`]) with a
@@ -18,7 +21,7 @@ use super::config::Retention;
 use crate::log_limit::{Limiter, thousands};
 use crate::store::StoreUrl;
 use crate::store::archive::ArchiveDir;
-use crate::store::retention::{self, Block, Policy, RetentionError};
+use crate::store::retention::{self, Block, Policy, RetentionError, Usage};
 use crate::store::sqlite::retention::SqliteRetention;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -38,11 +41,14 @@ const WAL_SHARE: u64 = 8;
 const WAL_MAX: u64 = 32 << 20;
 /// How long a pass tries to cut the WAL (readers holding an old snapshot delay it).
 const WAL_WAIT: Duration = Duration::from_millis(100);
-/// Passes whose arrivals a pass keeps room for (the most of them): arrivals between
-/// two passes vary with the passes' own length and with bursts after them, and room
-/// for the last pass's alone let the file grow past the cap by the difference.
+/// Blocks of the room under `max-size` left unfilled when the next pass is due: the
+/// writer asks after a commit (up to `batch-rows`, 5,000 rows by default, and a spool
+/// chunk), so the rows stored may pass the mark by that much before the pass runs.
+const MARGIN_BLOCKS: u64 = 2;
+/// Quarter seconds whose arrivals archiving ahead makes room for (the most of them).
 const ARRIVALS_KEPT: usize = 8;
-/// Room for arrivals is at most 1/`ROOM_SHARE` of `max-size` (see [`with_room_for`]).
+/// Room for arrivals when archiving ahead is at most 1/`ROOM_SHARE` of `max-size` (see
+/// [`with_room_for`]).
 const ROOM_SHARE: u64 = 2;
 /// Blocks a pass deletes at most without archiving (the writer waits for them).
 const DELETE_BLOCKS: usize = 64;
@@ -77,11 +83,28 @@ pub struct RetentionJob {
     archiver: Option<Archiver>,
     /// Id ranges the archiver reported synced since the relay started.
     archived: Ranges,
-    /// The last id of the newest complete block at the last pass.
-    newest_complete: Option<i64>,
-    /// Blocks that arrived before each of the last [`ARRIVALS_KEPT`] passes, newest
-    /// first.
+    /// With `max-size`: the rows stored (the writer's count) at the end of the last
+    /// pass, and how many more the room left under the cap takes before the next pass
+    /// is due.
+    room: Option<Room>,
+    /// Rows stored so far, as the writer last told.
+    stored: u64,
+    /// When the arrivals were last noted, and the newest complete block's last id then.
+    noted: Option<(std::time::Instant, i64)>,
+    /// Blocks that arrived in each of the last [`ARRIVALS_KEPT`] quarter seconds (or
+    /// longer, between passes), newest first.
     arrivals: [u64; ARRIVALS_KEPT],
+}
+
+/// The room a pass left under `max-size`, in rows.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    /// The writer's count of rows stored when the pass ended.
+    stored: u64,
+    /// The store's size as measured then (see [`measure`]).
+    used: u64,
+    /// Rows the store takes before the next pass is due.
+    rows: u64,
 }
 
 impl RetentionJob {
@@ -101,7 +124,9 @@ impl RetentionJob {
             store: None,
             archiver: None,
             archived: Ranges::default(),
-            newest_complete: None,
+            room: None,
+            stored: 0,
+            noted: None,
             arrivals: [0; ARRIVALS_KEPT],
         }))
     }
@@ -113,6 +138,15 @@ impl RetentionJob {
         let result = self.pass();
         if matches!(result, Err(RetentionError::Store(_))) {
             self.store = None; // reopen next time
+        }
+        if result.is_err() && self.policy.max_size.is_some() {
+            // The next pass after the timer's wait (a pass that succeeds sets the
+            // room it leaves).
+            self.room = Some(Room {
+                stored: self.stored,
+                used: 0,
+                rows: u64::MAX,
+            });
         }
         report_pass(started, result);
     }
@@ -140,22 +174,7 @@ impl RetentionJob {
                 }
             }
         }
-        // The WAL counts in the store's size as its reserved share: the writer keeps it
-        // under that limit (starting it over after a commit that passes it), so it needs
-        // no cut of its own before measuring. A WAL over the limit is one a reader's old
-        // snapshot keeps from starting over; removing rows cannot shrink it (their
-        // deletes only add to it), so counting it whole would empty the store. A quarter
-        // more is reserved for what a removal's transaction writes past the limit before
-        // its cut (see `delete`).
-        let mut usage = store.sizes()?;
-        // New pages past the file's end are in the WAL only until a checkpoint copies
-        // them: the file then grows by them while the WAL still holds its share, so
-        // they count in the file's size already (at full speed the file grew by 15 MiB
-        // in one checkpoint, past what retention had measured).
-        usage.file_bytes = usage.file_bytes.max(store.db_bytes()?);
-        if let Some(limit) = wal_limit_of(&self.policy) {
-            usage.wal_bytes = limit + limit / 4;
-        }
+        let usage = measure(store, &self.policy)?;
         let dir = self
             .path
             .parent()
@@ -165,15 +184,35 @@ impl RetentionJob {
         let now_us = chrono::Utc::now().timestamp_micros();
         let all = store.blocks()?;
         let block_bytes = retention::block_bytes(&all, &usage);
-        let arrived = match (self.newest_complete, all.last()) {
-            (Some(then), Some(b)) => {
-                ((b.last_id - then).max(0) / (b.last_id - b.first_id + 1)) as u64
+        let block_rows = all
+            .last()
+            .map_or(4096, |b| (b.last_id - b.first_id + 1).max(1) as u64);
+        // What the rows stored since the last pass took (their pages, new or reused).
+        let row_bytes = match self.room {
+            Some(r) if self.stored > r.stored && r.used > 0 => {
+                usage.used().saturating_sub(r.used) / (self.stored - r.stored)
             }
             _ => 0,
+        }
+        .max(block_bytes / block_rows);
+        // Arrivals a quarter second at least apart: archiving ahead starts earlier by
+        // the most of them, so the archive thread is ahead when the cap is reached.
+        let newest = all.last().map(|b| b.last_id);
+        let now = std::time::Instant::now();
+        match (self.noted, newest) {
+            (Some((at, then)), Some(id)) if at.elapsed() >= EVERY => {
+                note_arrivals(&mut self.arrivals, (id - then).max(0) as u64 / block_rows);
+                self.noted = Some((now, id));
+            }
+            (None, Some(id)) => self.noted = Some((now, id)),
+            _ => {}
+        }
+        let most_arrived = self.arrivals.iter().copied().max().unwrap_or(0);
+        let room_blocks = room_blocks(&self.policy, block_bytes);
+        let policy = Policy {
+            headroom_blocks: self.policy.headroom_blocks + room_blocks,
+            ..self.policy.clone()
         };
-        self.newest_complete = all.last().map(|b| b.last_id);
-        let most_arrived = note_arrivals(&mut self.arrivals, arrived);
-        let policy = with_room_for(&self.policy, most_arrived, block_bytes);
         let mut blocks = retention::select(&policy, &all, &usage, fs_free, now_us);
         match &self.archive_dir {
             Some(d) => {
@@ -191,11 +230,15 @@ impl RetentionJob {
                     &mut removed,
                 )?;
                 let due: Vec<Block> = blocks.split_off(ready);
-                let mut wanted: Vec<Block> = retention::select_ahead(&policy, &all, &usage)
-                    .into_iter()
-                    .chain(due.iter().copied())
-                    .filter(|b| !self.archived.contains(b))
-                    .collect();
+                let mut wanted: Vec<Block> = retention::select_ahead(
+                    &with_room_for(&policy, most_arrived, block_bytes),
+                    &all,
+                    &usage,
+                )
+                .into_iter()
+                .chain(due.iter().copied())
+                .filter(|b| !self.archived.contains(b))
+                .collect();
                 wanted.sort_by_key(|b| b.first_id);
                 wanted.dedup();
                 if let Some(oldest) = all.first() {
@@ -221,11 +264,86 @@ impl RetentionJob {
                 delete(&self.policy, store, &blocks, block_bytes, &mut removed)?;
             }
         }
+        if let Some(max) = self.policy.max_size {
+            // Measured again, exactly: the pages the deletes freed, not their estimate.
+            let after = match removed.is_empty() {
+                true => usage,
+                false => measure(store, &self.policy).unwrap_or(usage),
+            };
+            self.room = Some(Room {
+                stored: self.stored,
+                used: after.used(),
+                rows: rows_until_due(max, after.used(), row_bytes, block_rows, room_blocks),
+            });
+        }
         if let Some(e) = failed {
             return Err(e);
         }
         Ok(removed.iter().map(|r| r.rows).sum())
     }
+}
+
+/// The store's size as a pass counts it: the file without its free pages, and the
+/// WAL's reserved share. The WAL counts as that share: the writer keeps it under that
+/// limit (starting it over after a commit that passes it), so it needs no cut of its
+/// own before measuring. A WAL over the limit is one a reader's old snapshot keeps from
+/// starting over; removing rows cannot shrink it (their deletes only add to it), so
+/// counting it whole would empty the store. A quarter more is reserved for what a
+/// removal's transaction writes past the limit before its cut (see [`delete`]).
+fn measure(store: &SqliteRetention, policy: &Policy) -> Result<Usage, RetentionError> {
+    let mut usage = store.sizes()?;
+    // New pages past the file's end are in the WAL only until a checkpoint copies
+    // them: the file then grows by them while the WAL still holds its share, so they
+    // count in the file's size already (at full speed the file grew by 15 MiB in one
+    // checkpoint, past what retention had measured).
+    usage.file_bytes = usage.file_bytes.max(store.db_bytes()?);
+    if let Some(limit) = wal_limit_of(policy) {
+        usage.wal_bytes = limit + limit / 4;
+    }
+    Ok(usage)
+}
+
+/// Adds the blocks that `arrived` in the last quarter second to the last ones (newest
+/// first).
+fn note_arrivals(arrivals: &mut [u64; ARRIVALS_KEPT], arrived: u64) {
+    arrivals.rotate_right(1);
+    arrivals[0] = arrived;
+}
+
+/// `policy` keeping room, besides its own headroom, for the `arrived` blocks that came
+/// in a quarter second (the most of the last few), at most half of `max-size`: what
+/// archiving ahead selects with. Passes kept that room under the cap itself before
+/// they came whenever the room they left was filled; archiving ahead kept the lead it
+/// gave (the archive thread, slower than full-speed ingest on two cores, starts earlier).
+fn with_room_for(policy: &Policy, arrived: u64, block_bytes: u64) -> Policy {
+    let most = policy
+        .max_size
+        .map_or(0, |max| max / ROOM_SHARE / block_bytes.max(1));
+    Policy {
+        headroom_blocks: policy.headroom_blocks + arrived.min(most),
+        ..policy.clone()
+    }
+}
+
+/// Blocks of room a pass keeps under `max-size` for the rows to come (besides the
+/// policy's own two): as many as one removal transaction deletes, so that a pass
+/// triggered when they are stored removes about as many in one transaction. Without
+/// `max-size` none.
+fn room_blocks(policy: &Policy, block_bytes: u64) -> u64 {
+    match wal_limit_of(policy) {
+        Some(limit) => blocks_per_commit(limit, block_bytes) as u64,
+        None => 0,
+    }
+}
+
+/// Rows the store takes after a pass before the next is due: those that fill the room
+/// left under `max` (the store measured at `used`), but for [`MARGIN_BLOCKS`]. At least
+/// `least_blocks` (a pass that could not bring the store under the cap, its blocks not
+/// archived yet, runs again after those, not after every commit).
+fn rows_until_due(max: u64, used: u64, row_bytes: u64, block_rows: u64, least_blocks: u64) -> u64 {
+    let margin = MARGIN_BLOCKS * block_rows * row_bytes;
+    let room = max.saturating_sub(used).saturating_sub(margin);
+    (room / row_bytes.max(1)).max(least_blocks.max(1) * block_rows)
 }
 
 /// Removes `blocks` (archived already, or no archive set), oldest first, a few
@@ -275,32 +393,6 @@ fn delete(
     Ok(())
 }
 
-/// Adds the blocks that `arrived` before this pass to the last passes' (newest first)
-/// and returns the most of them.
-fn note_arrivals(arrivals: &mut [u64; ARRIVALS_KEPT], arrived: u64) -> u64 {
-    arrivals.rotate_right(1);
-    arrivals[0] = arrived;
-    arrivals.iter().copied().max().unwrap_or(arrived)
-}
-
-/// `policy` keeping room, besides its own headroom, for the `arrived` blocks that came
-/// in between two passes (the most of the last few): as many will likely come before
-/// the next, and with room for only two blocks the store passed its cap by a quarter of
-/// a second's ingest at full speed (some 20 blocks). At most half of `max-size`, so that
-/// a long pause between passes does not empty the store: a quarter was less than what a
-/// pass and the wait after it bring at full speed to a small cap (32-50 blocks against
-/// 39 under 128 MiB, 32-37 against 19 under 64 MiB), and the store passed its cap by
-/// the difference.
-fn with_room_for(policy: &Policy, arrived: u64, block_bytes: u64) -> Policy {
-    let most = policy
-        .max_size
-        .map_or(0, |max| max / ROOM_SHARE / block_bytes.max(1));
-    Policy {
-        headroom_blocks: policy.headroom_blocks + arrived.min(most),
-        ..policy.clone()
-    }
-}
-
 /// Blocks deleted in one transaction: as many as write about a quarter of the WAL's
 /// limit (a block's delete writes about its own size), at least one, at most a run.
 fn blocks_per_commit(wal_limit: u64, block_bytes: u64) -> usize {
@@ -335,7 +427,16 @@ impl super::writer::Job for RetentionJob {
     fn every(&self) -> Duration {
         EVERY
     }
-    fn run(&mut self, _sinks: &mut [Box<dyn super::writer::Sink>]) {
+    /// With `max-size`: at the first turn (the room is not known yet), then once the
+    /// rows stored since the last pass fill the room it left.
+    fn due(&self, stored: u64) -> bool {
+        match self.room {
+            None => self.policy.max_size.is_some(),
+            Some(r) => stored.saturating_sub(r.stored) >= r.rows,
+        }
+    }
+    fn run(&mut self, _sinks: &mut [Box<dyn super::writer::Sink>], stored: u64) {
+        self.stored = stored;
         self.run_once();
     }
 }
@@ -513,7 +614,105 @@ mod tests {
     use super::*;
 
     #[test]
-    fn room_is_kept_for_what_arrives_between_passes() {
+    fn the_next_pass_is_due_when_the_room_left_under_the_cap_is_filled() {
+        let mib = 1 << 20;
+        let row = 200;
+        // 10 MiB free under the cap, 2 blocks of it kept as a margin.
+        let rows = rows_until_due(128 * mib, 118 * mib, row, 4096, 5);
+        assert_eq!(rows, (10 * mib - 2 * 4096 * row) / row);
+        // Over the cap (nothing could be removed yet): after the least, not at once.
+        assert_eq!(rows_until_due(128 * mib, 130 * mib, row, 4096, 5), 5 * 4096);
+        assert_eq!(rows_until_due(128 * mib, 130 * mib, row, 4096, 0), 4096);
+    }
+
+    /// At full speed far more than the room kept under the cap arrives between two
+    /// timed passes. Driven as the relay's writer drives it (a commit of 5,000 rows, then
+    /// the job asked whether it is due; a timed pass every 250 ms of a clock that each
+    /// commit moves by 10 ms, 500,000 msg/s: 30 blocks between timed passes), the store
+    /// as retention counts it (pages in use and the WAL's reserve) and its file and WAL
+    /// on disk stay within the cap and one block.
+    #[test]
+    fn a_pass_runs_once_the_room_is_filled_so_full_speed_keeps_the_cap() {
+        use super::super::writer::Job;
+        use crate::message::{Level, LogMessage};
+        use crate::store::sqlite::SqliteWriter;
+        use crate::store::{Batch, StoreWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("logs.db");
+        let wal = dir.path().join("logs.db-wal");
+        let cap: u64 = 8 << 20;
+        let policy = Policy {
+            max_size: Some(cap),
+            headroom_blocks: 2,
+            ..Policy::default()
+        };
+        let limit = wal_limit_of(&policy).unwrap();
+        let mut store = SqliteWriter::open(&db).unwrap();
+        store.limit_wal(limit);
+        let mut job = RetentionJob {
+            path: db.clone(),
+            policy,
+            archive_dir: None,
+            store: None,
+            archiver: None,
+            archived: Ranges::default(),
+            room: None,
+            stored: 0,
+            noted: None,
+            arrivals: [0; ARRIVALS_KEPT],
+        };
+        let look = rusqlite::Connection::open(&db).unwrap();
+        let pragma = |name: &str| -> u64 {
+            look.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
+                .unwrap() as u64
+        };
+        let len = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let t = chrono::Utc::now();
+        let (mut stored, mut clock_ms, mut timed_ms) = (0u64, 0u64, 0u64);
+        let (mut counted, mut on_disk, mut passes) = (0u64, 0u64, 0);
+        for commit in 0..30u64 {
+            let mut b = Batch::new();
+            for i in 0..5_000u64 {
+                let n = commit * 5_000 + i;
+                let text = format!(
+                    "request {n} user=u{} path=/api/v1/items/{} status=200 took {} ms",
+                    n % 97,
+                    n % 1013,
+                    n % 250
+                );
+                b.push(&LogMessage::new(text, Level::Info, t));
+            }
+            stored += store.insert(&[b]).unwrap() as u64;
+            clock_ms += 10;
+            let page = pragma("page_size");
+            let in_use = (pragma("page_count") - pragma("freelist_count")) * page;
+            counted = counted.max(in_use + limit + limit / 4);
+            on_disk = on_disk.max(len(&db) + len(&wal));
+            if clock_ms - timed_ms >= 250 || job.due(stored) {
+                job.run(&mut [], stored);
+                timed_ms = clock_ms;
+                passes += 1;
+            }
+        }
+        // One block: what a row takes in the store now, 4,096 times.
+        let page = pragma("page_size");
+        let rows: u64 = look
+            .query_row("SELECT count(*) FROM LogRows", [], |r| r.get::<_, i64>(0))
+            .unwrap() as u64;
+        let block = (pragma("page_count") - pragma("freelist_count")) * page / rows * 4096;
+        assert!(rows < 150_000 / 2, "old rows were removed: {rows} left");
+        eprintln!(
+            "counted {counted} B, on disk {on_disk} B, cap {cap} B, block {block} B, {passes} passes, {rows} rows left"
+        );
+        assert!(
+            counted <= cap + block && on_disk <= cap + block,
+            "counted {counted} B, on disk {on_disk} B, under a cap of {cap} B \
+             (blocks of {block} B; {passes} passes)"
+        );
+    }
+
+    #[test]
+    fn archiving_ahead_makes_room_for_the_most_recent_arrivals_up_to_half_the_cap() {
         let mib = 1 << 20;
         let capped = Policy {
             max_size: Some(128 * mib),
@@ -521,32 +720,34 @@ mod tests {
             ..Policy::default()
         };
         let block = 880_000;
-        assert_eq!(with_room_for(&capped, 0, block).headroom_blocks, 2);
+        let mut arrivals = [0; ARRIVALS_KEPT];
+        note_arrivals(&mut arrivals, 18);
+        for _ in 1..ARRIVALS_KEPT {
+            note_arrivals(&mut arrivals, 3);
+        }
+        assert_eq!(arrivals.iter().max(), Some(&18));
+        note_arrivals(&mut arrivals, 3);
+        assert_eq!(arrivals.iter().max(), Some(&3), "18 is older than the kept");
         assert_eq!(with_room_for(&capped, 18, block).headroom_blocks, 20);
-        // What a pass and the wait after it bring at full speed to this cap: more than
-        // a quarter of it (38 blocks), all kept room for.
-        assert_eq!(with_room_for(&capped, 45, block).headroom_blocks, 47);
-        // A long pause between passes: at most half of the cap (76 blocks).
+        // At most half of the cap (76 blocks).
         assert_eq!(with_room_for(&capped, 500, block).headroom_blocks, 78);
-        // Without max-size (max-age or keep-free alone) nothing is added.
-        let aged = Policy {
-            max_size: None,
-            ..capped.clone()
-        };
-        assert_eq!(with_room_for(&aged, 18, block).headroom_blocks, 2);
     }
 
     #[test]
-    fn room_is_kept_for_the_most_that_arrived_between_recent_passes() {
-        let mut arrivals = [0; ARRIVALS_KEPT];
-        assert_eq!(note_arrivals(&mut arrivals, 18), 18);
-        // A burst (18 after a long pass) is still made room for while fewer arrive...
-        for _ in 1..ARRIVALS_KEPT {
-            assert_eq!(note_arrivals(&mut arrivals, 3), 18);
-        }
-        // ... until it is older than the passes kept.
-        assert_eq!(note_arrivals(&mut arrivals, 3), 3);
-        assert_eq!(note_arrivals(&mut arrivals, 5), 5);
+    fn room_is_kept_for_one_removal_transaction_with_max_size_only() {
+        let mib = 1 << 20;
+        let capped = Policy {
+            max_size: Some(128 * mib),
+            headroom_blocks: 2,
+            ..Policy::default()
+        };
+        assert_eq!(room_blocks(&capped, 820_000), 5);
+        let aged = Policy {
+            max_size: None,
+            max_age: Some(Duration::from_secs(60)),
+            ..capped.clone()
+        };
+        assert_eq!(room_blocks(&aged, 820_000), 0);
     }
 
     #[test]

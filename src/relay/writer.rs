@@ -93,7 +93,14 @@ impl Sink for StoreSink {
 pub trait Job: Send {
     fn name(&self) -> &str;
     fn every(&self) -> Duration;
-    fn run(&mut self, sinks: &mut [Box<dyn Sink>]);
+    /// Whether to run now, before [`every`](Self::every) has passed: asked after every
+    /// turn of the writer (a commit at most, and a spool chunk) with the rows stored so
+    /// far, so a job can follow what was written (retention: the room it kept filled).
+    fn due(&self, _stored: u64) -> bool {
+        false
+    }
+    /// Runs the job; `stored` as for [`due`](Self::due).
+    fn run(&mut self, sinks: &mut [Box<dyn Sink>], stored: u64);
 }
 
 /// What the writer reports when it ends.
@@ -228,10 +235,11 @@ impl Writer {
             }
             // A turn of the loop (at least every TICK): the watchdog's heartbeat.
             self.stats.writer.idle();
+            let stored = self.stats.stored.load(std::sync::atomic::Ordering::Relaxed);
             for (job, last) in self.jobs.iter_mut().zip(&mut last_run) {
-                if last.elapsed() >= job.every() {
+                if last.elapsed() >= job.every() || job.due(stored) {
                     tracing::debug!(job = job.name(), "running");
-                    job.run(&mut self.sinks);
+                    job.run(&mut self.sinks, stored);
                     *last = Instant::now();
                 }
             }

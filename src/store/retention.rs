@@ -17,10 +17,12 @@ pub struct Policy {
     /// Free space to leave on the store's file system (free pages inside the file count
     /// as free: new rows go there first).
     pub keep_free: Option<u64>,
-    /// Blocks of room kept under `max-size` and above `keep-free`. The relay keeps two:
-    /// it removes before the limit is reached, so that the WAL a removal writes (about
-    /// a block: the pages it empties) and what arrives until the next pass stay within
-    /// the limit. `logq vacuum` keeps none.
+    /// Blocks of room kept under `max-size` and above `keep-free`. The relay keeps two
+    /// (with `max-size` also as many as one removal transaction deletes): it removes
+    /// before the limit is reached, so that what arrives until the next pass stays
+    /// within the limit (with `max-size` the next pass comes once the rows stored fill
+    /// that room but two blocks, the rows a commit brings before the writer asks again).
+    /// `logq vacuum` keeps none.
     pub headroom_blocks: u64,
 }
 
