@@ -135,6 +135,8 @@ const WINDOW: usize = 4;
 /// How often the sender looks for an acknowledgement (the `Link` keeps the latest in
 /// an atomic its reader thread raises).
 const ACK_POLL: Duration = Duration::from_micros(500);
+/// At stop, how long the sender still waits for the acknowledgement of what it sent.
+const STOP_ACK_WAIT: Duration = Duration::from_secs(1);
 
 static UNREACHABLE: Limiter = Limiter::new("upstream relay unreachable");
 static REFUSED: Limiter = Limiter::new("upstream relay refused the link");
@@ -398,29 +400,9 @@ impl Sender {
                     }
                 }
             }
-            // Move past what the upstream acknowledged, in order (a chunk without rows,
-            // the end of a segment, needs no acknowledgement).
-            let acked = l.acked();
-            while inflight
-                .front()
-                .is_some_and(|(c, last, _)| c.rows() == 0 || *last <= acked)
-            {
-                let Some((chunk, _, _)) = inflight.pop_front() else {
-                    break;
-                };
+            if self.take_acked(l, &mut inflight) {
                 progress = true;
                 backoff = Duration::from_millis(50);
-                Stats::add(&self.stats.forwarded, chunk.rows());
-                let mut spool = lock(&self.shared.spool);
-                if let Err(e) = spool.commit(&chunk) {
-                    crate::error_limited!(SPOOL_ERROR, to = %self.to, error = %e, "cannot record forwarding progress");
-                }
-                drop(spool);
-                let _ = self.stats.forward_backlog.fetch_update(
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                    |b| Some(b.saturating_sub(chunk.rows())),
-                );
             }
             if inflight
                 .front()
@@ -445,6 +427,45 @@ impl Sender {
                 }
             }
         }
+        // Stopping: what is on the wire is likely acknowledged in a moment. Waiting for
+        // it (briefly) records it as forwarded, so the next start does not send the
+        // upstream a second copy of rows it has stored.
+        if let Some(l) = link.as_ref() {
+            let until = Instant::now() + STOP_ACK_WAIT;
+            while !inflight.is_empty() && !l.closed() && Instant::now() < until {
+                if !self.take_acked(l, &mut inflight) {
+                    std::thread::sleep(ACK_POLL);
+                }
+            }
+        }
+    }
+
+    /// Moves past what the upstream acknowledged, in order (a chunk without rows, the
+    /// end of a segment, needs no acknowledgement); whether anything was.
+    fn take_acked(&self, l: &Link, inflight: &mut VecDeque<(Chunk, u64, Instant)>) -> bool {
+        let acked = l.acked();
+        let mut taken = false;
+        while inflight
+            .front()
+            .is_some_and(|(c, last, _)| c.rows() == 0 || *last <= acked)
+        {
+            let Some((chunk, _, _)) = inflight.pop_front() else {
+                break;
+            };
+            taken = true;
+            Stats::add(&self.stats.forwarded, chunk.rows());
+            let mut spool = lock(&self.shared.spool);
+            if let Err(e) = spool.commit(&chunk) {
+                crate::error_limited!(SPOOL_ERROR, to = %self.to, error = %e, "cannot record forwarding progress");
+            }
+            drop(spool);
+            let _ = self.stats.forward_backlog.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |b| Some(b.saturating_sub(chunk.rows())),
+            );
+        }
+        taken
     }
 
     /// The chunk after `prev` (the oldest not acknowledged when `prev` is `None`);
