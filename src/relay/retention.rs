@@ -117,10 +117,16 @@ impl RetentionJob {
         let StoreUrl::Sqlite(path) = db else {
             return Err("this retention job is for a SQLite store (SQL Server has its own)".into());
         };
-        Ok(Some(RetentionJob {
-            path: path.clone(),
+        let archive_dir = r.archive_dir.0.as_ref().map(|d| d.0.clone());
+        Ok(Some(RetentionJob::with(path.clone(), policy, archive_dir)))
+    }
+
+    /// The job for the store at `path`, before its first pass.
+    fn with(path: PathBuf, policy: Policy, archive_dir: Option<PathBuf>) -> RetentionJob {
+        RetentionJob {
+            path,
             policy,
-            archive_dir: r.archive_dir.0.as_ref().map(|d| d.0.clone()),
+            archive_dir,
             store: None,
             archiver: None,
             archived: Ranges::default(),
@@ -128,7 +134,7 @@ impl RetentionJob {
             stored: 0,
             noted: None,
             arrivals: [0; ARRIVALS_KEPT],
-        }))
+        }
     }
 
     /// One pass: what the limits call for, archived (if set) and removed. The time
@@ -649,18 +655,7 @@ mod tests {
         let limit = wal_limit_of(&policy).unwrap();
         let mut store = SqliteWriter::open(&db).unwrap();
         store.limit_wal(limit);
-        let mut job = RetentionJob {
-            path: db.clone(),
-            policy,
-            archive_dir: None,
-            store: None,
-            archiver: None,
-            archived: Ranges::default(),
-            room: None,
-            stored: 0,
-            noted: None,
-            arrivals: [0; ARRIVALS_KEPT],
-        };
+        let mut job = RetentionJob::with(db.clone(), policy, None);
         let look = rusqlite::Connection::open(&db).unwrap();
         let pragma = |name: &str| -> u64 {
             look.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0))
