@@ -1411,23 +1411,26 @@ mod tests {
                 .unwrap()
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while let Some(again) = w.idle() {
-            assert!(std::time::Instant::now() < deadline);
-            std::thread::sleep(again);
-        }
+        idle_until_at_rest(&mut w, deadline);
         assert_eq!(filters(&w), [0, 1], "blocks 0 and 1 complete, 2 filling");
         // As if the queue had been full for every row: no filters, the ids skipped.
         w.conn.execute("DELETE FROM LogTokens", []).unwrap();
         w.tokens.skipped_rows(1, 8_200);
+        idle_until_at_rest(&mut w, deadline);
+        assert_eq!(filters(&w), [0, 1]);
+    }
+
+    /// Calls `idle` as often as it asks (at most [`FILER_POLL`] apart) until it stops
+    /// asking: the store at rest; fails past `deadline`.
+    fn idle_until_at_rest(w: &mut SqliteWriter, deadline: std::time::Instant) {
         while let Some(again) = w.idle() {
+            assert!(again <= FILER_POLL);
             assert!(
                 std::time::Instant::now() < deadline,
-                "filters of blocks {:?}",
-                filters(&w)
+                "the writer still asks to be idle again"
             );
             std::thread::sleep(again);
         }
-        assert_eq!(filters(&w), [0, 1]);
     }
 
     /// Rows go in 16 to a statement and one by one for the rest; each keeps its id
@@ -1487,15 +1490,7 @@ mod tests {
         // Idle asks to be called again until the filter is stored and the WAL cut:
         // when it stops asking, the store is at rest with its index complete.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while let Some(again) = w.idle() {
-            assert!(again <= FILER_POLL);
-            assert!(
-                std::time::Instant::now() < deadline,
-                "filters {}",
-                filters(&w)
-            );
-            std::thread::sleep(again);
-        }
+        idle_until_at_rest(&mut w, deadline);
         let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
         assert_eq!((filters(&w), wal_bytes), (64, 0));
         drop(w);

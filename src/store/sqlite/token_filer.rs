@@ -231,19 +231,16 @@ impl TokenFiler {
     /// are done.
     pub fn committed(&mut self) {
         self.ready.clear();
-        if self.rows.rows.is_empty() {
-            return;
+        if !self.rows.rows.is_empty() {
+            self.hand_over();
         }
-        if self.to_filer.is_none() {
-            self.rows.clear();
-            return;
-        }
-        self.hand_over();
     }
 
-    /// Hands the current rows, and the span of those skipped before, to the filer.
+    /// Hands the current rows, and the span of those skipped before, to the filer
+    /// (without a filer, drops them).
     fn hand_over(&mut self) {
         let Some(to) = &self.to_filer else {
+            self.rows.clear();
             return;
         };
         let next = self.spares.pop().unwrap_or_default();
