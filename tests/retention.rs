@@ -343,6 +343,7 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
         "{usage}"
     );
     assert!(usage.contains("archives"), "{usage}");
+    assert!(usage.contains("words     filters for "), "{usage}");
     // Archives written before the columnar layout (JSON lines, manifests without a
     // format) read the same.
     rewrite_as_json_lines(&archive);

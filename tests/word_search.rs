@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use logrelay::message::{Level, LogMessage, SdElement};
-use logrelay::store::sqlite::{SqliteReader, SqliteWriter};
+use logrelay::store::sqlite::{SqliteReader, SqliteWriter, word_filter_backlog};
 use logrelay::store::{
     Batch, Filter, Query, RecordRef, StatsQuery, StoreReader, StoreWriter, Words,
 };
@@ -401,8 +401,11 @@ fn missing_filters_are_made_at_the_next_start() {
     };
     let reference = filters(&conn);
     assert_eq!(reference.len(), 3 * 64);
+    assert_eq!(word_filter_backlog(&path).unwrap(), (3, 0));
     conn.execute("DELETE FROM LogTokens WHERE id >> 6 IN (0, 2)", [])
         .unwrap();
+    // What `logq --disk-usage` reports: two of the three complete blocks lack filters.
+    assert_eq!(word_filter_backlog(&path).unwrap(), (3, 2));
     // Without its filter, block 0 is read whole.
     let message: String = conn
         .query_row("SELECT message FROM LogRows WHERE id = 100", [], |r| {
@@ -439,6 +442,7 @@ fn missing_filters_are_made_at_the_next_start() {
         reference.len()
     );
     drop(w);
+    assert_eq!(word_filter_backlog(&path).unwrap(), (3, 0));
     conn.execute("UPDATE LogRows SET message = 'smuggled' WHERE id = 100", [])
         .unwrap();
     assert!(ids(&mut s, word_filter(&["smuggled"]), false, None).is_empty());

@@ -86,6 +86,20 @@ pub fn disk_usage(a: &QueryArgs) -> Result<ExitCode, CliError> {
     }
     println!("oldest    {}", time(u.oldest_us));
     println!("newest    {}", time(u.newest_us));
+    if let StoreUrl::Sqlite(path) = &url {
+        let (blocks, missing) = crate::store::sqlite::word_filter_backlog(path)?;
+        match missing {
+            0 => println!(
+                "words     filters for all {} complete blocks",
+                thousands(blocks)
+            ),
+            _ => println!(
+                "words     filters for {} of {} complete blocks; the relay makes the rest when it has CPU to spare (word searches read those blocks whole meanwhile)",
+                thousands(blocks - missing),
+                thousands(blocks)
+            ),
+        }
+    }
     if let Some(dir) = archive_dir(a.archive.as_deref(), a.config.as_deref())? {
         let archive = ArchiveDir::open(&dir)?;
         let ms = archive.manifests()?;

@@ -261,6 +261,19 @@ fn copy_rows_5(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 /// index walk, should someone add one).
 pub(super) const LOGS_NOT_INDEXED: &str = concat!("(", logs_select!("NOT INDEXED"), ")");
 
+/// Complete blocks (all but the newest) and how many of them have no word filters yet:
+/// the relay's filer makes them at the lowest priority, so on a busy machine it falls
+/// behind, and word searches read those blocks whole meanwhile.
+pub fn word_filter_backlog(path: &Path) -> Result<(u64, u64), StoreError> {
+    let conn = file::open_read_only(path)?.conn;
+    let inner = || -> rusqlite::Result<(u64, u64)> {
+        let blocks: i64 = conn.query_row("SELECT count(*) FROM LogBlocks", [], |r| r.get(0))?;
+        let missing = tokens::blocks_without_filters(&conn)?.len() as u64;
+        Ok(((blocks.max(1) - 1) as u64, missing))
+    };
+    inner().map_err(|e| StoreError::from(e).at(path))
+}
+
 /// Every migration, in order, as one SQL script.
 pub fn schema_sql() -> String {
     MIGRATIONS
