@@ -316,34 +316,10 @@ fn udp_beyond_the_socket_buffer_counts_what_the_kernel_dropped() {
     assert_eq!(stored + kernel + relay, n, "stored + counted drops = sent");
 }
 
-/// A small tmpfs mounted for one test (root only), unmounted when dropped.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(at: &Path, size: &str) -> Option<SmallDisk> {
-        std::fs::create_dir_all(at).ok()?;
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| SmallDisk(at.to_path_buf()))
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[test]
 fn a_full_disk_under_the_store_recovers_by_itself() {
     let base = tempfile::tempdir().unwrap();
-    let Some(disk) = SmallDisk::mount(&base.path().join("small"), "3m") else {
+    let Some(disk) = common::SmallDisk::mount(&base.path().join("small"), "3m") else {
         eprintln!("SKIPPED: mounting a small tmpfs needs root");
         return;
     };
@@ -355,13 +331,7 @@ fn a_full_disk_under_the_store_recovers_by_itself() {
         "127.0.0.1:0",
         &["--spool-dir", spool.to_str().unwrap()],
     );
-    // Fill the disk to the last byte.
-    let filler = disk.0.join("filler");
-    let mut f = std::fs::File::create(&filler).unwrap();
-    let block = vec![7u8; 16 * 1024];
-    while f.write_all(&block).is_ok() {}
-    let _ = f.write_all(&block[..1]);
-    drop(f);
+    let filler = disk.fill_up();
     let sent = push(d.addr, "full", 2, 5_000);
     assert!(
         d.wait_stderr("store write failed; spooling"),

@@ -162,9 +162,15 @@ fn write_synced(
 ) -> Result<(), StoreError> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| io_at(e, &tmp))?;
-    write(&mut f).map_err(|e| io_at(e, &tmp))?;
-    f.sync_all().map_err(|e| io_at(e, &tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| io_at(e, path))
+    let written = write(&mut f)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_at(e, &tmp))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io_at(e, path)));
+    if written.is_err() {
+        // A full disk: what was written of the file would only keep the space taken.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// What [`write_data`] wrote: rows, their time range, the file's size and SHA-256.
