@@ -168,6 +168,7 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
     let cutoff_id = 4 * BLOCK + 2000;
     let age_s = (now - (t0 + (cutoff_id - 1) * step)) / 1_000_000;
     let age = format!("{age_s}s");
+    let file_before = std::fs::metadata(&db).unwrap().len();
     let dry = ok(logq(&db, &["vacuum", "--max-age", &age, "--dry-run"]));
     let removed_ids = 4 * BLOCK - 1; // ids 1..=16383
     assert!(
@@ -194,6 +195,17 @@ fn max_age_removes_whole_old_blocks_and_archives_round_trip() {
     );
     let said = ok(out);
     assert!(said.contains("removed"), "{said}");
+    // The removal ends with SQLite's VACUUM: the file shrinks to the pages in use.
+    let file_after = std::fs::metadata(&db).unwrap().len();
+    assert!(
+        file_after < file_before * 8 / 10,
+        "4 of 10 blocks removed: {file_before} -> {file_after} bytes"
+    );
+    assert_eq!(
+        file_after,
+        pages_in_use(&db),
+        "no free pages left in the file"
+    );
     let after = json_by_id(&ok(logq(&db, &["-o", "json"])));
     let reference: BTreeMap<i64, String> = before_rows
         .iter()
