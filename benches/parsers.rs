@@ -11,7 +11,7 @@ use logrelay::protocol::framing::{Decoder, Event, Mode};
 use logrelay::protocol::{Context, decode_frame, json, rfc3164, rfc5424, serialize};
 use logrelay::store::Batch;
 use logrelay::store::batch::Rfc5424Rows;
-use logrelay::store::words::for_each_token_hash;
+use logrelay::store::words::{for_each_token_hash, for_each_token_hash_in};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::process::Command;
@@ -148,6 +148,30 @@ fn bench(c: &mut Criterion) {
             let mut sum = 0u64;
             for r in batch.iter_after(None) {
                 for_each_token_hash(r.message, r.structured_data, &mut buf, &mut |h| {
+                    sum = sum.wrapping_add(h)
+                });
+            }
+            black_box(sum);
+        })
+    });
+    // As the token filer gets them: the rows' texts one after the other in one text.
+    let mut text = String::new();
+    let mut rows = Vec::new();
+    for r in batch.iter_after(None) {
+        let message = text.len()..text.len() + r.message.len();
+        text.push_str(r.message);
+        let sd = r.structured_data.map(|sd| {
+            text.push_str(sd);
+            text.len() - sd.len()..text.len()
+        });
+        rows.push((message, sd));
+    }
+    g.bench_function("logrelay words::for_each_token_hash_in", |b| {
+        let mut buf = String::new();
+        b.iter(|| {
+            let mut sum = 0u64;
+            for (message, sd) in &rows {
+                for_each_token_hash_in(&text, message.clone(), sd.clone(), &mut buf, &mut |h| {
                     sum = sum.wrapping_add(h)
                 });
             }

@@ -8,6 +8,7 @@
 //! rules out can never hold a matching row.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// A character that belongs to a word: the regex crate's `\w` (letters, marks, digits,
 /// connector punctuation), so that `\b` in a `-g` pattern bounds exactly our words.
@@ -94,8 +95,8 @@ fn word_hash(word: &[u8]) -> u64 {
 
 /// Calls `f` with the hash of each word a row's token filter indexes: the message's
 /// and the structured-data values' (hostnames and sources are indexed per block, from
-/// the dictionaries). Words repeated within a row may be passed more than once. `buf`
-/// is scratch space.
+/// the dictionaries). Words repeated within a row may be passed more than once, and not
+/// always in the order of the text. `buf` is scratch space.
 pub fn for_each_token_hash(
     message: &str,
     structured_data: Option<&str>,
@@ -103,8 +104,89 @@ pub fn for_each_token_hash(
     f: &mut impl FnMut(u64),
 ) {
     for_each_word_hash(message, buf, f);
-    if let Some(sd) = structured_data {
+    match structured_data {
+        Some(sd) if sd.len() >= WINDOW => sd_words(sd, 0, sd, buf, f),
+        Some(sd) => for_each_sd_value(sd, &mut |v| for_each_word_hash(v, buf, f)),
+        None => {}
+    }
+}
+
+/// [`for_each_token_hash`] of a row whose message is `text[message]` and whose
+/// structured data is `text[structured_data]` (a range that is not of `text`, or not
+/// at its characters' boundaries, has no words): the rows of a transaction or a block
+/// lie one after the other in one text, so that the window scan looks at a short
+/// message or structured data where it lies, its windows reaching into the rows beside
+/// it (those bytes are masked off), instead of word by word.
+pub fn for_each_token_hash_in(
+    text: &str,
+    message: Range<usize>,
+    structured_data: Option<Range<usize>>,
+    buf: &mut String,
+    f: &mut impl FnMut(u64),
+) {
+    let sd = structured_data.and_then(|r| Some((r.start, text.get(r)?)));
+    if text.len() < WINDOW {
+        let message = text.get(message).unwrap_or_default();
+        return for_each_token_hash(message, sd.map(|(_, s)| s), buf, f);
+    }
+    if text.get(message.clone()).is_some() {
+        window_scan(text, message.start, message.end, buf, f, |_| u64::MAX);
+    }
+    if let Some((at, sd)) = sd {
+        sd_words(text, at, sd, buf, f);
+    }
+}
+
+/// The words of the structured-data values of `sd`, which is `text[at..]` (`text` at
+/// least a [`WINDOW`] long). Up to [`SD_SPAN`] bytes, the values' bytes are marked in a
+/// bitmap, then one window scan of the whole text finds the words in them (a quote
+/// ends every value, so no word runs into a key). Values are short: word by word they
+/// took a call per word and per separator. A value with escapes is decoded and scanned
+/// on its own.
+fn sd_words(text: &str, at: usize, sd: &str, buf: &mut String, f: &mut impl FnMut(u64)) {
+    if sd.len() > SD_SPAN {
         for_each_sd_value(sd, &mut |v| for_each_word_hash(v, buf, f));
+        return;
+    }
+    let mut values = [0u64; SD_SPAN / 64 + 1];
+    sd_values(sd, &mut |start, v| match v {
+        Cow::Borrowed(v) => mark(&mut values, start, start + v.len()),
+        Cow::Owned(v) => for_each_word_hash(&v, buf, f),
+    });
+    // Bit `k`: byte `at + k` of `text`.
+    let bits_from = |k: usize| {
+        let (w, shift) = (k / 64, k % 64);
+        let low = values.get(w).map_or(0, |x| x >> shift);
+        let high = match shift {
+            0 => 0,
+            _ => values.get(w + 1).map_or(0, |x| x << (64 - shift)),
+        };
+        low | high
+    };
+    window_scan(text, at, at + sd.len(), buf, f, |base| {
+        if base >= at {
+            bits_from(base - at)
+        } else if at - base < 64 {
+            bits_from(0) << (at - base)
+        } else {
+            0
+        }
+    });
+}
+
+/// Structured data up to this many bytes is scanned whole, its values marked in a
+/// bitmap on the stack; longer goes value by value.
+const SD_SPAN: usize = 1024;
+
+/// Sets bits `from..to` of `bits` (those beyond it are left alone).
+fn mark(bits: &mut [u64], from: usize, to: usize) {
+    let to = to.min(bits.len() * 64);
+    let mut k = from;
+    while k < to {
+        let (w, lo) = (k / 64, k % 64);
+        let hi = (to - w * 64).min(64);
+        bits[w] |= (u64::MAX >> (64 - (hi - lo))) << lo;
+        k = w * 64 + hi;
     }
 }
 
@@ -340,7 +422,8 @@ fn classify_swar(window: &[u8; WINDOW]) -> (u64, u64) {
 /// word of the window is found from its bitmaps (no table lookup or step per byte, for
 /// words or the separators between them). A word with a non-ASCII byte, or one that
 /// may go on past the window, is taken by [`word_from`] and the next window starts
-/// after it. Shorter texts (most structured-data values) go word by word.
+/// after it. Shorter texts go word by word, unless they lie in a longer one
+/// ([`for_each_token_hash_in`]).
 pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64)) {
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -350,9 +433,33 @@ pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64))
         }
         return;
     }
-    while i < bytes.len() {
-        // The last window ends with the text: its bytes before `i` are left out.
-        let base = i.min(bytes.len() - WINDOW);
+    window_scan(text, 0, text.len(), buf, f, |_| u64::MAX);
+}
+
+/// The window scan of [`for_each_word_hash`] over `full[from..to]` (`full` at least a
+/// [`WINDOW`] long; windows may reach beyond the range, whose bytes are left out), for
+/// the words that start at bytes `allowed(base)` lets in (bit `k`: byte `base + k`) of
+/// each window. Only words that begin and end between non-word bytes (as the quotes
+/// around a JSON string) can be told apart this way.
+#[inline(always)]
+fn window_scan(
+    full: &str,
+    from: usize,
+    to: usize,
+    buf: &mut String,
+    f: &mut impl FnMut(u64),
+    allowed: impl Fn(usize) -> u64,
+) {
+    // What `word_from` may look at: nothing beyond the range.
+    let Some(text) = full.get(..to) else {
+        return;
+    };
+    let bytes = full.as_bytes();
+    let mut i = from;
+    while i < to {
+        // Near the end of `full` the last window ends with it: its bytes before `i` are
+        // left out.
+        let base = i.min(bytes.len().saturating_sub(WINDOW));
         let Some(window) = bytes
             .get(base..base + WINDOW)
             .and_then(|w| w.try_into().ok())
@@ -360,9 +467,12 @@ pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64))
             break;
         };
         let (word, special) = classify(window);
+        // `to - base` is at least 1 (`base` <= `i` < `to`).
+        let in_range = u64::MAX >> WINDOW.saturating_sub(to - base);
+        let word = word & allowed(base) & in_range;
         let skip = i - base;
         let mut left = word >> skip << skip;
-        let at_end = base + WINDOW == bytes.len();
+        let at_end = base + WINDOW >= to;
         i = loop {
             if left == 0 {
                 break base + WINDOW;
@@ -507,6 +617,12 @@ fn lowered_word_rest(
 /// (`{"SDID":{"PARAM":"VALUE","REPEATED":["V1","V2"]}}`), escapes decoded. Keys are
 /// skipped. Text that is not such JSON yields what it can and never panics.
 pub fn for_each_sd_value(json: &str, f: &mut impl FnMut(&str)) {
+    sd_values(json, &mut |_, v| f(&v));
+}
+
+/// [`for_each_sd_value`], with each value's start in `json`: a value that is not
+/// [`Cow::Borrowed`] had escapes; a borrowed one is `json[start..start + len]`.
+fn sd_values<'a>(json: &'a str, f: &mut impl FnMut(usize, Cow<'a, str>)) {
     let bytes = json.as_bytes();
     let mut i = 0;
     // Open containers, a bit each (1: an array), innermost lowest: a string in an array
@@ -522,7 +638,7 @@ pub fn for_each_sd_value(json: &str, f: &mut impl FnMut(&str)) {
                 let (s, next) = json_string(json, i + 1);
                 let is_value = depth > 0 && (arrays & 1 == 1 || last == b':');
                 if is_value {
-                    f(&s);
+                    f(i + 1, s);
                 }
                 last = b'"';
                 i = next;
@@ -545,25 +661,87 @@ pub fn for_each_sd_value(json: &str, f: &mut impl FnMut(&str)) {
     }
 }
 
+/// The index of the first `"` or `\\` of `bytes` from `start`. Structured-data strings
+/// are short (most keys and values under 16 bytes): `memchr2`'s setup for each was most
+/// of the time spent walking a row's structured data, a third of the word scan's.
+#[inline]
+fn quote_or_backslash(bytes: &[u8], mut i: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    while let Some(chunk) = bytes.get(i..i + 16) {
+        // SAFETY: SSE2 is part of every x86-64 CPU.
+        let m = unsafe { quotes_sse2(chunk) };
+        if m != 0 {
+            return Some(i + m.trailing_zeros() as usize);
+        }
+        i += 16;
+    }
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut lanes = [0u8; 8];
+        lanes.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(lanes);
+        // A zero byte of `x ^ c` is a byte equal to `c`: the lowest high bit of
+        // `(y - 1…) & !y & 0x80…` is right (bytes above it may be wrong).
+        let zero = |y: u64| y.wrapping_sub(ONES) & !y & HIGHS;
+        let m = zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')));
+        if m != 0 {
+            return Some(i + (m.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..)?;
+    rest.iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|p| i + p)
+}
+
+/// Bit `k` set where byte `k` of the 16 is `"` or `\\`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn quotes_sse2(chunk: &[u8]) -> u32 {
+    use std::arch::x86_64::*;
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&chunk[..8]);
+    hi.copy_from_slice(&chunk[8..16]);
+    let x = _mm_set_epi64x(i64::from_le_bytes(hi), i64::from_le_bytes(lo));
+    let m = _mm_or_si128(
+        _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8)),
+        _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8)),
+    );
+    _mm_movemask_epi8(m) as u32
+}
+
 /// The JSON string starting after its opening quote at `start`: its decoded text and
 /// the index after its closing quote.
 fn json_string(json: &str, start: usize) -> (Cow<'_, str>, usize) {
     let bytes = json.as_bytes();
-    let Some(rel) = memchr::memchr2(b'"', b'\\', &bytes[start..]) else {
-        return (Cow::Borrowed(&json[start..]), bytes.len());
+    let Some(end) = quote_or_backslash(bytes, start) else {
+        return (
+            Cow::Borrowed(json.get(start..).unwrap_or_default()),
+            bytes.len(),
+        );
     };
-    if bytes[start + rel] == b'"' {
-        return (Cow::Borrowed(&json[start..start + rel]), start + rel + 1);
+    if bytes[end] == b'"' {
+        return (
+            Cow::Borrowed(json.get(start..end).unwrap_or_default()),
+            end + 1,
+        );
     }
     let mut out = String::new();
     let mut i = start;
     while i < bytes.len() {
-        let Some(rel) = memchr::memchr2(b'"', b'\\', &bytes[i..]) else {
+        // A broken `\u` escape may have stepped into a character: on to its end.
+        if !json.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
+        let Some(at) = quote_or_backslash(bytes, i) else {
             out.push_str(&json[i..]);
             return (Cow::Owned(out), bytes.len());
         };
-        out.push_str(&json[i..i + rel]);
-        i += rel;
+        out.push_str(&json[i..at]);
+        i = at;
         if bytes[i] == b'"' {
             return (Cow::Owned(out), i + 1);
         }
@@ -593,7 +771,14 @@ fn json_string(json: &str, start: usize) -> (Cow<'_, str>, usize) {
                 }
                 out.push(c.and_then(char::from_u32).unwrap_or('\u{FFFD}'));
             }
-            other => out.push(other as char),
+            other if other.is_ascii() => out.push(other as char),
+            _ => {
+                // Not an escape: the character after the `\`, whole.
+                let c = json.get(i - 1..).and_then(|t| t.chars().next());
+                let c = c.unwrap_or('\u{FFFD}');
+                out.push(c);
+                i = i - 1 + c.len_utf8();
+            }
         }
     }
     (Cow::Owned(out), bytes.len().min(i))
@@ -982,6 +1167,149 @@ mod tests {
         assert_eq!(looked_up, "İ", "the one that lower-cases to two characters");
     }
 
+    /// The words of a row's message and structured-data values as the reference finds
+    /// them, hashed, sorted.
+    fn reference_hashes(message: &str, sd: Option<&str>) -> Vec<u64> {
+        let mut buf = String::new();
+        let mut out = Vec::new();
+        for_each_word(message, &mut buf, &mut |w| out.push(token_hash(w)));
+        if let Some(sd) = sd {
+            let mut values = Vec::new();
+            for_each_sd_value(sd, &mut |v| values.push(v.to_string()));
+            for v in values {
+                for_each_word(&v, &mut buf, &mut |w| out.push(token_hash(w)));
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Rows laid one after the other in one text, as the filer gets them: the window
+    /// scan in place (windows reaching into the rows beside) and the structured data's
+    /// values found from a bitmap of the whole text file the words of the reference, for
+    /// random messages and structured data of every length around a window and around
+    /// [`SD_SPAN`], with upper-case, multi-byte and long words, escapes, arrays, and text
+    /// that is not JSON at all.
+    #[test]
+    fn rows_in_one_text_hash_as_the_reference() {
+        let pieces = [
+            "a",
+            "word",
+            "Upper",
+            "x1_",
+            "é",
+            "É",
+            "İ",
+            "日本",
+            "—",
+            " ",
+            "  ",
+            ".",
+            "ſ",
+            "Σ",
+            "\\",
+            "\\\"",
+            "\\u00e9",
+            "\\n",
+            "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+            "ZZZZZZZZZZZZZZZZZZZZZZZZZZ",
+            "🚀",
+            "ǅ",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let mut buf = String::new();
+        for round in 0..3_000 {
+            let mut text = String::new();
+            let mut rows = Vec::new();
+            for _ in 0..1 + next(6) {
+                let m0 = text.len();
+                let len = [0, 3, 20, 63, 64, 65, 140][next(7) as usize] + next(4) as usize;
+                while text.len() - m0 < len {
+                    text.push_str(pieces[next(pieces.len() as u64) as usize]);
+                }
+                let message = m0..text.len();
+                let sd = match next(4) {
+                    0 => None,
+                    kind => {
+                        let s0 = text.len();
+                        let target = [0, 30, 90, 1000][next(4) as usize] + next(80) as usize;
+                        text.push('{');
+                        let mut first = true;
+                        while text.len() - s0 < target {
+                            if !first {
+                                text.push(',');
+                            }
+                            first = false;
+                            let string = |next: &mut dyn FnMut(u64) -> u64, out: &mut String| {
+                                out.push('"');
+                                for _ in 0..next(5) {
+                                    let p = pieces[next(pieces.len() as u64) as usize];
+                                    out.push_str(if p == "\\" { "x" } else { p });
+                                }
+                                out.push('"');
+                            };
+                            string(&mut next, &mut text);
+                            text.push_str(":{");
+                            for k in 0..1 + next(4) {
+                                if k > 0 {
+                                    text.push(',');
+                                }
+                                string(&mut next, &mut text);
+                                text.push(':');
+                                if next(5) == 0 {
+                                    text.push('[');
+                                    string(&mut next, &mut text);
+                                    text.push(',');
+                                    string(&mut next, &mut text);
+                                    text.push(']');
+                                } else {
+                                    string(&mut next, &mut text);
+                                }
+                            }
+                            text.push('}');
+                        }
+                        text.push('}');
+                        if kind == 3 {
+                            // Not JSON: pieces anywhere, a string left open.
+                            for _ in 0..next(12) {
+                                text.push_str(pieces[next(pieces.len() as u64) as usize]);
+                            }
+                            text.push_str(["\"", "{", "[\"", "\\"][next(4) as usize]);
+                        }
+                        Some(s0..text.len())
+                    }
+                };
+                rows.push((message, sd));
+            }
+            for (message, sd) in rows {
+                let want = reference_hashes(&text[message.clone()], sd.clone().map(|r| &text[r]));
+                let mut got = Vec::new();
+                for_each_token_hash_in(&text, message.clone(), sd.clone(), &mut buf, &mut |h| {
+                    got.push(h)
+                });
+                got.sort_unstable();
+                assert_eq!(got, want, "round {round}: {:?}", &text[message.start..]);
+                got.clear();
+                let alone = (&text[message.clone()], sd.clone().map(|r| &text[r]));
+                for_each_token_hash(alone.0, alone.1, &mut buf, &mut |h| got.push(h));
+                got.sort_unstable();
+                assert_eq!(got, want, "round {round} alone: {alone:?}");
+            }
+        }
+        // Ranges that are not the text's (or split a character) have no words.
+        let mut got = Vec::new();
+        let text = "é".repeat(40);
+        for_each_token_hash_in(&text, 1..5, Some(70..90), &mut buf, &mut |h| got.push(h));
+        for_each_token_hash_in(&text, 0..2, Some(0..200), &mut buf, &mut |h| got.push(h));
+        assert_eq!(got, [token_hash("é")]);
+    }
+
     #[test]
     fn sd_values_only_with_escapes() {
         let mut got = Vec::new();
@@ -990,8 +1318,14 @@ mod tests {
             &mut |v| got.push(v.to_string()),
         );
         assert_eq!(got, ["192.0.2.1", "a\"b", "line\nnext", "été", "v"]);
-        // Not JSON at all: no panic.
+        // Not JSON at all: no panic (a backslash before a multi-byte character, or a
+        // broken `\u` escape over one, used to slice inside the character).
         for_each_sd_value("{\"a\":\"\\u12", &mut |_| {});
+        let mut got = Vec::new();
+        for_each_sd_value(r#"{"a":{"k":"x\—y","l":"\u日本z"}}"#, &mut |v| {
+            got.push(v.to_string())
+        });
+        assert_eq!(got, ["x—y", "\u{FFFD}z"]);
         for_each_sd_value("\"\\", &mut |_| {});
     }
 

@@ -19,7 +19,7 @@
 use super::blocks::BLOCK_SHIFT;
 use super::tokens::{self, BlockTokens, Completed, RowWords};
 use crate::store::StoreError;
-use crate::store::words::for_each_token_hash;
+use crate::store::words::for_each_token_hash_in;
 use rusqlite::{Connection, Transaction};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -412,16 +412,18 @@ impl Filer {
         self.transactions += 1;
         let mut at = 0usize;
         for r in &rows.rows {
-            let text = |at: usize, len: u32| rows.text.get(at..at + len as usize);
-            let message = text(at, r.message_len).unwrap_or_default();
-            at += r.message_len as usize;
-            let sd = (r.sd_len != u32::MAX).then(|| text(at, r.sd_len)).flatten();
-            at += sd.map_or(0, str::len);
+            let message = at..at + r.message_len as usize;
+            at = message.end;
+            let sd = (r.sd_len != u32::MAX).then(|| at..at + r.sd_len as usize);
+            at = sd.as_ref().map_or(at, |sd| sd.end);
             self.hashes.clear();
             // A block with rows the filer did not get is made from the stored rows once
             // complete: hashing its words now would be thrown away.
             if !self.missed.contains(&(r.id >> BLOCK_SHIFT)) {
-                for_each_token_hash(message, sd, &mut self.buf, &mut |h| self.hashes.push(h));
+                let hashes = &mut self.hashes;
+                for_each_token_hash_in(&rows.text, message, sd, &mut self.buf, &mut |h| {
+                    hashes.push(h)
+                });
             }
             self.tokens.add(&RowWords {
                 id: r.id,

@@ -30,7 +30,7 @@
 
 use super::blocks::BLOCK_SHIFT;
 pub use crate::store::words::token_hash;
-use crate::store::words::{Words, for_each_token_hash, for_each_word_hash};
+use crate::store::words::{Words, for_each_token_hash_in, for_each_word_hash};
 use rusqlite::{Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
 
@@ -543,15 +543,16 @@ impl StoredBlock {
         let mut at = 0;
         let mut next = |len: u32| {
             (len != u32::MAX).then(|| {
-                let t = self.text.get(at..at + len as usize).unwrap_or("");
-                at += len as usize;
-                t
+                let range = at..at + len as usize;
+                at = range.end;
+                range
             })
         };
         for &(segment, message, sd) in &self.rows {
             let (message, sd) = (next(message), next(sd));
             hashes.clear();
-            for_each_token_hash(message.unwrap_or(""), sd, buf, &mut |h| hashes.push(h));
+            let message = message.unwrap_or_default();
+            for_each_token_hash_in(&self.text, message, sd, buf, &mut |h| hashes.push(h));
             working[segment].insert_all(hashes);
         }
     }
