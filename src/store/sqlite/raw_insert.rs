@@ -195,7 +195,7 @@ fn check(db: NonNull<ffi::sqlite3>, rc: c_int) -> rusqlite::Result<()> {
 }
 
 /// The connection's error for `rc`, with SQLite's message.
-fn error(db: NonNull<ffi::sqlite3>, rc: c_int) -> rusqlite::Error {
+pub(super) fn error(db: NonNull<ffi::sqlite3>, rc: c_int) -> rusqlite::Error {
     // SAFETY: an open connection; the message is copied before the next call.
     let (code, message) = unsafe {
         let code = ffi::sqlite3_extended_errcode(db.as_ptr());
