@@ -15,6 +15,7 @@ mod newest_first;
 mod peer;
 mod query;
 mod raw_insert;
+mod raw_select;
 pub mod retention;
 pub mod sql;
 mod stats;
