@@ -420,10 +420,10 @@ fn classify_swar(window: &[u8; WINDOW]) -> (u64, u64) {
 ///
 /// A text of 64 bytes or more is looked at 64 bytes at a time ([`classify`]): each
 /// word of the window is found from its bitmaps (no table lookup or step per byte, for
-/// words or the separators between them). A word with a non-ASCII byte, or one that
-/// may go on past the window, is taken by [`word_from`] and the next window starts
-/// after it. Shorter texts go word by word, unless they lie in a longer one
-/// ([`for_each_token_hash_in`]).
+/// words or the separators between them). A word with a non-ASCII byte is taken by
+/// [`word_from`] and the window goes on after it; one that may go on past the window
+/// starts the next window. Shorter texts go word by word, unless they lie in a longer
+/// one ([`for_each_token_hash_in`]).
 pub fn for_each_word_hash(text: &str, buf: &mut String, f: &mut impl FnMut(u64)) {
     let bytes = text.as_bytes();
     let mut i = 0;
@@ -500,7 +500,15 @@ fn window_scan(
                 buf.extend(word.iter().map(|b| b.to_ascii_lowercase() as char));
                 f(token_hash(buf));
             } else {
-                break word_from(text, start, buf, f);
+                // Taken character by character; the window goes on after it (most
+                // words of a non-Latin text are like this one).
+                let next = word_from(text, start, buf, f);
+                if next >= base + WINDOW {
+                    break next;
+                }
+                // A character inside the run may have ended the word: the rest of the
+                // run from `next` is looked at again.
+                left = (left | run) & u64::MAX << (next - base);
             }
         };
     }
