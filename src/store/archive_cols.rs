@@ -202,10 +202,14 @@ pub struct Columns {
     names: [NameColumn; 5],
     /// Each row's structured data followed by [`END`], or [`NO_TEXT`].
     sd: Vec<u8>,
-    /// Each row's message followed by [`END`], in row order.
+    /// Each row's message, in row order ([`END`] added when laid out).
     messages: Vec<u8>,
-    /// Where each row's message ends in `messages` (after its [`END`]).
+    /// Where each row's message ends in `messages`.
     message_ends: Vec<usize>,
+    /// The messages before these (bytes, rows) are known to be UTF-8; those after were
+    /// pushed as bytes ([`Columns::push_fields_bytes`]) and are checked in one pass at
+    /// [`Columns::finish`].
+    checked: (usize, usize),
     /// Each row's source number (0: none), for the messages' order.
     sources: Vec<u32>,
 }
@@ -243,6 +247,38 @@ impl Columns {
         structured_data: Option<&str>,
         message: &str,
     ) {
+        let known = self.checked.0 == self.messages.len();
+        self.push_fields_bytes(
+            id,
+            time_us,
+            received_us,
+            level,
+            facility,
+            protocol,
+            structured_data,
+            message.as_bytes(),
+        );
+        if known {
+            self.checked = (self.messages.len(), self.message_ends.len());
+        }
+    }
+
+    /// [`push_fields`](Self::push_fields) with the message as bytes not known to be
+    /// UTF-8 (a store's): [`finish`](Self::finish) checks all such messages in one pass
+    /// instead of one call each (BENCHMARKS.md: 1-3 % of an archived row's CPU) and
+    /// writes one that is not UTF-8 as U+FFFD, as the `Logs` view's readers take it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push_fields_bytes(
+        &mut self,
+        id: i64,
+        time_us: i64,
+        received_us: i64,
+        level: Level,
+        facility: Option<Facility>,
+        protocol: Protocol,
+        structured_data: Option<&str>,
+        message: &[u8],
+    ) {
         if self.rows == 0 {
             (self.min_time, self.max_time) = (time_us, time_us);
         }
@@ -271,9 +307,36 @@ impl Columns {
                 self.sd.push(END);
             }
         }
-        self.messages.extend_from_slice(message.as_bytes());
-        self.messages.push(END);
+        self.messages.extend_from_slice(message);
         self.message_ends.push(self.messages.len());
+    }
+
+    /// Checks the messages pushed as bytes since the last check: the whole run in one
+    /// pass, and each end between two characters (then each message is UTF-8 on its
+    /// own). Failing that, message by message, each that is not UTF-8 made U+FFFD.
+    fn check_messages(&mut self) {
+        let (from, first_row) = self.checked;
+        let ends = &self.message_ends[first_row..];
+        let between_characters =
+            |e: &usize| self.messages.get(*e).is_none_or(|b| (*b as i8) >= -0x40);
+        let whole = simdutf8::basic::from_utf8(&self.messages[from..]).is_ok()
+            && ends.iter().all(between_characters);
+        if !whole {
+            let mut fixed = Vec::with_capacity(self.messages.len() - from);
+            let mut start = from;
+            for end in &mut self.message_ends[first_row..] {
+                let m = &self.messages[start..*end];
+                start = *end;
+                match simdutf8::basic::from_utf8(m) {
+                    Ok(_) => fixed.extend_from_slice(m),
+                    Err(_) => fixed.extend_from_slice("\u{FFFD}".as_bytes()),
+                }
+                *end = from + fixed.len();
+            }
+            self.messages.truncate(from);
+            self.messages.extend_from_slice(&fixed);
+        }
+        self.checked = (self.messages.len(), self.message_ends.len());
     }
 
     /// A row's name in column `col` ([`HOST`] … [`PEER`]).
@@ -321,12 +384,14 @@ impl Columns {
             col.clear();
         }
         self.message_ends.clear();
+        self.checked = (0, 0);
         self.sources.clear();
         self.names.iter_mut().for_each(NameColumn::clear);
     }
 
     /// The whole layout, ready to compress, appended to `out`.
-    pub fn finish(&self, out: &mut Vec<u8>) {
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.check_messages();
         out.reserve(
             64 + self.ids.len()
                 + self.times.len()
@@ -338,7 +403,8 @@ impl Columns {
                     .map(|c| c.names.len() + c.rows.len())
                     .sum::<usize>()
                 + self.sd.len()
-                + self.messages.len(),
+                + self.messages.len()
+                + self.message_ends.len(),
         );
         out.extend_from_slice(MAGIC);
         put_varint(out, self.rows);
@@ -362,6 +428,7 @@ impl Columns {
         }) {
             let start = i.checked_sub(1).map_or(0, |p| self.message_ends[p]);
             out.extend_from_slice(&self.messages[start..self.message_ends[i]]);
+            out.push(END);
         }
     }
 }
@@ -691,6 +758,90 @@ mod tests {
             .map(|(i, s)| (i as i64, s.map(String::from), format!("message {i}")))
             .collect();
         assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn messages_pushed_as_bytes_are_checked_at_finish() {
+        // Valid ones around one that is not UTF-8, a character cut across two rows
+        // (valid as a whole, not each), and records pushed as text between them.
+        let ue = "ü".as_bytes();
+        let rows: Vec<(Vec<u8>, bool)> = vec![
+            (b"first".to_vec(), false),
+            (b"bad \xff byte".to_vec(), false),
+            ("grüße".as_bytes().to_vec(), false),
+            ([b"cut ".as_slice(), &ue[..1]].concat(), false),
+            ([&ue[1..], b" rest".as_slice()].concat(), false),
+            ("as text".as_bytes().to_vec(), true),
+            ("x".repeat(200).into_bytes(), false),
+        ];
+        let want = [
+            "first",
+            "\u{FFFD}",
+            "grüße",
+            "\u{FFFD}",
+            "\u{FFFD}",
+            "as text",
+            &"x".repeat(200),
+        ];
+        let mut cols = Columns::default();
+        // Round 1 without the bad byte: the run is UTF-8 as a whole, only the cut
+        // character's end between two rows tells.
+        for round in 0..2 {
+            let keep = |i: &usize| round == 0 || *i != 1;
+            for (i, (m, as_text)) in rows.iter().enumerate().filter(|(i, _)| keep(i)) {
+                let t = i as i64;
+                let source = [Some("a"), None, Some("b")][i % 3];
+                if *as_text {
+                    let m = std::str::from_utf8(m).unwrap();
+                    cols.push_fields(t, t, t, Level::Info, None, Protocol::Rfc5424, None, m);
+                } else {
+                    cols.push_fields_bytes(t, t, t, Level::Info, None, Protocol::Rfc5424, None, m);
+                }
+                for col in [HOST, PROCID, MSGID, PEER] {
+                    cols.push_name(col, None);
+                }
+                cols.push_name(SOURCE, source);
+            }
+            let mut whole = Vec::new();
+            cols.finish(&mut whole);
+            let mut seen = Vec::new();
+            read(&whole, &mut |_, r| {
+                seen.push(r.message.to_string());
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+            let want: Vec<&str> = (0..want.len()).filter(keep).map(|i| want[i]).collect();
+            assert_eq!(seen, want, "round {round}");
+            cols.clear();
+        }
+        // All pushed as text: nothing left to check, the same layout either way.
+        let (mut a, mut b) = (Columns::default(), Columns::default());
+        for (i, m) in ["one", "twö", "three"].iter().enumerate() {
+            let t = i as i64;
+            a.push_fields(t, t, t, Level::Info, None, Protocol::Rfc5424, None, m);
+            b.push_fields_bytes(
+                t,
+                t,
+                t,
+                Level::Info,
+                None,
+                Protocol::Rfc5424,
+                None,
+                m.as_bytes(),
+            );
+            for c in [&mut a, &mut b] {
+                for col in [HOST, SOURCE, PROCID, MSGID, PEER] {
+                    c.push_name(col, None);
+                }
+            }
+        }
+        assert_eq!(a.checked, (a.messages.len(), 3));
+        assert_eq!(b.checked, (0, 0));
+        let (mut wa, mut wb) = (Vec::new(), Vec::new());
+        a.finish(&mut wa);
+        b.finish(&mut wb);
+        assert_eq!(wa, wb);
     }
 
     #[test]

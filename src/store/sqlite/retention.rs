@@ -200,7 +200,8 @@ impl SqliteRetention {
                 .and_then(|c| usize::try_from(c).ok())
                 .and_then(|c| Protocol::ALL.get(c).copied())
                 .unwrap_or(Protocol::Raw);
-            cols.push_fields(
+            // The message is checked as UTF-8 with the others of the file, in one pass.
+            cols.push_fields_bytes(
                 row.int(0).unwrap_or_default(),
                 row.int(1).unwrap_or_default(),
                 row.int(2).unwrap_or_default(),
@@ -208,7 +209,7 @@ impl SqliteRetention {
                 facility,
                 protocol,
                 row.text(12).map(text),
-                row.text(13).map_or("", text),
+                row.text(13).unwrap_or_default(),
             );
             cols.push_name(PROCID, row.text(10).map(text));
             cols.push_name(MSGID, row.text(11).map(text));
