@@ -1,5 +1,6 @@
 //! A SELECT read through SQLite's C API instead of rusqlite's `Row`, for the archive
-//! thread's 14 columns a row (14 million reads a 1M-row replay): rusqlite checks the
+//! thread's 14 columns a row (14 million reads a 1M-row replay; the word filer's
+//! read-backs use it too, `tokens::read_block`): rusqlite checks the
 //! column count, asks SQLite the type and then the value (each call finding the column
 //! again) and wraps a `Result` at every read, about a fifth of the thread's time in
 //! all (BENCHMARKS.md). Here a column is one call for its value, then reads of that
