@@ -39,26 +39,8 @@ unsafe impl Send for RawInsert {}
 
 impl RawInsert {
     pub fn prepare(conn: &rusqlite::Connection, sql: &str) -> rusqlite::Result<RawInsert> {
-        // SAFETY: the handle is open for as long as `conn`, which the caller keeps
-        // beyond this statement (see the type's note).
-        let db = NonNull::new(unsafe { conn.handle() }).ok_or(rusqlite::Error::InvalidQuery)?;
-        let len = c_int::try_from(sql.len()).map_err(|_| rusqlite::Error::InvalidQuery)?;
-        let mut stmt = std::ptr::null_mut();
-        // SAFETY: `sql` is valid for `len` bytes; SQLite writes the statement to `stmt`.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v3(
-                db.as_ptr(),
-                sql.as_ptr().cast(),
-                len,
-                ffi::SQLITE_PREPARE_PERSISTENT,
-                &mut stmt,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc != ffi::SQLITE_OK {
-            return Err(error(db, rc));
-        }
-        let stmt = NonNull::new(stmt).ok_or(rusqlite::Error::InvalidQuery)?;
+        // The caller keeps `conn` beyond this statement (see the type's note).
+        let (db, stmt) = prepare(conn, sql, ffi::SQLITE_PREPARE_PERSISTENT)?;
         // SAFETY: a prepared statement.
         let n = unsafe { ffi::sqlite3_bind_parameter_count(stmt.as_ptr()) };
         Ok(RawInsert {
@@ -195,6 +177,35 @@ fn check(db: NonNull<ffi::sqlite3>, rc: c_int) -> rusqlite::Result<()> {
 }
 
 /// The connection's error for `rc`, with SQLite's message.
+/// A statement prepared on `conn`'s handle (rusqlite gives no statement's), with the
+/// handle. The statement must be finalized before `conn` closes.
+pub(super) fn prepare(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    flags: std::ffi::c_uint,
+) -> rusqlite::Result<(NonNull<ffi::sqlite3>, NonNull<ffi::sqlite3_stmt>)> {
+    // SAFETY: the handle is open for as long as `conn`.
+    let db = NonNull::new(unsafe { conn.handle() }).ok_or(rusqlite::Error::InvalidQuery)?;
+    let len = c_int::try_from(sql.len()).map_err(|_| rusqlite::Error::InvalidQuery)?;
+    let mut stmt = std::ptr::null_mut();
+    // SAFETY: `sql` is valid for `len` bytes; SQLite writes the statement to `stmt`.
+    let rc = unsafe {
+        ffi::sqlite3_prepare_v3(
+            db.as_ptr(),
+            sql.as_ptr().cast(),
+            len,
+            flags,
+            &mut stmt,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(error(db, rc));
+    }
+    let stmt = NonNull::new(stmt).ok_or(rusqlite::Error::InvalidQuery)?;
+    Ok((db, stmt))
+}
+
 pub(super) fn error(db: NonNull<ffi::sqlite3>, rc: c_int) -> rusqlite::Error {
     // SAFETY: an open connection; the message is copied before the next call.
     let (code, message) = unsafe {

@@ -7,7 +7,7 @@
 //! value. As in [`raw_insert`](super::raw_insert), the statement is prepared on the
 //! connection's handle (rusqlite does not give a statement's).
 
-use super::raw_insert::error;
+use super::raw_insert::{error, prepare};
 use rusqlite::ffi;
 use std::ffi::c_int;
 use std::marker::PhantomData;
@@ -23,24 +23,8 @@ pub struct RawSelect<'c> {
 
 impl<'c> RawSelect<'c> {
     pub fn prepare(conn: &'c rusqlite::Connection, sql: &str) -> rusqlite::Result<RawSelect<'c>> {
-        // SAFETY: the handle is open for as long as `conn`, which this borrows.
-        let db = NonNull::new(unsafe { conn.handle() }).ok_or(rusqlite::Error::InvalidQuery)?;
-        let len = c_int::try_from(sql.len()).map_err(|_| rusqlite::Error::InvalidQuery)?;
-        let mut stmt = std::ptr::null_mut();
-        // SAFETY: `sql` is valid for `len` bytes; SQLite writes the statement to `stmt`.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v2(
-                db.as_ptr(),
-                sql.as_ptr().cast(),
-                len,
-                &mut stmt,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc != ffi::SQLITE_OK {
-            return Err(error(db, rc));
-        }
-        let stmt = NonNull::new(stmt).ok_or(rusqlite::Error::InvalidQuery)?;
+        // Finalized on drop, while `conn`, which this borrows, is still open.
+        let (db, stmt) = prepare(conn, sql, 0)?;
         // SAFETY: a prepared statement.
         let columns = unsafe { ffi::sqlite3_column_count(stmt.as_ptr()) };
         Ok(RawSelect {
